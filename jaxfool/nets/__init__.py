@@ -1,0 +1,1 @@
+"""Flax ports of the classifiers the paper attacks."""
