@@ -1,0 +1,294 @@
+"""Evolve fooling images: MAP-Elites over a classifier's classes (the paper's main experiment).
+
+    python experiments/fool.py                      # MNIST LeNet, direct encoding, 200 gens
+    python experiments/fool.py --model=lenet_paper --weights=PATH/lenet_iter_10000
+
+Writes DIR/summary.json, metrics.jsonl, gallery.png, config.json, elites/ and checkpoint/
+(see README). Progress is logged every --log_every generations.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from jaxfool import classifiers, evolve, images, runs
+from jaxfool.encodings.direct import DirectEncoding
+from jaxfool.weights.npz import WeightsFileError
+
+ENCODINGS = ("direct",)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}.")
+flags.DEFINE_string("weights", None, "Weights file (default: the model's shipped weights).")
+flags.DEFINE_string(
+    "mean",
+    None,
+    "Mean image (.binaryproto/.npy) subtracted before scaling, as the paper's "
+    "MNIST evaluation prototxt does (mnist_mean.binaryproto). Default: none, as trained.",
+)
+flags.DEFINE_string("encoding", "direct", f"Genome encoding: {', '.join(ENCODINGS)}.")
+flags.DEFINE_integer("population", 200, "Children per generation (even).")
+flags.DEFINE_integer(
+    "initial_population", None, "Random genomes at the start (default: population)."
+)
+flags.DEFINE_integer("generations", 200, "Generations to run.")
+flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same run on one machine.")
+flags.DEFINE_string(
+    "classes", None, "Class indices to evolve, e.g. '0,3,7' or '0-4' (default: all)."
+)
+flags.DEFINE_string("out", None, "Run directory (default: runs/<time>_<model>_<encoding>_s<seed>).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing run in --out.")
+flags.DEFINE_integer("log_every", 25, "Generations per host call: log, metrics line.")
+flags.DEFINE_integer("eval_chunk", None, "Images per classifier call (bounds memory).")
+flags.DEFINE_float("mutation_rate", 0.1, "Per-gene mutation probability (direct).")
+flags.DEFINE_enum(
+    "mutation_schedule",
+    "constant",
+    ["constant", "halving"],
+    "constant (original code) or halving every 1000 generations (the paper's text).",
+)
+flags.DEFINE_float(
+    "crossover_rate", 0.5, "SBX probability per parent pair (direct); 0: mutation only."
+)
+flags.DEFINE_enum(
+    "sbx_equal_genes",
+    "copy",
+    ["copy", "half"],
+    "Equal parent genes under SBX: copy them, or 0.5 as the original's quirk.",
+)
+
+
+class FlagError(ValueError):
+    pass
+
+
+def parse_classes(text: str | None, num_classes: int) -> tuple[int, ...]:
+    """'0,3,7-9' -> (0, 3, 7, 8, 9); None -> all classes."""
+    if text is None or not text.strip():
+        return tuple(range(num_classes))
+    classes: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                classes.extend(range(int(lo), int(hi) + 1))
+            else:
+                classes.append(int(part))
+        except ValueError:
+            raise FlagError(f"--classes: {part!r} is not an index or a range a-b") from None
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise FlagError(f"--classes: {bad} outside 0..{num_classes - 1}")
+    if len(set(classes)) != len(classes):
+        raise FlagError("--classes: an index appears twice")
+    if not classes:
+        raise FlagError("--classes: no class given")
+    return tuple(classes)
+
+
+def check_flags() -> None:
+    if FLAGS.encoding not in ENCODINGS:
+        raise FlagError(f"--encoding={FLAGS.encoding}: choose one of {', '.join(ENCODINGS)}")
+    if FLAGS.model not in classifiers.MODELS:
+        raise FlagError(f"--model={FLAGS.model}: choose one of {', '.join(classifiers.MODELS)}")
+    if FLAGS.population < 2 or FLAGS.population % 2:
+        raise FlagError(f"--population={FLAGS.population}: must be an even number >= 2")
+    if FLAGS.initial_population is not None and FLAGS.initial_population < 1:
+        raise FlagError("--initial_population must be >= 1")
+    if FLAGS.generations < 0:
+        raise FlagError(f"--generations={FLAGS.generations}: must be >= 0")
+    if FLAGS.log_every < 1:
+        raise FlagError(f"--log_every={FLAGS.log_every}: must be >= 1")
+    if FLAGS.eval_chunk is not None and FLAGS.eval_chunk < 1:
+        raise FlagError("--eval_chunk must be >= 1")
+    if not 0.0 <= FLAGS.mutation_rate <= 1.0:
+        raise FlagError(f"--mutation_rate={FLAGS.mutation_rate}: must be in [0, 1]")
+    if not 0.0 <= FLAGS.crossover_rate <= 1.0:
+        raise FlagError(f"--crossover_rate={FLAGS.crossover_rate}: must be in [0, 1]")
+    if FLAGS.seed < 0:
+        raise FlagError("--seed must be >= 0")
+
+
+def build_encoding(image_shape):
+    return DirectEncoding(
+        image_shape=image_shape,
+        mutation_rate=FLAGS.mutation_rate,
+        crossover_rate=FLAGS.crossover_rate,
+        mutation_schedule=FLAGS.mutation_schedule,
+        sbx_equal_genes=FLAGS.sbx_equal_genes,
+    )
+
+
+def default_out() -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}_{FLAGS.model}_{FLAGS.encoding}_s{FLAGS.seed}"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def progress_line(gen: int, total: int, rate: float, evals_rate: float, stats: dict, k: int) -> str:
+    above = stats["num_classes_above"]
+    return (
+        f"gen {gen:>6}/{total} | {rate:7.1f} gen/s | {evals_rate:9.0f} evals/s | "
+        f"median {stats['median_confidence']:.8f} min {stats['min_confidence']:.8f} | "
+        f">=0.99 {above['0.99']}/{k}  >=0.9999 {above['0.9999']}/{k}"
+    )
+
+
+def write_outputs(out, config, clf, params, state, loop_key, run_config, elapsed, status):
+    archive = jax.device_get(state.archive)
+    elite_images = np.asarray(jax.jit(config.encoding.express)(archive.genomes))
+    records = runs.write_elites(
+        out,
+        config.classes,
+        clf.labels,
+        elite_images,
+        archive.genomes,
+        archive.log_prob,
+        archive.last_improved,
+        archive.takeovers,
+        FLAGS.encoding,
+    )
+    images.save_gallery(
+        out / "gallery.png",
+        np.stack([elite_images[config.classes.index(r["index"])] for r in records]),
+        [runs.caption(r["label"], r["index"], r["confidence"]) for r in records],
+    )
+    stats = runs.archive_stats(archive.log_prob)
+    generations = int(state.generation)
+    summary = {
+        "model": FLAGS.model,
+        "weights": run_config["weights"],
+        "encoding": FLAGS.encoding,
+        "population": config.population,
+        "generations_completed": generations,
+        "seed": FLAGS.seed,
+        "status": status,
+        "median_confidence": stats["median_confidence"],
+        "mean_confidence": stats["mean_confidence"],
+        "min_confidence": stats["min_confidence"],
+        "num_classes_above": stats["num_classes_above"],
+        "evaluations": int(state.evaluations),
+        "nan_scores": int(state.nan_scores),
+        "wall_seconds": round(elapsed, 3),
+        "classes": records,
+    }
+    runs.save_checkpoint(out, state, loop_key, run_config)
+    runs.fileio.write_json(out / "summary.json", summary)
+    return summary
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
+    check_flags()
+    try:
+        clf, params = classifiers.load_classifier(FLAGS.model, FLAGS.weights, FLAGS.mean)
+    except (WeightsFileError, ValueError, OSError) as e:
+        raise FlagError(f"--model={FLAGS.model}: {e}") from None
+    classes = parse_classes(FLAGS.classes, clf.num_classes)
+    config = evolve.EvolutionConfig(
+        encoding=build_encoding(clf.image_shape),
+        classifier=clf,
+        classes=classes,
+        population=FLAGS.population,
+        initial_population=FLAGS.initial_population or FLAGS.population,
+        eval_chunk=FLAGS.eval_chunk,
+    )
+    out = runs.prepare_run_dir(FLAGS.out or default_out(), FLAGS.overwrite)
+    run_config = {
+        "command": shlex.join(sys.argv),
+        "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
+        "weights": str(FLAGS.weights or classifiers.MODELS[FLAGS.model].default_weights),
+        "classes": list(classes),
+        "jax_version": jax.__version__,
+        "devices": [str(d) for d in jax.devices()],
+    }
+    runs.fileio.write_json(out / "config.json", run_config)
+    log(
+        f"run directory {out}  ({clf.name}, {FLAGS.encoding}, {len(classes)} classes, "
+        f"population {config.population}, {FLAGS.generations} generations, seed {FLAGS.seed})"
+    )
+
+    init_key, loop_key = evolve.run_keys(FLAGS.seed)
+    t_start = time.perf_counter()
+    state = evolve.init(config, params, init_key)
+    run_generations = evolve.run.lower(config, params, state, loop_key, 1).compile()
+    jax.block_until_ready(state)
+    log(f"compiled and scored the initial population in {time.perf_counter() - t_start:.1f}s")
+    last_takeovers = int(np.sum(state.archive.takeovers))
+    status = "completed"
+    done = 0
+    while done < FLAGS.generations:
+        n = min(FLAGS.log_every, FLAGS.generations - done)
+        t0 = time.perf_counter()
+        state = run_generations(params, state, loop_key, n)
+        jax.block_until_ready(state)
+        dt = time.perf_counter() - t0
+        done += n
+        stats = runs.archive_stats(np.asarray(state.archive.log_prob))
+        takeovers = int(np.sum(state.archive.takeovers))
+        row = {
+            "generation": int(state.generation),
+            "seconds": round(dt, 4),
+            "gens_per_s": n / dt,
+            "evals_per_s": n * config.population / dt,
+            "improved": takeovers - last_takeovers,
+            "nan_scores": int(state.nan_scores),
+            **stats,
+        }
+        last_takeovers = takeovers
+        runs.append_jsonl(out / "metrics.jsonl", row)
+        log(
+            progress_line(
+                row["generation"],
+                FLAGS.generations,
+                row["gens_per_s"],
+                row["evals_per_s"],
+                stats,
+                len(classes),
+            )
+        )
+        if int(state.nan_scores):
+            status = "stopped: NaN scores"
+            break
+    summary = write_outputs(
+        out, config, clf, params, state, loop_key, run_config, time.perf_counter() - t_start, status
+    )
+    if int(state.nan_scores):
+        print(
+            f"fool.py: error: the classifier returned NaN scores for {int(state.nan_scores)} "
+            f"images (check --weights/--mean); those never entered the archive; outputs are "
+            f"in {out}",
+            file=sys.stderr,
+        )
+        sys.exit(3)
+    above = summary["num_classes_above"]
+    log(
+        f"done: median confidence {summary['median_confidence']:.6f}, "
+        f">=0.9999 {above['0.9999']}/{len(classes)} classes; wrote {out}/summary.json"
+    )
+    print(json.dumps({k: summary[k] for k in ("median_confidence", "num_classes_above")}))
+
+
+def run_main(argv):
+    try:
+        main(argv)
+    except (FlagError, runs.RunDirError) as e:
+        print(f"fool.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(run_main)

@@ -1,0 +1,136 @@
+"""One MAP-Elites generation as a pure function, and many of them per host call.
+
+    archive --select--> parent pairs --vary--> children --express--> uint8 images
+            --score (classifier, log-probabilities)--> [B, K] --insert--> archive'
+
+`step` is that line; `run` repeats it `num_generations` times inside one jitted call
+(`lax.fori_loop`), so the host only logs and saves between calls. The key of generation g is
+`fold_in(key, g)`: results do not depend on how a run is split into host calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxfool import archive as archive_lib
+from jaxfool import scoring
+from jaxfool.classifiers import Classifier
+from jaxfool.encodings import Encoding
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """Static settings of a run (hashable; a static argument of the jitted functions).
+
+    classes: the classifier outputs that get an archive cell, in cell order.
+    population: children per generation (the original's `pop::size`), even.
+    initial_population: random genomes scored and inserted first (`pop::init_size`).
+    eval_chunk: at most this many images go through the classifier at once (None: all).
+    """
+
+    encoding: Encoding
+    classifier: Classifier
+    classes: tuple[int, ...]
+    population: int = 200
+    initial_population: int = 200
+    eval_chunk: int | None = None
+
+    def __post_init__(self):
+        if self.population < 2 or self.population % 2:
+            raise ValueError(f"population must be an even number >= 2, got {self.population}")
+        if self.initial_population < 1:
+            raise ValueError("initial_population must be >= 1")
+        if not self.classes or len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must be a non-empty list of distinct class indices")
+        bad = [c for c in self.classes if not 0 <= c < self.classifier.num_classes]
+        if bad:
+            raise ValueError(
+                f"classes {bad} out of range for {self.classifier.name} "
+                f"({self.classifier.num_classes} classes)"
+            )
+        if self.encoding.image_shape != self.classifier.image_shape:
+            raise ValueError(
+                f"encoding makes {self.encoding.image_shape} images, "
+                f"{self.classifier.name} takes {self.classifier.image_shape}"
+            )
+
+
+@struct.dataclass
+class EvolutionState:
+    """Everything that evolves. generation = generations completed (0 after the random start)."""
+
+    archive: archive_lib.Archive
+    generation: jax.Array  # int32 []
+    evaluations: jax.Array  # int32 [], images scored so far
+    nan_scores: jax.Array  # int32 [], children whose scores held a NaN (never inserted)
+
+
+def evaluate(config: EvolutionConfig, params: Any, genomes: Any) -> tuple[jax.Array, jax.Array]:
+    """Expresses and scores genomes.
+
+    Returns (log-probabilities [B, K] of the archive's classes, number of rows with a NaN).
+    """
+    images = config.encoding.express(genomes)
+    log_probs = scoring.score(config.classifier.logits, params, images, config.eval_chunk)
+    log_probs = log_probs[:, jnp.asarray(config.classes)]
+    nan_rows = jnp.sum(jnp.any(jnp.isnan(log_probs), axis=1), dtype=jnp.int32)
+    return log_probs, nan_rows
+
+
+@partial(jax.jit, static_argnums=0)
+def init(config: EvolutionConfig, params: Any, key: jax.Array) -> EvolutionState:
+    """Scores `initial_population` random genomes and fills the archive with them."""
+    genomes = config.encoding.init(key, config.initial_population)
+    example = jax.tree.map(lambda g: g[0], genomes)
+    log_probs, nans = evaluate(config, params, genomes)
+    archive = archive_lib.insert(
+        archive_lib.empty(example, len(config.classes)), genomes, log_probs, 0
+    )
+    return EvolutionState(archive, jnp.int32(0), jnp.int32(config.initial_population), nans)
+
+
+def step(config: EvolutionConfig, params: Any, state: EvolutionState, key: jax.Array):
+    """One generation: select pairs, vary, express, score, insert. Returns the new state."""
+    k_select, k_vary = jax.random.split(key)
+    archive = state.archive
+    cells = archive_lib.select(archive, k_select, config.population)
+    parents = archive_lib.gather(archive, cells)
+    parents_a = jax.tree.map(lambda g: g[0::2], parents)
+    parents_b = jax.tree.map(lambda g: g[1::2], parents)
+    children = config.encoding.vary(k_vary, parents_a, parents_b, state.generation)
+    log_probs, nans = evaluate(config, params, children)
+    generation = state.generation + 1
+    return EvolutionState(
+        archive=archive_lib.insert(archive, children, log_probs, generation),
+        generation=generation,
+        evaluations=state.evaluations + config.population,
+        nan_scores=state.nan_scores + nans,
+    )
+
+
+@partial(jax.jit, static_argnums=0)
+def run(
+    config: EvolutionConfig,
+    params: Any,
+    state: EvolutionState,
+    key: jax.Array,
+    num_generations: jax.Array | int,
+) -> EvolutionState:
+    """Runs `num_generations` generations (a traced count: no recompilation per value)."""
+
+    def body(_, s):
+        return step(config, params, s, jax.random.fold_in(key, s.generation))
+
+    return jax.lax.fori_loop(0, num_generations, body, state)
+
+
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """(init key, generations key) of a run with this seed."""
+    init_key, loop_key = jax.random.split(jax.random.key(seed))
+    return init_key, loop_key

@@ -1,0 +1,160 @@
+"""A run directory: its outputs (summary, metrics, elites, gallery, checkpoint) and their rules.
+
+Layout (see README): summary.json, metrics.jsonl, gallery.png, config.json, elites/ (one PNG and
+one genome .npz per class), checkpoint/state.npz. Every file is written atomically, and a
+directory that already holds a run is never reused unless the caller says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxfool import fileio, images
+from jaxfool.weights import npz
+
+THRESHOLDS = ("0.99", "0.999", "0.9999")
+RUN_MARKERS = ("config.json", "summary.json", "metrics.jsonl")
+
+
+class RunDirError(RuntimeError):
+    """The output directory cannot be used."""
+
+
+def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """Creates `out`, refusing one that already holds files unless `overwrite` and it is a run."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        is_run = any((out / m).exists() for m in RUN_MARKERS)
+        if not overwrite:
+            what = "a previous run" if is_run else "other files"
+            raise RunDirError(f"{out} already holds {what}; choose another --out or --overwrite")
+        if not is_run:
+            raise RunDirError(f"{out} is not empty and holds no run; refusing to delete it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def confidences(log_prob: np.ndarray) -> np.ndarray:
+    """Probabilities from float32 log-probabilities, computed in float64 (keeps 1 - 1e-9)."""
+    return np.exp(np.asarray(log_prob, np.float64))
+
+
+def archive_stats(log_prob: np.ndarray) -> dict[str, Any]:
+    """Median/mean/min confidence over occupied cells and counts above each threshold."""
+    lp = np.asarray(log_prob, np.float64)
+    occ = lp[np.isfinite(lp)]
+    p = np.exp(occ)
+    above = {t: int(np.sum(occ >= math.log(float(t)))) for t in THRESHOLDS}
+    if not len(p):
+        return {
+            "occupied": 0,
+            "median_confidence": 0.0,
+            "mean_confidence": 0.0,
+            "min_confidence": 0.0,
+            "num_classes_above": above,
+        }
+    return {
+        "occupied": int(len(p)),
+        "median_confidence": float(np.median(p)),
+        "mean_confidence": float(np.mean(p)),
+        "min_confidence": float(np.min(p)),
+        "num_classes_above": above,
+    }
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")[:40] or "class"
+
+
+def elite_stem(class_index: int, label: str) -> str:
+    return f"{class_index:04d}_{slug(label)}"
+
+
+def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
+    """Appends one JSON line, rewriting the file atomically: a crash never leaves half a line."""
+    path = Path(path)
+    old = path.read_bytes() if path.exists() else b""
+    fileio.write_bytes(path, old + (json.dumps(row) + "\n").encode())
+
+
+def write_elites(
+    out: Path,
+    classes: tuple[int, ...],
+    labels: tuple[str, ...],
+    elite_images: np.ndarray,
+    genomes: Any,
+    log_prob: np.ndarray,
+    last_improved: np.ndarray,
+    takeovers: np.ndarray,
+    encoding_name: str,
+) -> list[dict[str, Any]]:
+    """Writes elites/<class>_<label>.png and .npz (genome); returns the per-class records."""
+    conf = confidences(log_prob)
+    records = []
+    for cell, c in enumerate(classes):
+        if not np.isfinite(log_prob[cell]):
+            continue
+        stem = elite_stem(c, labels[c])
+        png = images.save_png(out / "elites" / f"{stem}.png", elite_images[cell])
+        genome = jax.tree.map(lambda g, i=cell: np.asarray(g[i]), genomes)
+        meta = {
+            "class": c,
+            "label": labels[c],
+            "encoding": encoding_name,
+            "log_prob": float(log_prob[cell]),
+        }
+        npz.save_params(out / "elites" / f"{stem}.npz", {"genome": genome}, meta)
+        records.append(
+            {
+                "index": c,
+                "label": labels[c],
+                "confidence": float(conf[cell]),
+                "log_prob": float(log_prob[cell]),
+                "image": str(png.relative_to(out)),
+                "genome": f"elites/{stem}.npz",
+                "last_improved": int(last_improved[cell]),
+                "takeovers": int(takeovers[cell]),
+            }
+        )
+    return records
+
+
+def format_confidence(p: float) -> str:
+    """A percentage with just enough digits not to round up to 100% (99.9999986%)."""
+    for digits in range(2, 11):
+        text = f"{100 * p:.{digits}f}"
+        if not text.startswith("100"):
+            return text + "%"
+    return f"{100 * p:.10f}%"
+
+
+def caption(label: str, index: int, confidence: float) -> str:
+    text = label if label == str(index) else f"{index} {label}"
+    return f"{text[:18]}\n{format_confidence(confidence)}"
+
+
+def save_checkpoint(out: Path, state: Any, loop_key: jax.Array, config: dict[str, Any]) -> Path:
+    """checkpoint/state.npz: the whole evolution state, the generations key and the config."""
+    tree = {
+        "state": jax.tree.map(np.asarray, _as_dict(state)),
+        "loop_key": np.asarray(jax.random.key_data(loop_key)),
+    }
+    return npz.save_params(out / "checkpoint" / "state.npz", tree, {"config": config})
+
+
+def _as_dict(node: Any) -> Any:
+    """A flax struct dataclass tree as nested dicts (for the flat .npz layout)."""
+    if hasattr(node, "__dataclass_fields__"):
+        return {k: _as_dict(getattr(node, k)) for k in node.__dataclass_fields__}
+    return node

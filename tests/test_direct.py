@@ -1,0 +1,63 @@
+"""Direct encoding: genes -> bytes, variation order, the optional paper schedule."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxfool.encodings.direct import DirectEncoding
+
+
+def test_express_truncates_gene_times_255():
+    enc = DirectEncoding()
+    genes = jax.random.uniform(jax.random.key(0), (4, 28, 28, 1))
+    genes = genes.at[0, 0, 0, 0].set(1.0).at[0, 0, 1, 0].set(0.0)
+    img = np.asarray(enc.express(genes))
+    assert img.dtype == np.uint8 and img.shape == (4, 28, 28, 1)
+    np.testing.assert_array_equal(img, np.floor(np.asarray(genes, np.float32) * np.float32(255)))
+    assert img[0, 0, 0, 0] == 255 and img[0, 0, 1, 0] == 0
+
+
+def test_init_is_uniform_in_unit_interval():
+    genes = np.asarray(DirectEncoding().init(jax.random.key(1), 100))
+    assert genes.shape == (100, 28, 28, 1) and genes.min() >= 0 and genes.max() < 1
+    assert abs(genes.mean() - 0.5) < 0.01
+
+
+def test_without_crossover_or_mutation_children_are_the_parent_pairs():
+    enc = DirectEncoding(mutation_rate=0.0, crossover_rate=0.0)
+    a = jax.random.uniform(jax.random.key(2), (50, 28, 28, 1))
+    b = jax.random.uniform(jax.random.key(3), (50, 28, 28, 1))
+    kids = np.asarray(enc.vary(jax.random.key(4), a, b, 0)).reshape(50, 2, -1)
+    a, b = np.asarray(a).reshape(50, -1), np.asarray(b).reshape(50, -1)
+    for i in range(50):
+        got = {kids[i, 0].tobytes(), kids[i, 1].tobytes()}
+        assert got == {a[i].tobytes(), b[i].tobytes()}
+    first_is_a = [np.array_equal(kids[i, 0], a[i]) for i in range(50)]
+    assert 10 < sum(first_is_a) < 40  # random order, as the original's coin flip
+
+
+def test_crossover_rate_is_per_pair():
+    enc = DirectEncoding(mutation_rate=0.0, crossover_rate=0.5)
+    a = jax.random.uniform(jax.random.key(5), (2000, 4, 4, 1))
+    b = jax.random.uniform(jax.random.key(6), (2000, 4, 4, 1))
+    kids = np.asarray(enc.vary(jax.random.key(7), a, b, 0)).reshape(2000, 2, -1)
+    copied = [
+        {kids[i, 0].tobytes(), kids[i, 1].tobytes()}
+        == {np.asarray(a[i]).tobytes(), np.asarray(b[i]).tobytes()}
+        for i in range(2000)
+    ]
+    assert abs(np.mean(copied) - 0.5) < 0.04
+
+
+@pytest.mark.parametrize("gen,rate", [(0, 0.1), (999, 0.1), (1000, 0.05), (2500, 0.025)])
+def test_halving_schedule(gen, rate):
+    assert float(DirectEncoding(mutation_schedule="halving").rate(jnp.int32(gen))) == pytest.approx(
+        rate
+    )
+    assert float(DirectEncoding().rate(jnp.int32(gen))) == pytest.approx(0.1)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="mutation_schedule"):
+        DirectEncoding(mutation_schedule="cosine")
