@@ -17,13 +17,14 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from jaxfool import classifiers, evolve, images, runs
+from jaxfool.encodings.cppn import CppnEncoding
 from jaxfool.encodings.direct import DirectEncoding
 from jaxfool.weights.npz import WeightsFileError
 
-ENCODINGS = ("direct",)
+ENCODINGS = ("cppn", "direct")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}.")
@@ -34,7 +35,7 @@ flags.DEFINE_string(
     "Mean image (.binaryproto/.npy) subtracted before scaling, as the paper's "
     "MNIST evaluation prototxt does (mnist_mean.binaryproto). Default: none, as trained.",
 )
-flags.DEFINE_string("encoding", "direct", f"Genome encoding: {', '.join(ENCODINGS)}.")
+flags.DEFINE_string("encoding", "cppn", f"Genome encoding: {', '.join(ENCODINGS)}.")
 flags.DEFINE_integer("population", 200, "Children per generation (even).")
 flags.DEFINE_integer(
     "initial_population", None, "Random genomes at the start (default: population)."
@@ -49,20 +50,24 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing run in --out.")
 flags.DEFINE_integer("log_every", 25, "Generations per host call: log, metrics line.")
 flags.DEFINE_integer("eval_chunk", None, "Images per classifier call (bounds memory).")
 flags.DEFINE_float("mutation_rate", 0.1, "Per-gene mutation probability (direct).")
-flags.DEFINE_enum(
+flags.DEFINE_string(
+    "cppn_coords", "raw", "CPPN x, y inputs: raw pixel indices (original) or normalized [-1, 1]."
+)
+flags.DEFINE_string("cppn_color", "hls", "Colour CPPN outputs read as hls (original) or hsv.")
+flags.DEFINE_integer("max_nodes", 64, "CPPN node capacity (inputs and outputs included).")
+flags.DEFINE_integer("max_edges", 256, "CPPN connection capacity.")
+flags.DEFINE_string(
     "mutation_schedule",
     "constant",
-    ["constant", "halving"],
-    "constant (original code) or halving every 1000 generations (the paper's text).",
+    "constant (original code) or halving: the rate halves every 1000 generations (paper).",
 )
 flags.DEFINE_float(
     "crossover_rate", 0.5, "SBX probability per parent pair (direct); 0: mutation only."
 )
-flags.DEFINE_enum(
+flags.DEFINE_string(
     "sbx_equal_genes",
     "copy",
-    ["copy", "half"],
-    "Equal parent genes under SBX: copy them, or 0.5 as the original's quirk.",
+    "SBX on equal parent genes: copy (default) or half, the original's 0.5-fill quirk.",
 )
 
 
@@ -114,11 +119,30 @@ def check_flags() -> None:
         raise FlagError(f"--mutation_rate={FLAGS.mutation_rate}: must be in [0, 1]")
     if not 0.0 <= FLAGS.crossover_rate <= 1.0:
         raise FlagError(f"--crossover_rate={FLAGS.crossover_rate}: must be in [0, 1]")
+    if FLAGS.mutation_schedule not in ("constant", "halving"):
+        raise FlagError(f"--mutation_schedule={FLAGS.mutation_schedule}: constant or halving")
+    if FLAGS.sbx_equal_genes not in ("copy", "half"):
+        raise FlagError(f"--sbx_equal_genes={FLAGS.sbx_equal_genes}: copy or half")
+    if FLAGS.cppn_coords not in ("raw", "normalized"):
+        raise FlagError(f"--cppn_coords={FLAGS.cppn_coords}: raw or normalized")
+    if FLAGS.cppn_color not in ("hls", "hsv"):
+        raise FlagError(f"--cppn_color={FLAGS.cppn_color}: hls or hsv")
     if FLAGS.seed < 0:
         raise FlagError("--seed must be >= 0")
 
 
 def build_encoding(image_shape):
+    if FLAGS.encoding == "cppn":
+        try:
+            return CppnEncoding(
+                image_shape=image_shape,
+                max_nodes=FLAGS.max_nodes,
+                max_edges=FLAGS.max_edges,
+                coords=FLAGS.cppn_coords,
+                color=FLAGS.cppn_color,
+            )
+        except ValueError as e:
+            raise FlagError(f"--encoding=cppn: {e}") from None
     return DirectEncoding(
         image_shape=image_shape,
         mutation_rate=FLAGS.mutation_rate,
@@ -158,7 +182,7 @@ def write_outputs(out, config, clf, params, state, loop_key, run_config, elapsed
         archive.log_prob,
         archive.last_improved,
         archive.takeovers,
-        FLAGS.encoding,
+        config.encoding,
     )
     images.save_gallery(
         out / "gallery.png",
@@ -190,6 +214,7 @@ def write_outputs(out, config, clf, params, state, loop_key, run_config, elapsed
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
     check_flags()

@@ -7,6 +7,7 @@ directory that already holds a run is never reused unless the caller says so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxfool import fileio, images
@@ -97,7 +99,7 @@ def write_elites(
     log_prob: np.ndarray,
     last_improved: np.ndarray,
     takeovers: np.ndarray,
-    encoding_name: str,
+    encoding: Any,
 ) -> list[dict[str, Any]]:
     """Writes elites/<class>_<label>.png and .npz (genome); returns the per-class records."""
     conf = confidences(log_prob)
@@ -107,11 +109,11 @@ def write_elites(
             continue
         stem = elite_stem(c, labels[c])
         png = images.save_png(out / "elites" / f"{stem}.png", elite_images[cell])
-        genome = jax.tree.map(lambda g, i=cell: np.asarray(g[i]), genomes)
+        genome = _as_dict(jax.tree.map(lambda g, i=cell: np.asarray(g[i]), genomes))
         meta = {
             "class": c,
             "label": labels[c],
-            "encoding": encoding_name,
+            "encoding": encoding_spec(encoding),
             "log_prob": float(log_prob[cell]),
         }
         npz.save_params(out / "elites" / f"{stem}.npz", {"genome": genome}, meta)
@@ -139,6 +141,24 @@ def format_confidence(p: float) -> str:
     return f"{100 * p:.10f}%"
 
 
+def encoding_spec(encoding: Any) -> dict[str, Any]:
+    """A JSON-able description of an encoding: its class name and settings."""
+    return {"name": type(encoding).__name__, **dataclasses.asdict(encoding)}
+
+
+def encoding_from_spec(spec: dict[str, Any]) -> Any:
+    """Rebuilds the encoding that `encoding_spec` described."""
+    from jaxfool.encodings.cppn import CppnEncoding
+    from jaxfool.encodings.direct import DirectEncoding
+
+    classes = {c.__name__: c for c in (CppnEncoding, DirectEncoding)}
+    if spec.get("name") not in classes:
+        raise ValueError(f"unknown encoding {spec.get('name')!r}")
+    settings = {k: v for k, v in spec.items() if k != "name"}
+    settings["image_shape"] = tuple(settings["image_shape"])
+    return classes[spec["name"]](**settings)
+
+
 def caption(label: str, index: int, confidence: float) -> str:
     text = label if label == str(index) else f"{index} {label}"
     return f"{text[:18]}\n{format_confidence(confidence)}"
@@ -158,3 +178,23 @@ def _as_dict(node: Any) -> Any:
     if hasattr(node, "__dataclass_fields__"):
         return {k: _as_dict(getattr(node, k)) for k in node.__dataclass_fields__}
     return node
+
+
+def load_genome(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    """Reads an elite's genome file: (encoding, genome batch of one, metadata)."""
+    tree, meta = npz.load_params(path)
+    if "genome" not in tree or "encoding" not in meta:
+        raise npz.WeightsFileError(f"{path}: not a jaxfool genome file (no genome/encoding)")
+    try:
+        encoding = encoding_from_spec(meta["encoding"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise npz.WeightsFileError(f"{path}: bad encoding description ({e})") from None
+    genome = tree["genome"]
+    if isinstance(genome, dict):
+        from jaxfool.encodings.cppn import CppnGenome
+
+        try:
+            genome = CppnGenome(**genome)
+        except TypeError as e:
+            raise npz.WeightsFileError(f"{path}: bad CPPN genome ({e})") from None
+    return encoding, jax.tree.map(lambda a: jnp.asarray(a)[None], genome), meta

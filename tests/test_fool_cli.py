@@ -1,0 +1,118 @@
+"""experiments/fool.py end to end: outputs, determinism, refusing to overwrite, flag errors."""
+
+import json
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxfool import classifiers, images, scoring
+
+from .conftest import REPO
+
+FOOL = [sys.executable, str(REPO / "experiments" / "fool.py")]
+SMALL = ["--population=20", "--generations=10", "--log_every=5", "--seed=3"]
+
+
+def fool(*args, **kw):
+    return subprocess.run(FOOL + list(args), capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "a"
+    res = fool(*SMALL, f"--out={out}")
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_run_writes_every_output(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in (
+        "model",
+        "encoding",
+        "population",
+        "generations_completed",
+        "seed",
+        "median_confidence",
+        "num_classes_above",
+        "classes",
+    ):
+        assert key in summary
+    assert summary["generations_completed"] == 10 and summary["population"] == 20
+    assert set(summary["num_classes_above"]) == {"0.99", "0.999", "0.9999"}
+    assert [c["index"] for c in summary["classes"]] == list(range(10))
+    confs = [c["confidence"] for c in summary["classes"]]
+    assert summary["median_confidence"] == pytest.approx(float(np.median(confs)))
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["generation"] for m in metrics] == [5, 10]
+    assert all(m["gens_per_s"] > 0 for m in metrics)
+    assert (run_dir / "gallery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run_dir / "checkpoint" / "state.npz").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["flags"]["seed"] == 3
+
+
+def test_saved_elite_images_score_what_the_summary_says(run_dir, lenet):
+    """The PNG on disk, re-scored by the classifier, has the confidence in summary.json."""
+    clf, params = lenet
+    summary = json.loads((run_dir / "summary.json").read_text())
+    pngs = np.stack([images.load_png(run_dir / c["image"]) for c in summary["classes"]])
+    lp = np.asarray(scoring.score(clf.logits, params, jnp.asarray(pngs)))
+    for i, c in enumerate(summary["classes"]):
+        assert np.exp(np.float64(lp[i, c["index"]])) == pytest.approx(c["confidence"], rel=1e-5)
+
+
+def test_same_seed_gives_the_same_summary(run_dir, tmp_path):
+    res = fool(*SMALL, f"--out={tmp_path / 'b'}")
+    assert res.returncode == 0, res.stderr
+    first = json.loads((run_dir / "summary.json").read_text())
+    second = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert [c["log_prob"] for c in first["classes"]] == [c["log_prob"] for c in second["classes"]]
+
+
+def test_never_overwrites_a_run_silently(run_dir):
+    before = (run_dir / "summary.json").read_bytes()
+    res = fool(*SMALL, f"--out={run_dir}")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("fool.py: error:")
+    assert "already holds a previous run" in res.stderr
+    assert (run_dir / "summary.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--population=7", "--population"),
+        ("--generations=-1", "--generations"),
+        ("--classes=3,12", "--classes"),
+        ("--classes=a", "--classes"),
+        ("--encoding=pixels", "--encoding"),
+        ("--model=resnet", "--model"),
+        ("--model=lenet_paper", "no default weights"),
+        ("--weights=/nonexistent/w.npz", "/nonexistent/w.npz"),
+        ("--mean=/nonexistent/mean.binaryproto", "/nonexistent/mean.binaryproto"),
+        ("--mutation_schedule=cosine", "--mutation_schedule"),
+        ("--crossover_rate=1.5", "--crossover_rate"),
+    ],
+)
+def test_bad_flags_give_one_line_errors(flag, message, tmp_path):
+    res = fool(flag, f"--out={tmp_path / 'x'}")
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("fool.py: error:") and message in lines[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_corrupt_weights_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    res = fool(f"--weights={bad}", f"--out={tmp_path / 'x'}")
+    assert res.returncode == 2 and str(bad) in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_shipped_weights_registry_entry():
+    assert classifiers.MODELS["lenet"].default_weights.is_file()
