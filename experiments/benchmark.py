@@ -16,15 +16,19 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import app, flags
 
 from jaxfool import classifiers, evolve, scoring
+from jaxfool.encodings.cppn import CppnEncoding
 from jaxfool.encodings.direct import DirectEncoding
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}.")
 flags.DEFINE_string("weights", None, "Weights file (default: the model's shipped weights).")
-flags.DEFINE_enum("encoding", "direct", ["direct"], "Genome encoding.")
+flags.DEFINE_enum("encoding", "direct", ["direct", "cppn"], "Genome encoding.")
+flags.DEFINE_integer("render_size", 256, "CPPN: image size of the render-throughput test.")
+flags.DEFINE_integer("render_batch", 400, "CPPN: genomes in the render-throughput test.")
 flags.DEFINE_integer("population", 200, "Children per generation.")
 flags.DEFINE_integer("generations", 200, "Generations per timed run.")
 flags.DEFINE_integer("repeats", 3, "Timed runs; the best is reported.")
@@ -57,6 +61,46 @@ def classifier_only(config: evolve.EvolutionConfig, params, images, n: int):
     return lambda: loop(params, images).block_until_ready()
 
 
+def tiled_genomes(archive, count: int):
+    """`count` genomes taken round-robin from the archive's elites (evolved, realistic)."""
+    cells = jnp.arange(count) % archive.num_cells
+    return jax.tree.map(lambda g: g[cells], archive.genomes)
+
+
+def render_figures(config, state, n: int, gen_time: float) -> dict:
+    """CPPN renderer: its share of a generation, and throughput at a large size."""
+    enc = config.encoding
+    population = tiled_genomes(state.archive, config.population)
+
+    @jax.jit
+    def render_loop(genomes):
+        def body(i, acc):
+            # a different weight each iteration, so XLA cannot hoist the render out of the loop
+            g = genomes.replace(weight=genomes.weight * (1.0 - 1e-7 * i.astype(jnp.float32)))
+            return acc + enc.express(g)[i % config.population, 0, 0, 0].astype(jnp.int32)
+
+        return jax.lax.fori_loop(0, n, body, jnp.int32(0))
+
+    render_loop(population).block_until_ready()
+    native_time = best_time(lambda: render_loop(population).block_until_ready(), FLAGS.repeats)
+    big = tiled_genomes(state.archive, FLAGS.render_batch)
+    render_big = jax.jit(enc.render, static_argnums=1)
+    render_big(big, FLAGS.render_size).block_until_ready()
+    big_time = best_time(
+        lambda: render_big(big, FLAGS.render_size).block_until_ready(), FLAGS.repeats
+    )
+    edges = np.asarray(population.edge_alive.sum(axis=1))
+    return {
+        "render_share_of_generation": round(native_time / gen_time, 3),
+        "render_genome_pixels_per_s": round(
+            FLAGS.render_batch * FLAGS.render_size**2 / big_time, 1
+        ),
+        "render_size": FLAGS.render_size,
+        "render_batch": FLAGS.render_batch,
+        "mean_live_edges": round(float(edges.mean()), 2),
+    }
+
+
 def main(argv):
     del argv
     if FLAGS.population < 2 or FLAGS.population % 2 or FLAGS.generations < 1:
@@ -66,8 +110,9 @@ def main(argv):
         )
         sys.exit(2)
     clf, params = classifiers.load_classifier(FLAGS.model, FLAGS.weights)
+    encoding_cls = CppnEncoding if FLAGS.encoding == "cppn" else DirectEncoding
     config = evolve.EvolutionConfig(
-        encoding=DirectEncoding(image_shape=clf.image_shape),
+        encoding=encoding_cls(image_shape=clf.image_shape),
         classifier=clf,
         classes=tuple(range(clf.num_classes)),
         population=FLAGS.population,
@@ -85,10 +130,14 @@ def main(argv):
         lambda: jax.block_until_ready(evolve.run(config, params, state, loop_key, n)),
         FLAGS.repeats,
     )
+    evolved = evolve.run(config, params, state, loop_key, n)
     images = config.encoding.express(config.encoding.init(init_key, FLAGS.population))
     clf_fn = classifier_only(config, params, images, n)
     clf_fn()
     clf_time = best_time(clf_fn, FLAGS.repeats)
+    extra = {}
+    if FLAGS.encoding == "cppn":
+        extra = render_figures(config, evolved, n, gen_time)
     dev = jax.devices()[0]
     print(
         json.dumps(
@@ -109,6 +158,7 @@ def main(argv):
                 "evaluations_per_s": round(n * FLAGS.population / gen_time, 1),
                 "classifier_only_generations_per_s": round(n / clf_time, 2),
                 "overhead_ratio": round(gen_time / clf_time, 3),
+                **extra,
             }
         )
     )

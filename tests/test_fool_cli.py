@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -116,3 +117,49 @@ def test_corrupt_weights_file_is_a_clear_error(tmp_path):
 
 def test_shipped_weights_registry_entry():
     assert classifiers.MODELS["lenet"].default_weights.is_file()
+
+
+RENDER = [sys.executable, str(REPO / "experiments" / "render.py")]
+
+
+def test_default_run_is_cppn_and_genomes_rerender_exactly(run_dir, tmp_path):
+    """Acceptance: a saved elite re-rendered at the native size equals the archived image."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["encoding"] == "cppn"
+    res = subprocess.run(
+        RENDER + [f"--out={tmp_path / 'n'}", str(run_dir)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    for c in summary["classes"]:
+        stem = Path(c["genome"]).stem
+        again = images.load_png(tmp_path / "n" / f"{stem}_28.png")
+        np.testing.assert_array_equal(again, images.load_png(run_dir / c["image"]))
+    genome = run_dir / summary["classes"][0]["genome"]
+    res = subprocess.run(
+        RENDER + ["--size=96", f"--out={tmp_path / 'big'}", str(genome)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    big = images.load_png(tmp_path / "big" / f"{genome.stem}_96.png")
+    assert big.shape == (96, 96, 1) and big.dtype == np.uint8
+    # refuses to overwrite, and names a missing file in one line
+    res = subprocess.run(
+        RENDER + ["--size=96", f"--out={tmp_path / 'big'}", str(genome)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and "exists" in res.stderr
+    res = subprocess.run(RENDER + [str(tmp_path / "nope.npz")], capture_output=True, text=True)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_direct_run_and_fixed_resolution(tmp_path):
+    out = tmp_path / "d"
+    res = fool("--encoding=direct", *SMALL, f"--out={out}")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["encoding"] == "direct"
+    genome = out / summary["classes"][0]["genome"]
+    res = subprocess.run(RENDER + ["--size=56", str(genome)], capture_output=True, text=True)
+    assert res.returncode == 2 and "one resolution" in res.stderr

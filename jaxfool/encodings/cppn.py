@@ -171,6 +171,8 @@ class CppnEncoding:
             raise ValueError(f"max_nodes must be >= {NUM_INPUTS + c} (inputs + outputs)")
         if self.render_strategy not in ("auto", "sequential", "batched"):
             raise ValueError("render_strategy must be auto, sequential or batched")
+        if (self.max_nodes + 1) * self.max_edges >= 2**31:
+            raise ValueError("(max_nodes + 1) * max_edges must stay below 2**31")
         if self.max_edges < NUM_INPUTS * c:
             raise ValueError(f"max_edges must be >= {NUM_INPUTS * c} (the initial edges)")
 
@@ -314,8 +316,10 @@ class CppnEncoding:
     def _schedule(self, g: CppnGenome):
         """Edges sorted by source depth (dead ones last), as (src, dst, weight, count)."""
         depth = depths(g)
-        key = jnp.where(g.edge_alive, depth[g.src], self.max_nodes + 1)
-        order = jnp.argsort(key, stable=True)
+        e = self.max_edges
+        # a stable sort by source depth, as one int32 sort (XLA's CPU argsort is ~10x slower)
+        key = jnp.where(g.edge_alive, depth[g.src], self.max_nodes) * e + jnp.arange(e)
+        order = jnp.sort(key) % e
         weight = jnp.where(g.edge_alive, 20.0 * g.weight - 10.0, 0.0)[order]
         return g.src[order], g.dst[order], weight, jnp.sum(g.edge_alive, dtype=jnp.int32)
 
@@ -323,16 +327,24 @@ class CppnEncoding:
         """float32 [G, C, P], one genome after another: each edge costs one activation of its
         source (`lax.switch`) and an in-place row update. Fastest on CPUs."""
 
+        unroll = 2  # edges per loop iteration: amortises the loop's fixed cost
+
         def one(args):
             act, (src, dst, weight, count) = args
+            # dead edges (weight 0) pad the table so the last iteration may overrun `count`
+            src, dst = (jnp.pad(a, (0, unroll)) for a in (src, dst))
+            weight = jnp.pad(weight, (0, unroll))
             acc = jnp.zeros((self.max_nodes, coords.shape[1]), jnp.float32)
             acc = acc.at[:NUM_INPUTS].set(coords)
 
-            def edge(k, acc):
-                s = src[k]
-                return acc.at[dst[k]].add(weight[k] * activate_one(act[s], acc[s]))
+            def edges(i, acc):
+                for j in range(unroll):
+                    k = unroll * i + j
+                    s = src[k]
+                    acc = acc.at[dst[k]].add(weight[k] * activate_one(act[s], acc[s]))
+                return acc
 
-            acc = jax.lax.fori_loop(0, count, edge, acc)
+            acc = jax.lax.fori_loop(0, (count + unroll - 1) // unroll, edges, acc)
             outs = [activate_one(act[o], acc[o]) for o in range(NUM_INPUTS, self.first_hidden)]
             return jnp.stack(outs)
 
