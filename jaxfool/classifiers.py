@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfool.nets.lenet import LeNet
+from jaxfool.nets.lenet import LeNet, zero_variables
 from jaxfool.weights import npz
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -88,19 +88,13 @@ def _lenet(name: str, net_params: Any, mean: np.ndarray | None) -> tuple[Classif
     return Classifier(name, LeNetLogits(num_classes), MNIST_SHAPE, labels[:num_classes]), params
 
 
-def lenet_reference_variables(num_classes: int = 10) -> Any:
-    """Randomly initialised LeNet variables: the shapes a weights file must match."""
-    x = jnp.zeros((1, *MNIST_SHAPE), jnp.float32)
-    return LeNet(num_classes).init(jax.random.key(0), x)
-
-
 def _load_lenet_npz(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
     variables, _ = npz.load_params(path)
     try:
         num_classes = int(variables["params"]["ip2"]["bias"].shape[0])
     except (KeyError, TypeError, AttributeError):
         raise npz.WeightsFileError(f"{path}: no params/ip2/bias: not LeNet weights") from None
-    npz.check_matches(path, variables, lenet_reference_variables(num_classes))
+    npz.check_matches(path, variables, zero_variables(num_classes))
     return _lenet("lenet", variables, mean)
 
 

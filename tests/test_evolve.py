@@ -9,12 +9,14 @@ import pytest
 
 from jaxfool import classifiers, evolve, scoring
 from jaxfool.encodings.direct import DirectEncoding
+from jaxfool.nets.lenet import LeNet
 
 
 @pytest.fixture(scope="module")
 def small():
     """A randomly initialised LeNet (no files needed) and a small config."""
-    clf, params = classifiers._lenet("lenet", classifiers.lenet_reference_variables(), None)
+    variables = LeNet().init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    clf, params = classifiers._lenet("lenet", variables, None)
     config = evolve.EvolutionConfig(DirectEncoding(), clf, tuple(range(10)), 16, 16)
     return config, params
 

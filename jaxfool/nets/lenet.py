@@ -7,7 +7,9 @@ that converted `.caffemodel` weights map one to one. The module takes float inpu
 """
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class LeNet(nn.Module):
@@ -24,3 +26,14 @@ class LeNet(nn.Module):
         x = x.reshape(x.shape[0], -1)  # flattened H, W, C (Caffe flattens C, H, W)
         x = nn.relu(nn.Dense(500, name="ip1")(x))
         return nn.Dense(self.num_classes, name="ip2")(x)
+
+
+def zero_variables(num_classes: int = 10) -> dict:
+    """Zero arrays shaped like `LeNet(num_classes)`'s variables: what a weights file must match.
+
+    Built with `jax.eval_shape`, so it costs no computation.
+    """
+    shapes = jax.eval_shape(
+        LeNet(num_classes).init, jax.random.key(0), jnp.zeros((1, 28, 28, 1), jnp.float32)
+    )
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)

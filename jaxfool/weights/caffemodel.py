@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxfool.nets.lenet import LeNet
+from jaxfool.nets.lenet import LeNet, zero_variables
 from jaxfool.weights import protobuf as pb
 from jaxfool.weights.npz import WeightsFileError, check_matches
 
@@ -260,14 +258,6 @@ def _dense_kernel(w: np.ndarray, chw: tuple[int, int, int] | None = None) -> np.
     return w.T  # a wrong size is left for `check_matches` to report with both shapes
 
 
-def lenet_reference_params(num_classes: int = 10) -> dict[str, Any]:
-    """Zero arrays with the shapes of `LeNet(num_classes)`'s parameters (no computation)."""
-    shapes = jax.eval_shape(
-        LeNet(num_classes).init, jax.random.key(0), jnp.zeros((1, 28, 28, 1), jnp.float32)
-    )
-    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-
-
 def lenet_params_from_caffemodel(path: str | Path) -> dict[str, Any]:
     """Flax variables `{"params": {conv1, conv2, ip1, ip2}}` for `LeNet` from a Caffe LeNet file.
 
@@ -291,7 +281,7 @@ def lenet_params_from_caffemodel(path: str | Path) -> dict[str, Any]:
         "ip2": {"kernel": _dense_kernel(ip2), "bias": blobs["ip2"][1].reshape(-1)},
     }
     variables = {"params": params}
-    check_matches(path, variables, lenet_reference_params(ip2.shape[0]))
+    check_matches(path, variables, zero_variables(ip2.shape[0]))
     return variables
 
 
