@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from jaxfool.nets.lenet import LeNet, zero_variables
 from jaxfool.weights import npz
@@ -104,13 +105,30 @@ def _load_lenet_caffemodel(path: Path, mean: np.ndarray | None) -> tuple[Classif
     return _lenet("lenet_paper", lenet_params_from_caffemodel(path), mean)
 
 
+def photo_array(image: Image.Image, channels: int) -> np.ndarray:
+    """uint8 [H, W, C] of a Pillow image: grayscale for C = 1, RGB for C = 3."""
+    array = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8)
+    return array[..., None] if channels == 1 else array
+
+
 @dataclass(frozen=True)
 class ModelSpec:
+    """A registry entry. `photo_size`: photos are resized (bilinear, aspect not kept) to this
+    square before the classifier's own preprocessing; None passes them at their own size."""
+
     name: str
     description: str
     image_shape: tuple[int, int, int]
     default_weights: Path | None
     loader: Callable[[Path, np.ndarray | None], tuple[Classifier, Any]]
+    photo_size: int | None = None
+
+    def prepare_photo(self, image: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, C] photo -> the array `classify.py` feeds to the classifier."""
+        if self.photo_size is None or image.shape[:2] == (self.photo_size,) * 2:
+            return image
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        return photo_array(pil.resize((self.photo_size,) * 2, Image.BILINEAR), image.shape[-1])
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -122,6 +140,7 @@ MODELS: dict[str, ModelSpec] = {
             MNIST_SHAPE,
             MODELS_DIR / "lenet_mnist.npz",
             _load_lenet_npz,
+            photo_size=28,
         ),
         ModelSpec(
             "lenet_paper",
@@ -129,6 +148,7 @@ MODELS: dict[str, ModelSpec] = {
             MNIST_SHAPE,
             None,
             _load_lenet_caffemodel,
+            photo_size=28,
         ),
     ]
 }

@@ -1,0 +1,82 @@
+"""Classify images with any registered model: top-5 labels and probabilities per image.
+
+    python experiments/classify.py --model=efficientnet_lite0 ../shared/data/photos/*
+    python experiments/classify.py --model=lenet runs/RUN/elites/*.png
+
+Also how to score someone else's fooling images. Each image gets the model's own
+preprocessing (see README, Classifiers).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+from PIL import Image, UnidentifiedImageError
+
+from jaxfool import classifiers, scoring
+from jaxfool.weights.npz import WeightsFileError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "efficientnet_lite0", f"Classifier: {', '.join(classifiers.MODELS)}.")
+flags.DEFINE_string("weights", None, "Weights file (default: the model's own).")
+flags.DEFINE_string("mean", None, "Mean image file (models that subtract one).")
+flags.DEFINE_integer("top", 5, "How many classes to print per image.")
+flags.DEFINE_bool("json", False, "Print one JSON object per image instead of text.")
+
+
+class ClassifyError(ValueError):
+    pass
+
+
+def read_image(path: Path, channels: int) -> np.ndarray:
+    """uint8 [H, W, C] from an image file: grayscale (C = 1) or RGB (C = 3)."""
+    try:
+        with Image.open(path) as im:
+            return classifiers.photo_array(im, channels)
+    except (OSError, UnidentifiedImageError) as e:
+        raise ClassifyError(f"{path}: not a readable image ({e})") from None
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)
+    paths = [Path(p) for p in argv[1:]]
+    if not paths:
+        raise ClassifyError("name at least one image file")
+    if FLAGS.top < 1:
+        raise ClassifyError(f"--top={FLAGS.top}: must be >= 1")
+    try:
+        clf, params = classifiers.load_classifier(FLAGS.model, FLAGS.weights, FLAGS.mean)
+    except (WeightsFileError, ValueError, OSError) as e:
+        raise ClassifyError(f"--model={FLAGS.model}: {e}") from None
+    spec = classifiers.MODELS[FLAGS.model]
+    log_probs = jax.jit(lambda p, x: scoring.score(clf.logits, p, x))
+    for path in paths:
+        if not path.is_file():
+            raise ClassifyError(f"{path}: no such image file")
+        image = spec.prepare_photo(read_image(path, clf.image_shape[-1]))
+        lp = np.asarray(log_probs(params, image[None]))[0].astype(np.float64)
+        top = np.argsort(-lp)[: FLAGS.top]
+        rows = [(int(k), clf.labels[k], float(np.exp(lp[k]))) for k in top]
+        if FLAGS.json:
+            print(json.dumps({"image": str(path), "top": [list(r) for r in rows]}))
+        else:
+            print(f"{path}:")
+            for k, label, p in rows:
+                print(f"  {k:4d} {label:<30s} {p:.6f}")
+
+
+def run_main(argv):
+    try:
+        main(argv)
+    except ClassifyError as e:
+        print(f"classify.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(run_main)
