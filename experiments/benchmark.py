@@ -10,9 +10,11 @@ classifier-only time). Timings are the best of --repeats runs of --generations g
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +26,14 @@ from jaxfool.encodings.cppn import CppnEncoding
 from jaxfool.encodings.direct import DirectEncoding
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum(
+    "suite",
+    "fool",
+    ["fool", "classifiers"],
+    "fool: whole generations vs the classifier alone; classifiers: each ImageNet network's "
+    "forward pass vs a torch CPU run of the same architecture (where torch is installed).",
+)
+flags.DEFINE_integer("batch", 64, "classifiers suite: images per forward pass.")
 flags.DEFINE_string("model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}.")
 flags.DEFINE_string("weights", None, "Weights file (default: the model's shipped weights).")
 flags.DEFINE_enum("encoding", "direct", ["direct", "cppn"], "Genome encoding.")
@@ -101,8 +111,77 @@ def render_figures(config, state, n: int, gen_time: float) -> dict:
     }
 
 
+def flax_network(name: str):
+    """(module, input size) of a registry network, for timing its forward pass alone."""
+    from jaxfool.nets.alexnet import AlexNetTorchvision
+    from jaxfool.nets.caffenet import CaffeNet
+    from jaxfool.nets.efficientnet_lite import EfficientNetLite
+
+    return {
+        "caffenet": (CaffeNet(), 227),
+        "alexnet_caffe": (CaffeNet(lrn_before_pool=True), 227),
+        "alexnet_torchvision": (AlexNetTorchvision(), 224),
+        "efficientnet_lite0": (EfficientNetLite.variant("lite0"), 224),
+    }[name]
+
+
+def torch_network(name: str):
+    """The same architecture in torch (the tests' reference implementations), or None."""
+    try:
+        import torch  # noqa: F401
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests import test_efficientnet, test_imagenet_nets
+    except ImportError:
+        return None
+    if name == "efficientnet_lite0":
+        return test_efficientnet.torch_efficientnet_lite(1.0, 1.0)[1]
+    if name == "alexnet_torchvision":
+        return test_imagenet_nets.torch_alexnet_torchvision()
+    return test_imagenet_nets.torch_caffenet(lrn_before_pool=name == "alexnet_caffe")
+
+
+def timed(fn, *args) -> float:
+    """Best wall time of `fn(*args)` after one warm-up call (compilation for jitted fns)."""
+    jax.block_until_ready(fn(*args))
+    return best_time(lambda: jax.block_until_ready(fn(*args)), FLAGS.repeats)
+
+
+def classifier_suite() -> None:
+    """One JSON line per ImageNet network: Flax and torch forward images/s at --batch."""
+    for name in ("caffenet", "alexnet_caffe", "alexnet_torchvision", "efficientnet_lite0"):
+        module, size = flax_network(name)
+        x = jax.random.normal(jax.random.key(0), (FLAGS.batch, size, size, 3)) * 50
+        variables = module.init(jax.random.key(1), x[:1])
+        flax_time = timed(jax.jit(module.apply), variables, x)
+        row = {
+            "suite": "classifiers",
+            "model": name,
+            "batch": FLAGS.batch,
+            "input_size": size,
+            "device_kind": jax.devices()[0].device_kind,
+            "jax_version": jax.__version__,
+            "flax_images_per_s": round(FLAGS.batch / flax_time, 2),
+        }
+        net = torch_network(name)
+        if net is not None:
+            import torch
+
+            torch.set_num_threads(os.cpu_count() or 1)
+            xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
+            with torch.no_grad():
+                torch_time = timed(net, xt)
+            row["torch_version"] = torch.__version__
+            row["torch_images_per_s"] = round(FLAGS.batch / torch_time, 2)
+            row["flax_over_torch_speed"] = round(torch_time / flax_time, 3)
+        print(json.dumps(row), flush=True)
+
+
 def main(argv):
     del argv
+    if FLAGS.suite == "classifiers":
+        classifier_suite()
+        return
     if FLAGS.population < 2 or FLAGS.population % 2 or FLAGS.generations < 1:
         print(
             "benchmark.py: error: --population must be even >= 2, --generations >= 1",

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from jaxfool.nets.alexnet import AlexNetTorchvision, adaptive_avg_pool
-from jaxfool.nets.caffenet import CaffeNet, ceil_pool_size, grouped_conv, lrn, max_pool_ceil
+from jaxfool.nets.caffenet import CaffeNet, ceil_pool_size, lrn, max_pool_ceil
+from jaxfool.nets.conv import grouped_conv
 from jaxfool.weights.caffemodel import CaffeFormatError
 from jaxfool.weights.convert import (
     alexnet_torchvision_params,
@@ -419,3 +420,19 @@ def test_caffe_mean_image_binaryproto_and_errors(tmp_path):
         caffe_mean_image(tmp_path / "junk.npy")
     with pytest.raises(CaffeFormatError, match="unknown mean file type"):
         caffe_mean_image(tmp_path / "mean.png")
+
+
+@pytest.mark.parametrize("k,stride,hw", [(3, 1, 9), (5, 2, 10), (3, 2, 7), (5, 1, 6)])
+def test_depthwise_conv_matches_xla(k, stride, hw):
+    """The shifted-sum depthwise convolution equals XLA's feature-grouped one (TF SAME pads)."""
+    from jax import lax
+
+    from jaxfool.nets.conv import depthwise_conv
+
+    x = jax.random.normal(jax.random.key(0), (2, hw, hw, 8))
+    w = jax.random.normal(jax.random.key(1), (k, k, 1, 8))
+    dn = lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+    kw = dict(dimension_numbers=dn, feature_group_count=8)
+    want = lax.conv_general_dilated(x, w, (stride, stride), "SAME", **kw)
+    got = depthwise_conv(x, w, (stride, stride), "SAME", **kw)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)

@@ -21,7 +21,8 @@ import math
 
 import flax.linen as nn
 import jax.numpy as jnp
-from jax import lax
+
+from jaxfool.nets.conv import grouped_conv
 
 
 def lrn(
@@ -54,22 +55,6 @@ def max_pool_ceil(x: jnp.ndarray, window: int = 3, stride: int = 2) -> jnp.ndarr
 
     padding = ((0, extra(x.shape[1])), (0, extra(x.shape[2])))
     return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
-
-
-def grouped_conv(lhs, rhs, window_strides, padding, *, feature_group_count=1, **kwargs):
-    """`lax.conv_general_dilated` for channels-last input and kernel, one convolution per group.
-
-    The same result as `feature_group_count=g` (contiguous channel groups, as in Caffe), but
-    faster than XLA's grouped convolution on CPU (conv2 3x, the whole CaffeNet 2x). Used as
-    `nn.Conv`'s `conv_general_dilated`, so the parameters keep `nn.Conv`'s shapes.
-    """
-    groups = zip(
-        jnp.split(lhs, feature_group_count, axis=-1),
-        jnp.split(rhs, feature_group_count, axis=-1),
-        strict=True,
-    )
-    outs = [lax.conv_general_dilated(x, k, window_strides, padding, **kwargs) for x, k in groups]
-    return jnp.concatenate(outs, axis=-1)
 
 
 class CaffeNet(nn.Module):

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfool.nets.conv import depthwise_conv
 from jaxfool.weights.npz import WeightsFileError, check_matches, flatten, unflatten
 
 
@@ -103,6 +104,7 @@ class MBConv(nn.Module):
             padding="SAME",
             feature_group_count=mid,
             use_bias=False,
+            conv_general_dilated=depthwise_conv,
             name="depthwise_conv",
         )(y)
         y = nn.relu6(_bn("bn1")(y))
