@@ -175,9 +175,12 @@ def _caffe_mean_227(mean: np.ndarray | None) -> jnp.ndarray:
 
 def _caffe_loader(name: str, lrn_before_pool: bool):
     def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        from jaxfool.weights.cache import cached_variables
         from jaxfool.weights.convert import caffenet_params_from_caffemodel
 
-        variables = caffenet_params_from_caffemodel(path, lrn_before_pool=lrn_before_pool)
+        variables = cached_variables(
+            path, name, lambda: caffenet_params_from_caffemodel(path, lrn_before_pool)
+        )
         params = {"net": jax.tree.map(jnp.asarray, variables), "mean_227": _caffe_mean_227(mean)}
         logits = CaffeNetLogits(lrn_before_pool)
         return Classifier(name, logits, IMAGENET_SHAPE, imagenet_labels()), params
@@ -186,11 +189,16 @@ def _caffe_loader(name: str, lrn_before_pool: bool):
 
 
 def _load_alexnet_torchvision(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+    from jaxfool.weights.cache import cached_variables
     from jaxfool.weights.convert import alexnet_torchvision_params
     from jaxfool.weights.torch_file import load_state_dict
 
     del mean  # normalised by torchvision's mean/std
-    variables = alexnet_torchvision_params(load_state_dict(path), source=str(path))
+    variables = cached_variables(
+        path,
+        "alexnet_torchvision",
+        lambda: alexnet_torchvision_params(load_state_dict(path), source=str(path)),
+    )
     params = jax.tree.map(jnp.asarray, variables)
     logits = AlexNetTorchvisionLogits()
     return Classifier("alexnet_torchvision", logits, IMAGENET_SHAPE, imagenet_labels()), params
@@ -199,17 +207,27 @@ def _load_alexnet_torchvision(path: Path, mean: np.ndarray | None) -> tuple[Clas
 def _efficientnet_loader(variant: str):
     def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
         from jaxfool.nets.efficientnet_lite import efficientnet_lite_params_from_state_dict
-        from jaxfool.weights.torch_file import file_sha256, load_state_dict
+        from jaxfool.weights.cache import cached_variables
+        from jaxfool.weights.torch_file import load_state_dict
 
         del mean
+        name = f"efficientnet_{variant}"
         prefix = path.stem.rsplit("-", 1)[-1]
-        if len(prefix) == 8 and not file_sha256(path).startswith(prefix):
-            raise npz.WeightsFileError(f"{path}: sha256 does not start with {prefix} (corrupt?)")
-        variables = efficientnet_lite_params_from_state_dict(
-            load_state_dict(path), variant, source=str(path)
+
+        def check_sha256(sha256: str) -> None:
+            if len(prefix) == 8 and not sha256.startswith(prefix):
+                msg = f"{path}: sha256 does not start with {prefix} (corrupt?)"
+                raise npz.WeightsFileError(msg)
+
+        variables = cached_variables(
+            path,
+            name,
+            lambda: efficientnet_lite_params_from_state_dict(
+                load_state_dict(path), variant, source=str(path)
+            ),
+            check_sha256=check_sha256,
         )
         params = jax.tree.map(jnp.asarray, variables)
-        name = f"efficientnet_{variant}"
         return Classifier(
             name, EfficientNetLiteLogits(variant), IMAGENET_SHAPE, imagenet_labels()
         ), params

@@ -25,3 +25,17 @@ def lenet():
     from jaxfool import classifiers
 
     return classifiers.load_classifier("lenet")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def weights_cache_in_tmp(tmp_path_factory):
+    """Converted-weights caches of the test run (subprocesses too) go to a temporary folder."""
+    import os
+
+    old = os.environ.get("JAXFOOL_CACHE")
+    os.environ["JAXFOOL_CACHE"] = str(tmp_path_factory.mktemp("jaxfool-cache"))
+    yield
+    if old is None:
+        os.environ.pop("JAXFOOL_CACHE", None)
+    else:
+        os.environ["JAXFOOL_CACHE"] = old
