@@ -31,6 +31,7 @@ from jaxfool.weights.convert import (
 from jaxfool.weights.npz import WeightsFileError
 
 from .conftest import SHARED_DATA, require
+from .test_caffemodel import blob_v1, blob_v2, f_bytes, f_varint
 
 CAFFE_MEAN_NPY = SHARED_DATA / "caffe" / "ilsvrc_2012_mean.npy"
 MAX_REL_ERROR = 1e-4
@@ -42,38 +43,7 @@ def need_torch():
     )
 
 
-# --- a tiny protobuf encoder for Caffe files (as in test_caffemodel.py) ----------------------
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def f_varint(number: int, value: int) -> bytes:
-    return varint(number << 3) + varint(value)
-
-
-def f_bytes(number: int, payload: bytes | str) -> bytes:
-    payload = payload.encode() if isinstance(payload, str) else payload
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
-
-
-def blob_v1(a: np.ndarray) -> bytes:
-    """Legacy BlobProto: num/channels/height/width with leading 1s, e.g. fc (1, 1, out, in)."""
-    shape = (1,) * (4 - a.ndim) + a.shape
-    dims = b"".join(f_varint(i + 1, d) for i, d in enumerate(shape))
-    return dims + f_bytes(5, np.asarray(a, "<f4").tobytes())
-
-
-def blob_v2(a: np.ndarray) -> bytes:
-    """BlobProto with a BlobShape (packed int64 dims)."""
-    shape = f_bytes(1, b"".join(varint(d) for d in a.shape))
-    return f_bytes(7, shape) + f_bytes(5, np.asarray(a, "<f4").tobytes())
+# --- Caffe files, written with test_caffemodel.py's protobuf encoder ------------------------
 
 
 V1_TYPES = {"Convolution": 4, "Dropout": 6, "InnerProduct": 14, "LRN": 15, "Pooling": 17,
