@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,15 @@ flags.DEFINE_string(
 flags.DEFINE_string("out", None, "Run directory (default: runs/<time>_<model>_<encoding>_s<seed>).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing run in --out.")
 flags.DEFINE_integer("log_every", 25, "Generations per host call: log, metrics line.")
+flags.DEFINE_integer(
+    "checkpoint_every", 0, "Also checkpoint every this many generations (0: at the end only)."
+)
+flags.DEFINE_string(
+    "resume",
+    None,
+    "Continue the run in this directory up to --generations, exactly as if it "
+    "had never stopped; its settings are kept (a conflicting flag is an error).",
+)
 flags.DEFINE_integer("eval_chunk", None, "Images per classifier call (bounds memory).")
 flags.DEFINE_float("mutation_rate", 0.1, "Per-gene mutation probability (direct).")
 flags.DEFINE_string(
@@ -73,6 +83,38 @@ flags.DEFINE_string(
 
 class FlagError(ValueError):
     pass
+
+
+# The flags that decide what a run computes; a resumed run takes them from its config.json.
+EVOLUTION_FLAGS = (
+    "model", "weights", "mean", "encoding", "population", "initial_population", "seed",
+    "classes", "eval_chunk", "mutation_rate", "mutation_schedule", "crossover_rate",
+    "sbx_equal_genes", "cppn_coords", "cppn_color", "max_nodes", "max_edges",
+)  # fmt: skip
+
+
+def adopt_resumed_flags(out: Path) -> dict:
+    """Sets the evolution flags from the resumed run's config.json; returns that config."""
+    path = out / "config.json"
+    if not path.is_file():
+        raise FlagError(f"--resume={out}: no config.json there (not a run directory)")
+    try:
+        saved = json.loads(path.read_text())
+        flags_saved = saved["flags"]
+    except (ValueError, KeyError):
+        raise FlagError(f"--resume={out}: {path} is not a run config") from None
+    for name in EVOLUTION_FLAGS:
+        if name not in flags_saved:
+            continue
+        if FLAGS[name].present and FLAGS[name].value != flags_saved[name]:
+            raise FlagError(
+                f"--{name}={FLAGS[name].value} conflicts with the resumed run's "
+                f"{flags_saved[name]!r}; a resumed run keeps its settings"
+            )
+        setattr(FLAGS, name, flags_saved[name])
+    if not FLAGS["generations"].present:
+        FLAGS.generations = flags_saved.get("generations", FLAGS.generations)
+    return saved
 
 
 def parse_classes(text: str | None, num_classes: int) -> tuple[int, ...]:
@@ -111,6 +153,8 @@ def check_flags() -> None:
         raise FlagError("--initial_population must be >= 1")
     if FLAGS.generations < 0:
         raise FlagError(f"--generations={FLAGS.generations}: must be >= 0")
+    if FLAGS.checkpoint_every < 0:
+        raise FlagError(f"--checkpoint_every={FLAGS.checkpoint_every}: must be >= 0")
     if FLAGS.log_every < 1:
         raise FlagError(f"--log_every={FLAGS.log_every}: must be >= 1")
     if FLAGS.eval_chunk is not None and FLAGS.eval_chunk < 1:
@@ -213,10 +257,33 @@ def write_outputs(out, config, clf, params, state, loop_key, run_config, elapsed
     return summary
 
 
+def drop_metrics_after(path: Path, generation: int) -> None:
+    """Keeps the metrics lines up to the checkpoint's generation (a killed run wrote more)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in rows if json.loads(line).get("generation", 0) <= generation]
+    runs.fileio.write_text(path, "".join(line + "\n" for line in kept))
+
+
+def install_stop_handlers() -> list:
+    """SIGINT/SIGTERM end the run after the current chunk (outputs and checkpoint written)."""
+    stop: list = []
+
+    def handler(signum, frame):
+        del frame
+        stop.append(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
+    saved_config = adopt_resumed_flags(Path(FLAGS.resume)) if FLAGS.resume else None
     check_flags()
     try:
         clf, params = classifiers.load_classifier(FLAGS.model, FLAGS.weights, FLAGS.mean)
@@ -231,37 +298,48 @@ def main(argv):
         initial_population=FLAGS.initial_population or FLAGS.population,
         eval_chunk=FLAGS.eval_chunk,
     )
-    out = runs.prepare_run_dir(FLAGS.out or default_out(), FLAGS.overwrite)
-    run_config = {
-        "command": shlex.join(sys.argv),
-        "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
-        "weights": str(FLAGS.weights or classifiers.MODELS[FLAGS.model].default_weights),
-        "classes": list(classes),
-        "jax_version": jax.__version__,
-        "devices": [str(d) for d in jax.devices()],
-    }
-    runs.fileio.write_json(out / "config.json", run_config)
+    init_key, loop_key = evolve.run_keys(FLAGS.seed)
+    t_start = time.perf_counter()
+    if saved_config is not None:
+        out, run_config = Path(FLAGS.resume), saved_config
+        template = jax.eval_shape(lambda p, k: evolve.init(config, p, k), params, init_key)
+        state, saved_key, _ = runs.load_checkpoint(out, template)
+        if not np.array_equal(jax.random.key_data(saved_key), jax.random.key_data(loop_key)):
+            raise FlagError(f"--resume={out}: the checkpoint's key is not this seed's")
+        drop_metrics_after(out / "metrics.jsonl", int(state.generation))
+        log(f"resuming {out} at generation {int(state.generation)}")
+    else:
+        out = runs.prepare_run_dir(FLAGS.out or default_out(), FLAGS.overwrite)
+        run_config = {
+            "command": shlex.join(sys.argv),
+            "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
+            "weights": str(FLAGS.weights or classifiers.MODELS[FLAGS.model].default_weights),
+            "classes": list(classes),
+            "jax_version": jax.__version__,
+            "devices": [str(d) for d in jax.devices()],
+        }
+        runs.fileio.write_json(out / "config.json", run_config)
+        state = evolve.init(config, params, init_key)
     log(
         f"run directory {out}  ({clf.name}, {FLAGS.encoding}, {len(classes)} classes, "
         f"population {config.population}, {FLAGS.generations} generations, seed {FLAGS.seed})"
     )
 
-    init_key, loop_key = evolve.run_keys(FLAGS.seed)
-    t_start = time.perf_counter()
-    state = evolve.init(config, params, init_key)
     run_generations = evolve.run.lower(config, params, state, loop_key, 1).compile()
     jax.block_until_ready(state)
     log(f"compiled and scored the initial population in {time.perf_counter() - t_start:.1f}s")
     last_takeovers = int(np.sum(state.archive.takeovers))
     status = "completed"
-    done = 0
-    while done < FLAGS.generations:
-        n = min(FLAGS.log_every, FLAGS.generations - done)
+    stop = install_stop_handlers()
+    while int(state.generation) < FLAGS.generations:
+        gen = int(state.generation)
+        n = min(FLAGS.log_every, FLAGS.generations - gen)
+        if FLAGS.checkpoint_every:
+            n = min(n, FLAGS.checkpoint_every - gen % FLAGS.checkpoint_every)
         t0 = time.perf_counter()
         state = run_generations(params, state, loop_key, n)
         jax.block_until_ready(state)
         dt = time.perf_counter() - t0
-        done += n
         stats = runs.archive_stats(np.asarray(state.archive.log_prob))
         takeovers = int(np.sum(state.archive.takeovers))
         row = {
@@ -288,6 +366,11 @@ def main(argv):
         if int(state.nan_scores):
             status = "stopped: NaN scores"
             break
+        if FLAGS.checkpoint_every and int(state.generation) % FLAGS.checkpoint_every == 0:
+            runs.save_checkpoint(out, state, loop_key, run_config)
+        if stop:
+            status = f"interrupted by {stop[0]} at generation {int(state.generation)}"
+            break
     summary = write_outputs(
         out, config, clf, params, state, loop_key, run_config, time.perf_counter() - t_start, status
     )
@@ -299,6 +382,8 @@ def main(argv):
             file=sys.stderr,
         )
         sys.exit(3)
+    if stop:
+        log(f"{status}; outputs and checkpoint written; continue with --resume={out}")
     above = summary["num_classes_above"]
     log(
         f"done: median confidence {summary['median_confidence']:.6f}, "

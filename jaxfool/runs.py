@@ -198,3 +198,40 @@ def load_genome(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
         except TypeError as e:
             raise npz.WeightsFileError(f"{path}: bad CPPN genome ({e})") from None
     return encoding, jax.tree.map(lambda a: jnp.asarray(a)[None], genome), meta
+
+
+def _path_name(path) -> str:
+    """'archive/genomes/act' for a pytree key path (dataclass fields and dict keys)."""
+    parts = []
+    for k in path:
+        parts.append(str(getattr(k, "name", getattr(k, "key", k))))
+    return "/".join(parts)
+
+
+def load_checkpoint(out: Path, template: Any) -> tuple[Any, jax.Array, dict[str, Any]]:
+    """Restores (state, generations key, config) from checkpoint/state.npz.
+
+    `template` is a state of the same structure (e.g. `jax.eval_shape` of `evolve.init`); every
+    array must be present with the template's shape and dtype, else `RunDirError`.
+    """
+    path = out / "checkpoint" / "state.npz"
+    try:
+        tree, meta = npz.load_params(path)
+    except npz.WeightsFileError as e:
+        raise RunDirError(str(e)) from None
+    flat = npz.flatten(tree.get("state", {}))
+    leaves = []
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
+        name = _path_name(key_path)
+        if name not in flat:
+            raise RunDirError(f"{path}: no {name}; the checkpoint does not fit this config")
+        value = flat[name]
+        if value.shape != leaf.shape or value.dtype != leaf.dtype:
+            raise RunDirError(
+                f"{path}: {name} is {value.dtype}{list(value.shape)}, this config needs "
+                f"{leaf.dtype}{list(leaf.shape)}"
+            )
+        leaves.append(jnp.asarray(value))
+    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+    key = jax.random.wrap_key_data(jnp.asarray(tree["loop_key"]))
+    return state, key, meta.get("config", {})

@@ -1,0 +1,101 @@
+"""Exact resume: a run killed (SIGKILL) or interrupted (SIGINT) and resumed ends bit-identical to
+an uninterrupted run with the same seed."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxfool.weights import npz
+
+from .conftest import REPO
+
+FOOL = [sys.executable, str(REPO / "experiments" / "fool.py")]
+RUN = ["--encoding=direct", "--population=20", "--seed=5", "--log_every=3"]
+TOTAL = 150
+
+
+def final_state(out):
+    tree, _ = npz.load_params(out / "checkpoint" / "state.npz")
+    return npz.flatten(tree)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("resume") / "whole"
+    res = subprocess.run(
+        FOOL + RUN + [f"--generations={TOTAL}", f"--out={out}"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def start_and_stop(out, sig):
+    """Starts a long run that checkpoints every 3 generations and sends `sig` after the first."""
+    proc = subprocess.Popen(
+        FOOL + RUN + ["--generations=100000", "--checkpoint_every=3", f"--out={out}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    checkpoint = out / "checkpoint" / "state.npz"
+    deadline = time.time() + 120
+    while not checkpoint.exists():
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stdout, stderr
+
+
+def assert_same_run(a, b):
+    sa, sb = final_state(a), final_state(b)
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+    ja = json.loads((a / "summary.json").read_text())
+    jb = json.loads((b / "summary.json").read_text())
+    assert jb["generations_completed"] == TOTAL
+    assert [c["log_prob"] for c in ja["classes"]] == [c["log_prob"] for c in jb["classes"]]
+
+
+def test_sigkill_between_checkpoints_then_resume_is_exact(uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    code, _, _ = start_and_stop(out, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    generation = int(final_state(out)["state/generation"])
+    assert 0 < generation < TOTAL and generation % 3 == 0
+    res = subprocess.run(
+        FOOL + [f"--resume={out}", f"--generations={TOTAL}"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert f"resuming {out} at generation" in res.stdout
+    assert_same_run(uninterrupted, out)
+    gens = [json.loads(x)["generation"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert gens == sorted(set(gens)) and gens[-1] == TOTAL  # no line twice after the resume
+
+
+def test_sigint_writes_outputs_and_exits_zero_then_resume_is_exact(uninterrupted, tmp_path):
+    out = tmp_path / "interrupted"
+    code, stdout, stderr = start_and_stop(out, signal.SIGINT)
+    assert code == 0, stderr
+    assert "interrupted by SIGINT" in stdout and "--resume=" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"].startswith("interrupted by SIGINT")
+    assert summary["generations_completed"] == int(final_state(out)["state/generation"])
+    res = subprocess.run(
+        FOOL + [f"--resume={out}", f"--generations={TOTAL}"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert_same_run(uninterrupted, out)
+
+
+def test_resume_refuses_conflicting_settings_and_non_runs(uninterrupted, tmp_path):
+    res = subprocess.run(
+        FOOL + [f"--resume={uninterrupted}", "--seed=6"], capture_output=True, text=True
+    )
+    assert res.returncode == 2 and "--seed=6 conflicts" in res.stderr
+    res = subprocess.run(FOOL + [f"--resume={tmp_path}"], capture_output=True, text=True)
+    assert res.returncode == 2 and "not a run directory" in res.stderr
