@@ -283,6 +283,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.resume and FLAGS.out and Path(FLAGS.out).resolve() != Path(FLAGS.resume).resolve():
+        raise FlagError("--out and --resume name different directories; a run resumes in place")
     saved_config = adopt_resumed_flags(Path(FLAGS.resume)) if FLAGS.resume else None
     check_flags()
     try:

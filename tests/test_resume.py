@@ -99,3 +99,8 @@ def test_resume_refuses_conflicting_settings_and_non_runs(uninterrupted, tmp_pat
     assert res.returncode == 2 and "--seed=6 conflicts" in res.stderr
     res = subprocess.run(FOOL + [f"--resume={tmp_path}"], capture_output=True, text=True)
     assert res.returncode == 2 and "not a run directory" in res.stderr
+    other = f"--out={tmp_path / 'elsewhere'}"
+    res = subprocess.run(
+        FOOL + [f"--resume={uninterrupted}", other], capture_output=True, text=True
+    )
+    assert res.returncode == 2 and "resumes in place" in res.stderr
