@@ -205,12 +205,16 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def progress_line(gen: int, total: int, rate: float, evals_rate: float, stats: dict, k: int) -> str:
-    above = stats["num_classes_above"]
+def progress_line(row: dict, total: int, k: int) -> str:
+    """One log line: progress, speed, ETA, confidences, classes above thresholds, improvements."""
+    above = row["num_classes_above"]
+    eta = (total - row["generation"]) / row["gens_per_s"]
     return (
-        f"gen {gen:>6}/{total} | {rate:7.1f} gen/s | {evals_rate:9.0f} evals/s | "
-        f"median {stats['median_confidence']:.8f} min {stats['min_confidence']:.8f} | "
-        f">=0.99 {above['0.99']}/{k}  >=0.9999 {above['0.9999']}/{k}"
+        f"gen {row['generation']:>6}/{total} | {row['gens_per_s']:7.1f} gen/s | "
+        f"{row['evals_per_s']:9.0f} evals/s | ETA {eta:7.1f}s | "
+        f"median {row['median_confidence']:.8f} mean {row['mean_confidence']:.6f} "
+        f"min {row['min_confidence']:.8f} | "
+        f">=0.99 {above['0.99']}/{k} >=0.9999 {above['0.9999']}/{k} | improved {row['improved']}"
     )
 
 
@@ -253,6 +257,7 @@ def write_outputs(out, config, clf, params, state, loop_key, run_config, elapsed
         "classes": records,
     }
     runs.save_checkpoint(out, state, loop_key, run_config)
+    runs.write_classes_csv(out / "classes.csv", records)
     runs.fileio.write_json(out / "summary.json", summary)
     return summary
 
@@ -355,16 +360,7 @@ def main(argv):
         }
         last_takeovers = takeovers
         runs.append_jsonl(out / "metrics.jsonl", row)
-        log(
-            progress_line(
-                row["generation"],
-                FLAGS.generations,
-                row["gens_per_s"],
-                row["evals_per_s"],
-                stats,
-                len(classes),
-            )
-        )
+        log(progress_line(row, FLAGS.generations, len(classes)))
         if int(state.nan_scores):
             status = "stopped: NaN scores"
             break

@@ -159,6 +159,19 @@ def encoding_from_spec(spec: dict[str, Any]) -> Any:
     return classes[spec["name"]](**settings)
 
 
+def write_classes_csv(path: Path, records: list[dict[str, Any]]) -> Path:
+    """classes.csv: one row per archived class (index, label, confidence, ...)."""
+    import csv
+    import io
+
+    columns = ["index", "label", "confidence", "log_prob", "last_improved", "takeovers", "image"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return fileio.write_text(path, buf.getvalue())
+
+
 def caption(label: str, index: int, confidence: float) -> str:
     text = label if label == str(index) else f"{index} {label}"
     return f"{text[:18]}\n{format_confidence(confidence)}"

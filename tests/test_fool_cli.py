@@ -52,6 +52,9 @@ def test_run_writes_every_output(run_dir):
     assert all(m["gens_per_s"] > 0 for m in metrics)
     assert (run_dir / "gallery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run_dir / "checkpoint" / "state.npz").is_file()
+    csv_rows = (run_dir / "classes.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("index,label,confidence") and len(csv_rows) == 11
+    assert float(csv_rows[1].split(",")[2]) == pytest.approx(summary["classes"][0]["confidence"])
     assert json.loads((run_dir / "config.json").read_text())["flags"]["seed"] == 3
 
 
