@@ -59,30 +59,6 @@ class LeNetLogits:
         return LeNet(self.num_classes).apply(params["net"], x)
 
 
-def read_mean_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
-    """A mean image (.binaryproto or .npy) as float32 HWC `shape`; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise npz.WeightsFileError(f"{path}: no such mean file")
-    if path.suffix == ".npy":
-        try:
-            mean = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise npz.WeightsFileError(f"{path}: not a readable .npy mean file ({e})") from None
-    else:
-        from jaxfool.weights.caffemodel import read_binaryproto
-
-        mean = read_binaryproto(path)
-    mean = np.asarray(mean, np.float32)
-    h, w, c = shape
-    if mean.size != h * w * c:
-        raise npz.WeightsFileError(
-            f"{path}: mean image has shape {mean.shape}, expected {c}x{h}x{w} values"
-        )
-    # Caffe blobs are C, H, W (with a leading num); ours are H, W, C.
-    return mean.reshape(c, h, w).transpose(1, 2, 0)
-
-
 def _lenet(name: str, net_params: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
     num_classes = int(net_params["params"]["ip2"]["bias"].shape[0])
     labels = DIGIT_LABELS + tuple(f"class {i}" for i in range(10, num_classes))
@@ -349,5 +325,9 @@ def load_classifier(
         raise npz.WeightsFileError(f"model {name} has no default weights: {spec.description}")
     if not path.is_file():
         raise npz.WeightsFileError(f"{path}: no such weights file for model {name}")
-    mean_image = read_mean_image(mean, spec.image_shape) if mean else None
+    mean_image = None
+    if mean:
+        from jaxfool.weights.convert import caffe_mean_image
+
+        mean_image = caffe_mean_image(mean, spec.image_shape)
     return spec.loader(path, mean_image)

@@ -103,3 +103,19 @@ def test_caffenet_fitness_is_the_mean_softmax_of_ten_crops():
     assert finite.mean() > 0.5
     np.testing.assert_allclose(np.asarray(got)[finite], want[finite], rtol=1e-4, atol=1e-4)
     assert np.max(np.std(np.exp(logp), axis=0)) > 1e-4  # the crops really differ
+
+
+def test_mean_files_load_for_lenet_and_are_checked(tmp_path):
+    """--mean: the paper's MNIST mean (1x1x28x28 BlobProto) becomes the LeNet's [28, 28, 1]."""
+    from jaxfool.weights.caffemodel import read_binaryproto
+    from jaxfool.weights.npz import WeightsFileError
+
+    from .conftest import PAPER_MEAN, require
+
+    _, params = classifiers.load_classifier("lenet", mean=require(PAPER_MEAN))
+    want = read_binaryproto(PAPER_MEAN).reshape(28, 28, 1)
+    np.testing.assert_array_equal(np.asarray(params["mean"]), want)
+    wrong = tmp_path / "mean.npy"
+    np.save(wrong, np.zeros((3, 256, 256)))  # an ImageNet mean for an MNIST net
+    with pytest.raises(WeightsFileError, match="expected \\(1, 28, 28\\)"):
+        classifiers.load_classifier("lenet", mean=wrong)

@@ -40,7 +40,6 @@ CAFFENET_LAYERS = {
     "fc8": "InnerProduct",
 }
 POOL5_CHW = (256, 6, 6)  # the C, H, W that fc6 (and torchvision's classifier.1) flatten
-CAFFE_MEAN_SHAPE = (3, 256, 256)  # BGR, C, H, W
 
 
 def reference_params(module: Any, input_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -153,13 +152,16 @@ def alexnet_torchvision_params(
     return variables
 
 
-def caffe_mean_image(path: str | Path) -> np.ndarray:
-    """Caffe's ImageNet mean image as float32 [256, 256, 3] BGR (H, W, C).
+def caffe_mean_image(path: str | Path, shape: tuple[int, int, int] = (256, 256, 3)) -> np.ndarray:
+    """A Caffe mean image as float32 H, W, C `shape` (default: ImageNet's [256, 256, 3] BGR).
 
-    Reads a `.npy` (shape (3, 256, 256), C, H, W, e.g. Caffe's `ilsvrc_2012_mean.npy`) or a
-    `.binaryproto` (`imagenet_mean.binaryproto`, (1, 3, 256, 256)); leading size-1 axes are
+    Reads a `.npy` (C, H, W, e.g. Caffe's `ilsvrc_2012_mean.npy` (3, 256, 256)) or a
+    `.binaryproto` (e.g. `imagenet_mean.binaryproto` (1, 3, 256, 256), or the paper's MNIST
+    `mnist_mean.binaryproto` (1, 1, 28, 28) with shape (28, 28, 1)); leading size-1 axes are
     dropped. Raises `CaffeFormatError` for a missing, unreadable or misshaped file.
     """
+    h, w, c = shape
+    expected = (c, h, w)
     path = Path(path)
     if path.suffix == ".npy":
         if not path.is_file():
@@ -172,13 +174,13 @@ def caffe_mean_image(path: str | Path) -> np.ndarray:
         mean = read_binaryproto(path)
     else:
         raise CaffeFormatError(f"{path}: unknown mean file type (expected .npy or .binaryproto)")
-    shape = mean.shape
+    found = mean.shape
     while mean.ndim > 3 and mean.shape[0] == 1:
         mean = mean[0]
-    if mean.shape != CAFFE_MEAN_SHAPE or not np.issubdtype(mean.dtype, np.number):
+    if mean.shape != expected or not np.issubdtype(mean.dtype, np.number):
         raise CaffeFormatError(
-            f"{path}: mean image has shape {shape} ({mean.dtype}), expected {CAFFE_MEAN_SHAPE} "
-            "BGR C, H, W (optionally with a leading 1)"
+            f"{path}: mean image has shape {found} ({mean.dtype}), expected {expected} "
+            "C, H, W (optionally with a leading 1)"
         )
     if not np.isfinite(mean).all():
         raise CaffeFormatError(f"{path}: mean image has non-finite values")
