@@ -26,7 +26,9 @@ from jaxfool.weights.caffemodel import (
 )
 from jaxfool.weights.npz import WeightsFileError
 
-PAPER_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper-lenet"
+from .conftest import SHARED_DATA
+
+PAPER_DIR = SHARED_DATA / "paper-lenet"
 
 
 # --- a tiny protobuf encoder ------------------------------------------------------------------

@@ -25,7 +25,9 @@ from jaxfool.nets.efficientnet_lite import (
 )
 from jaxfool.weights.npz import WeightsFileError
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
+from .conftest import SHARED_DATA
+
+PHOTOS = SHARED_DATA / "photos"
 # photo -> (acceptable ImageNet classes, minimum probability of the top-1 class)
 PHOTO_CLASSES = {
     "chelsea.png": ({281, 282, 285}, 0.0),  # tabby / tiger cat / Egyptian cat

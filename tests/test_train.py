@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +15,9 @@ from jaxfool import train
 from jaxfool.data.mnist import BUNDLED_DIR, load_mnist
 from jaxfool.weights.npz import check_matches, flatten, load_params
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .conftest import REPO
+
+REPO_ROOT = REPO
 SCRIPT = REPO_ROOT / "experiments" / "train_lenet.py"
 SHIPPED = REPO_ROOT / "models" / "lenet_mnist.npz"
 LENET_SHAPES = {
