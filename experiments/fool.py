@@ -176,8 +176,9 @@ def check_flags() -> None:
 
 
 def build_encoding(image_shape):
-    if FLAGS.encoding == "cppn":
-        try:
+    """The --encoding's settings for images of `image_shape`; bad settings are a FlagError."""
+    try:
+        if FLAGS.encoding == "cppn":
             return CppnEncoding(
                 image_shape=image_shape,
                 max_nodes=FLAGS.max_nodes,
@@ -185,15 +186,15 @@ def build_encoding(image_shape):
                 coords=FLAGS.cppn_coords,
                 color=FLAGS.cppn_color,
             )
-        except ValueError as e:
-            raise FlagError(f"--encoding=cppn: {e}") from None
-    return DirectEncoding(
-        image_shape=image_shape,
-        mutation_rate=FLAGS.mutation_rate,
-        crossover_rate=FLAGS.crossover_rate,
-        mutation_schedule=FLAGS.mutation_schedule,
-        sbx_equal_genes=FLAGS.sbx_equal_genes,
-    )
+        return DirectEncoding(
+            image_shape=image_shape,
+            mutation_rate=FLAGS.mutation_rate,
+            crossover_rate=FLAGS.crossover_rate,
+            mutation_schedule=FLAGS.mutation_schedule,
+            sbx_equal_genes=FLAGS.sbx_equal_genes,
+        )
+    except ValueError as e:
+        raise FlagError(f"--encoding={FLAGS.encoding}: {e}") from None
 
 
 def default_out() -> Path:

@@ -99,6 +99,7 @@ def test_never_overwrites_a_run_silently(run_dir):
         ("--mean=/nonexistent/mean.binaryproto", "/nonexistent/mean.binaryproto"),
         ("--mutation_schedule=cosine", "--mutation_schedule"),
         ("--crossover_rate=1.5", "--crossover_rate"),
+        ("--max_nodes=3", "--encoding=cppn: max_nodes"),
     ],
 )
 def test_bad_flags_give_one_line_errors(flag, message, tmp_path):

@@ -36,7 +36,7 @@ class DirectEncoding:
         if self.mutation_schedule not in SCHEDULES:
             raise ValueError(f"mutation_schedule must be one of {SCHEDULES}")
         if self.image_shape[-1] != 1:
-            raise NotImplementedError("colour direct genomes (HLS) are not implemented yet")
+            raise ValueError("colour (HLS) direct genomes are not implemented yet: use cppn")
 
     def init(self, key: jax.Array, n: int) -> jax.Array:
         return jax.random.uniform(key, (n, *self.image_shape), jnp.float32)
