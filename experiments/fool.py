@@ -1,7 +1,10 @@
 """Evolve fooling images: MAP-Elites over a classifier's classes (the paper's main experiment).
 
-    python experiments/fool.py                      # MNIST LeNet, direct encoding, 200 gens
+    python experiments/fool.py                      # MNIST LeNet, CPPN encoding, 200 gens
     python experiments/fool.py --model=lenet_paper --weights=PATH/lenet_iter_10000
+    python experiments/fool.py --model=caffenet --weights=bvlc_reference_caffenet.caffemodel
+                                                    # the paper's ImageNet run: 1000 classes,
+                                                    # 256x256 HLS colour, population 400, 5000 gens
 
 Writes DIR/summary.json, metrics.jsonl, gallery.png, config.json, elites/ and checkpoint/
 (see README). Progress is logged every --log_every generations.
@@ -10,6 +13,7 @@ Writes DIR/summary.json, metrics.jsonl, gallery.png, config.json, elites/ and ch
 from __future__ import annotations
 
 import json
+import resource
 import shlex
 import signal
 import sys
@@ -37,11 +41,19 @@ flags.DEFINE_string(
     "MNIST evaluation prototxt does (mnist_mean.binaryproto). Default: none, as trained.",
 )
 flags.DEFINE_string("encoding", "cppn", f"Genome encoding: {', '.join(ENCODINGS)}.")
-flags.DEFINE_integer("population", 200, "Children per generation (even).")
+flags.DEFINE_integer(
+    "population",
+    None,
+    "Children per generation (even). Default: the original's, 400 for ImageNet CPPN, else 200.",
+)
 flags.DEFINE_integer(
     "initial_population", None, "Random genomes at the start (default: population)."
 )
-flags.DEFINE_integer("generations", 200, "Generations to run.")
+flags.DEFINE_integer(
+    "generations",
+    None,
+    "Generations to run. Default: 200 for MNIST (the paper's figures), 5000 for ImageNet.",
+)
 flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same run on one machine.")
 flags.DEFINE_string(
     "classes", None, "Class indices to evolve, e.g. '0,3,7' or '0-4' (default: all)."
@@ -58,7 +70,41 @@ flags.DEFINE_string(
     "Continue the run in this directory up to --generations, exactly as if it "
     "had never stopped; its settings are kept (a conflicting flag is an error).",
 )
-flags.DEFINE_integer("eval_chunk", None, "Images per classifier call (bounds memory).")
+flags.DEFINE_integer(
+    "eval_chunk",
+    None,
+    "Images per classifier call, per device; bounds peak memory (CaffeNet: x10 crops). "
+    f"Default: all for MNIST, {evolve.IMAGENET_EVAL_CHUNK} for ImageNet models.",
+)
+flags.DEFINE_bool(
+    "ten_crop",
+    True,
+    "caffenet/alexnet_caffe fitness: softmax averaged over the 10 standard 227 crops "
+    "(original); --noten_crop scores the centre crop only.",
+)
+flags.DEFINE_string(
+    "direct_genes",
+    "auto",
+    "Direct genomes stored as float32 genes (original) or uint8 pixel bytes (compact: 4x "
+    "smaller archive); auto: uint8 for colour images, float32 for MNIST.",
+)
+flags.DEFINE_bool(
+    "shard", True, "Split each generation's population over all devices (when there are >1)."
+)
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-host: host:port of process 0; with --num_processes and --process_id, calls "
+    "jax.distributed.initialize. Only process 0 writes files.",
+)
+flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Multi-host without the three flags: jax.distributed.initialize() detects the cluster "
+    "itself (Cloud TPU pod slices, SLURM).",
+)
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index (0 writes files).")
 flags.DEFINE_float("mutation_rate", 0.1, "Per-gene mutation probability (direct).")
 flags.DEFINE_string(
     "cppn_coords", "raw", "CPPN x, y inputs: raw pixel indices (original) or normalized [-1, 1]."
@@ -89,7 +135,8 @@ class FlagError(ValueError):
 EVOLUTION_FLAGS = (
     "model", "weights", "mean", "encoding", "population", "initial_population", "seed",
     "classes", "eval_chunk", "mutation_rate", "mutation_schedule", "crossover_rate",
-    "sbx_equal_genes", "cppn_coords", "cppn_color", "max_nodes", "max_edges",
+    "sbx_equal_genes", "cppn_coords", "cppn_color", "max_nodes", "max_edges", "ten_crop",
+    "direct_genes",
 )  # fmt: skip
 
 
@@ -147,11 +194,11 @@ def check_flags() -> None:
         raise FlagError(f"--encoding={FLAGS.encoding}: choose one of {', '.join(ENCODINGS)}")
     if FLAGS.model not in classifiers.MODELS:
         raise FlagError(f"--model={FLAGS.model}: choose one of {', '.join(classifiers.MODELS)}")
-    if FLAGS.population < 2 or FLAGS.population % 2:
+    if FLAGS.population is not None and (FLAGS.population < 2 or FLAGS.population % 2):
         raise FlagError(f"--population={FLAGS.population}: must be an even number >= 2")
     if FLAGS.initial_population is not None and FLAGS.initial_population < 1:
         raise FlagError("--initial_population must be >= 1")
-    if FLAGS.generations < 0:
+    if FLAGS.generations is not None and FLAGS.generations < 0:
         raise FlagError(f"--generations={FLAGS.generations}: must be >= 0")
     if FLAGS.checkpoint_every < 0:
         raise FlagError(f"--checkpoint_every={FLAGS.checkpoint_every}: must be >= 0")
@@ -171,8 +218,26 @@ def check_flags() -> None:
         raise FlagError(f"--cppn_coords={FLAGS.cppn_coords}: raw or normalized")
     if FLAGS.cppn_color not in ("hls", "hsv"):
         raise FlagError(f"--cppn_color={FLAGS.cppn_color}: hls or hsv")
+    if FLAGS.direct_genes not in ("auto", "float32", "uint8"):
+        raise FlagError(f"--direct_genes={FLAGS.direct_genes}: auto, float32 or uint8")
+    if not FLAGS.ten_crop and FLAGS.model not in ("caffenet", "alexnet_caffe"):
+        raise FlagError("--noten_crop: only caffenet and alexnet_caffe score 10 crops")
+    multi = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    if any(v is not None for v in multi) and any(v is None for v in multi):
+        raise FlagError(
+            "--coordinator_address, --num_processes and --process_id go together (multi-host)"
+        )
+    if FLAGS.num_processes is not None and not 0 <= FLAGS.process_id < FLAGS.num_processes:
+        raise FlagError(f"--process_id={FLAGS.process_id}: must be in [0, --num_processes)")
     if FLAGS.seed < 0:
         raise FlagError("--seed must be >= 0")
+
+
+def apply_defaults(clf) -> None:
+    """Fills the flags left unset with the original's settings for this kind of model."""
+    for name, value in evolve.original_settings(clf.image_shape, FLAGS.encoding).items():
+        if FLAGS[name].value is None:
+            setattr(FLAGS, name, value)
 
 
 def build_encoding(image_shape):
@@ -186,8 +251,12 @@ def build_encoding(image_shape):
                 coords=FLAGS.cppn_coords,
                 color=FLAGS.cppn_color,
             )
+        genes = FLAGS.direct_genes
+        if genes == "auto":
+            genes = "uint8" if image_shape[-1] == 3 else "float32"
         return DirectEncoding(
             image_shape=image_shape,
+            genes=genes,
             mutation_rate=FLAGS.mutation_rate,
             crossover_rate=FLAGS.crossover_rate,
             mutation_schedule=FLAGS.mutation_schedule,
@@ -202,8 +271,35 @@ def default_out() -> Path:
     return Path("runs") / f"{stamp}_{FLAGS.model}_{FLAGS.encoding}_s{FLAGS.seed}"
 
 
+def is_writer() -> bool:
+    """Only process 0 of a multi-host run writes files and logs."""
+    return jax.process_index() == 0
+
+
 def log(msg: str) -> None:
-    print(msg, flush=True)
+    if is_writer():
+        print(msg, flush=True)
+
+
+def memory_use() -> dict:
+    """Peak host RSS so far and, where the backend reports it, peak device memory (MiB)."""
+    usage = {"peak_host_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        usage["peak_device_mib"] = round(stats["peak_bytes_in_use"] / 2**20)
+    return usage
+
+
+def init_distributed() -> None:
+    """Joins a multi-host run (before anything touches the devices)."""
+    if FLAGS.coordinator_address is not None:
+        jax.distributed.initialize(
+            coordinator_address=FLAGS.coordinator_address,
+            num_processes=FLAGS.num_processes,
+            process_id=FLAGS.process_id,
+        )
+    elif FLAGS.distributed:
+        jax.distributed.initialize()
 
 
 def progress_line(row: dict, total: int, k: int) -> str:
@@ -255,6 +351,10 @@ def write_outputs(out, config, clf, params, state, loop_key, run_config, elapsed
         "evaluations": int(state.evaluations),
         "nan_scores": int(state.nan_scores),
         "wall_seconds": round(elapsed, 3),
+        "eval_chunk": config.eval_chunk,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        **memory_use(),
         "classes": records,
     }
     runs.save_checkpoint(out, state, loop_key, run_config)
@@ -293,11 +393,16 @@ def main(argv):
         raise FlagError("--out and --resume name different directories; a run resumes in place")
     saved_config = adopt_resumed_flags(Path(FLAGS.resume)) if FLAGS.resume else None
     check_flags()
+    init_distributed()
     try:
         clf, params = classifiers.load_classifier(FLAGS.model, FLAGS.weights, FLAGS.mean)
     except (WeightsFileError, ValueError, OSError) as e:
         raise FlagError(f"--model={FLAGS.model}: {e}") from None
+    if not FLAGS.ten_crop:
+        clf = classifiers.with_center_crop(clf)
+    apply_defaults(clf)
     classes = parse_classes(FLAGS.classes, clf.num_classes)
+    mesh = evolve.population_mesh() if FLAGS.shard and jax.device_count() > 1 else None
     config = evolve.EvolutionConfig(
         encoding=build_encoding(clf.image_shape),
         classifier=clf,
@@ -305,6 +410,7 @@ def main(argv):
         population=FLAGS.population,
         initial_population=FLAGS.initial_population or FLAGS.population,
         eval_chunk=FLAGS.eval_chunk,
+        mesh=mesh,
     )
     init_key, loop_key = evolve.run_keys(FLAGS.seed)
     t_start = time.perf_counter()
@@ -314,10 +420,13 @@ def main(argv):
         state, saved_key, _ = runs.load_checkpoint(out, template)
         if not np.array_equal(jax.random.key_data(saved_key), jax.random.key_data(loop_key)):
             raise FlagError(f"--resume={out}: the checkpoint's key is not this seed's")
-        drop_metrics_after(out / "metrics.jsonl", int(state.generation))
+        if is_writer():
+            drop_metrics_after(out / "metrics.jsonl", int(state.generation))
         log(f"resuming {out} at generation {int(state.generation)}")
     else:
-        out = runs.prepare_run_dir(FLAGS.out or default_out(), FLAGS.overwrite)
+        out = Path(FLAGS.out or default_out())
+        if is_writer():
+            runs.prepare_run_dir(out, FLAGS.overwrite)
         run_config = {
             "command": shlex.join(sys.argv),
             "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
@@ -325,8 +434,10 @@ def main(argv):
             "classes": list(classes),
             "jax_version": jax.__version__,
             "devices": [str(d) for d in jax.devices()],
+            "processes": jax.process_count(),
         }
-        runs.fileio.write_json(out / "config.json", run_config)
+        if is_writer():
+            runs.fileio.write_json(out / "config.json", run_config)
         state = evolve.init(config, params, init_key)
     log(
         f"run directory {out}  ({clf.name}, {FLAGS.encoding}, {len(classes)} classes, "
@@ -358,18 +469,25 @@ def main(argv):
             "improved": takeovers - last_takeovers,
             "nan_scores": int(state.nan_scores),
             **stats,
+            **memory_use(),
         }
         last_takeovers = takeovers
-        runs.append_jsonl(out / "metrics.jsonl", row)
+        if is_writer():
+            runs.append_jsonl(out / "metrics.jsonl", row)
         log(progress_line(row, FLAGS.generations, len(classes)))
         if int(state.nan_scores):
             status = "stopped: NaN scores"
             break
-        if FLAGS.checkpoint_every and int(state.generation) % FLAGS.checkpoint_every == 0:
+        checkpoint_due = (
+            FLAGS.checkpoint_every and int(state.generation) % FLAGS.checkpoint_every == 0
+        )
+        if checkpoint_due and is_writer():
             runs.save_checkpoint(out, state, loop_key, run_config)
         if stop:
             status = f"interrupted by {stop[0]} at generation {int(state.generation)}"
             break
+    if not is_writer():
+        return
     summary = write_outputs(
         out, config, clf, params, state, loop_key, run_config, time.perf_counter() - t_start, status
     )
@@ -386,7 +504,8 @@ def main(argv):
     above = summary["num_classes_above"]
     log(
         f"done: median confidence {summary['median_confidence']:.6f}, "
-        f">=0.9999 {above['0.9999']}/{len(classes)} classes; wrote {out}/summary.json"
+        f">=0.9999 {above['0.9999']}/{len(classes)} classes; peak host memory "
+        f"{summary['peak_host_rss_mib']} MiB; wrote {out}/summary.json"
     )
     print(json.dumps({k: summary[k] for k in ("median_confidence", "num_classes_above")}))
 

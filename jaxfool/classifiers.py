@@ -7,14 +7,17 @@ argument (never baked in as constants).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
 from PIL import Image
 
 from jaxfool import preprocess, scoring
@@ -59,7 +62,11 @@ class LeNetLogits:
         return LeNet(self.num_classes).apply(params["net"], x)
 
 
-def _lenet(name: str, net_params: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+def lenet_classifier(
+    name: str, net_params: Any, mean: np.ndarray | None = None
+) -> tuple[Classifier, Any]:
+    """A LeNet classifier from Flax variables {"params": ...}; its output count (10, or 11
+    with the retraining experiment's fooling class) is read from the ip2 bias."""
     num_classes = int(net_params["params"]["ip2"]["bias"].shape[0])
     labels = DIGIT_LABELS + tuple(f"class {i}" for i in range(10, num_classes))
     params = {
@@ -76,13 +83,13 @@ def _load_lenet_npz(path: Path, mean: np.ndarray | None) -> tuple[Classifier, An
     except (KeyError, TypeError, AttributeError):
         raise npz.WeightsFileError(f"{path}: no params/ip2/bias: not LeNet weights") from None
     npz.check_matches(path, variables, zero_variables(num_classes))
-    return _lenet("lenet", variables, mean)
+    return lenet_classifier("lenet", variables, mean)
 
 
 def _load_lenet_caffemodel(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
     from jaxfool.weights.caffemodel import lenet_params_from_caffemodel
 
-    return _lenet("lenet_paper", lenet_params_from_caffemodel(path), mean)
+    return lenet_classifier("lenet_paper", lenet_params_from_caffemodel(path), mean)
 
 
 # --- ImageNet ------------------------------------------------------------------------------------
@@ -149,6 +156,15 @@ def _caffe_mean_227(mean: np.ndarray | None) -> jnp.ndarray:
     return jnp.asarray(mean[14 : 14 + 227, 14 : 14 + 227], jnp.float32)
 
 
+def _caffe_build(name: str, lrn_before_pool: bool):
+    def build(variables: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        params = {"net": jax.tree.map(jnp.asarray, variables), "mean_227": _caffe_mean_227(mean)}
+        logits = CaffeNetLogits(lrn_before_pool)
+        return Classifier(name, logits, IMAGENET_SHAPE, imagenet_labels()), params
+
+    return build
+
+
 def _caffe_loader(name: str, lrn_before_pool: bool):
     def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
         from jaxfool.weights.cache import cached_variables
@@ -157,11 +173,16 @@ def _caffe_loader(name: str, lrn_before_pool: bool):
         variables = cached_variables(
             path, name, lambda: caffenet_params_from_caffemodel(path, lrn_before_pool)
         )
-        params = {"net": jax.tree.map(jnp.asarray, variables), "mean_227": _caffe_mean_227(mean)}
-        logits = CaffeNetLogits(lrn_before_pool)
-        return Classifier(name, logits, IMAGENET_SHAPE, imagenet_labels()), params
+        return _caffe_build(name, lrn_before_pool)(variables, mean)
 
     return load
+
+
+def _alexnet_torchvision_build(variables: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+    del mean  # normalised by torchvision's mean/std
+    params = jax.tree.map(jnp.asarray, variables)
+    logits = AlexNetTorchvisionLogits()
+    return Classifier("alexnet_torchvision", logits, IMAGENET_SHAPE, imagenet_labels()), params
 
 
 def _load_alexnet_torchvision(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
@@ -169,15 +190,23 @@ def _load_alexnet_torchvision(path: Path, mean: np.ndarray | None) -> tuple[Clas
     from jaxfool.weights.convert import alexnet_torchvision_params
     from jaxfool.weights.torch_file import load_state_dict
 
-    del mean  # normalised by torchvision's mean/std
     variables = cached_variables(
         path,
         "alexnet_torchvision",
         lambda: alexnet_torchvision_params(load_state_dict(path), source=str(path)),
     )
-    params = jax.tree.map(jnp.asarray, variables)
-    logits = AlexNetTorchvisionLogits()
-    return Classifier("alexnet_torchvision", logits, IMAGENET_SHAPE, imagenet_labels()), params
+    return _alexnet_torchvision_build(variables, mean)
+
+
+def _efficientnet_build(variant: str):
+    def build(variables: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        del mean
+        params = jax.tree.map(jnp.asarray, variables)
+        name = f"efficientnet_{variant}"
+        logits = EfficientNetLiteLogits(variant)
+        return Classifier(name, logits, IMAGENET_SHAPE, imagenet_labels()), params
+
+    return build
 
 
 def _efficientnet_loader(variant: str):
@@ -186,7 +215,6 @@ def _efficientnet_loader(variant: str):
         from jaxfool.weights.cache import cached_variables
         from jaxfool.weights.torch_file import load_state_dict
 
-        del mean
         name = f"efficientnet_{variant}"
         prefix = path.stem.rsplit("-", 1)[-1]
 
@@ -203,12 +231,18 @@ def _efficientnet_loader(variant: str):
             ),
             check_sha256=check_sha256,
         )
-        params = jax.tree.map(jnp.asarray, variables)
-        return Classifier(
-            name, EfficientNetLiteLogits(variant), IMAGENET_SHAPE, imagenet_labels()
-        ), params
+        return _efficientnet_build(variant)(variables, mean)
 
     return load
+
+
+def _random_variables(module: nn.Module, size: int, channels: int = 3):
+    """Randomly initialised variables of `module` (for benchmarks and memory studies)."""
+
+    def init(key: jax.Array) -> Any:
+        return module.init(key, jnp.zeros((1, size, size, channels), jnp.float32))
+
+    return init
 
 
 def _efficientnet_lite0_file() -> Path | None:
@@ -236,6 +270,8 @@ class ModelSpec:
     image_shape: tuple[int, int, int]
     default_weights: Path | None
     loader: Callable[[Path, np.ndarray | None], tuple[Classifier, Any]]
+    random_variables: Callable[[jax.Array], Any]
+    build: Callable[[Any, np.ndarray | None], tuple[Classifier, Any]]
     photo_size: int | None = None
 
     def prepare_photo(self, image: np.ndarray) -> np.ndarray:
@@ -255,6 +291,8 @@ MODELS: dict[str, ModelSpec] = {
             MNIST_SHAPE,
             MODELS_DIR / "lenet_mnist.npz",
             _load_lenet_npz,
+            _random_variables(LeNet(), 28, 1),
+            partial(lenet_classifier, "lenet"),
             photo_size=28,
         ),
         ModelSpec(
@@ -263,6 +301,8 @@ MODELS: dict[str, ModelSpec] = {
             MNIST_SHAPE,
             None,
             _load_lenet_caffemodel,
+            _random_variables(LeNet(), 28, 1),
+            partial(lenet_classifier, "lenet_paper"),
             photo_size=28,
         ),
         ModelSpec(
@@ -271,6 +311,8 @@ MODELS: dict[str, ModelSpec] = {
             IMAGENET_SHAPE,
             None,
             _caffe_loader("caffenet", lrn_before_pool=False),
+            _random_variables(CaffeNet(), 227),
+            _caffe_build("caffenet", lrn_before_pool=False),
             photo_size=256,
         ),
         ModelSpec(
@@ -279,6 +321,8 @@ MODELS: dict[str, ModelSpec] = {
             IMAGENET_SHAPE,
             None,
             _caffe_loader("alexnet_caffe", lrn_before_pool=True),
+            _random_variables(CaffeNet(lrn_before_pool=True), 227),
+            _caffe_build("alexnet_caffe", lrn_before_pool=True),
             photo_size=256,
         ),
         ModelSpec(
@@ -287,6 +331,8 @@ MODELS: dict[str, ModelSpec] = {
             IMAGENET_SHAPE,
             None,
             _load_alexnet_torchvision,
+            _random_variables(AlexNetTorchvision(), 224),
+            _alexnet_torchvision_build,
         ),
         ModelSpec(
             "efficientnet_lite0",
@@ -294,6 +340,8 @@ MODELS: dict[str, ModelSpec] = {
             IMAGENET_SHAPE,
             _efficientnet_lite0_file(),
             _efficientnet_loader("lite0"),
+            _random_variables(EfficientNetLite.variant("lite0"), 224),
+            _efficientnet_build("lite0"),
         ),
         ModelSpec(
             "efficientnet_lite1",
@@ -301,6 +349,8 @@ MODELS: dict[str, ModelSpec] = {
             IMAGENET_SHAPE,
             None,
             _efficientnet_loader("lite1"),
+            _random_variables(EfficientNetLite.variant("lite1"), 224),
+            _efficientnet_build("lite1"),
         ),
         ModelSpec(
             "efficientnet_lite2",
@@ -308,26 +358,44 @@ MODELS: dict[str, ModelSpec] = {
             IMAGENET_SHAPE,
             None,
             _efficientnet_loader("lite2"),
+            _random_variables(EfficientNetLite.variant("lite2"), 224),
+            _efficientnet_build("lite2"),
         ),
     ]
 }
 
 
+def with_center_crop(clf: Classifier) -> Classifier:
+    """CaffeNet / Caffe AlexNet scoring the centre 227 crop instead of the paper's 10 crops."""
+    if not isinstance(clf.logits, CaffeNetLogits):
+        raise ValueError(f"{clf.name} has no 10-crop fitness to turn off")
+    return dataclasses.replace(clf, logits=dataclasses.replace(clf.logits, ten_crop=False))
+
+
+RANDOM_WEIGHTS = "random"
+
+
 def load_classifier(
     name: str, weights: str | Path | None = None, mean: str | Path | None = None
 ) -> tuple[Classifier, Any]:
-    """Builds classifier `name` with its weights (default: the shipped file) and optional mean."""
+    """Builds classifier `name` with its weights (default: the shipped file) and optional mean.
+
+    weights="random": randomly initialised parameters (fixed key), for benchmarks and memory
+    studies of models whose weight files are not at hand.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     spec = MODELS[name]
-    path = Path(weights) if weights else spec.default_weights
-    if path is None:
-        raise npz.WeightsFileError(f"model {name} has no default weights: {spec.description}")
-    if not path.is_file():
-        raise npz.WeightsFileError(f"{path}: no such weights file for model {name}")
     mean_image = None
     if mean:
         from jaxfool.weights.convert import caffe_mean_image
 
         mean_image = caffe_mean_image(mean, spec.image_shape)
+    if str(weights) == RANDOM_WEIGHTS:
+        return spec.build(spec.random_variables(jax.random.key(0)), mean_image)
+    path = Path(weights) if weights else spec.default_weights
+    if path is None:
+        raise npz.WeightsFileError(f"model {name} has no default weights: {spec.description}")
+    if not path.is_file():
+        raise npz.WeightsFileError(f"{path}: no such weights file for model {name}")
     return spec.loader(path, mean_image)

@@ -6,6 +6,11 @@
 `step` is that line; `run` repeats it `num_generations` times inside one jitted call
 (`lax.fori_loop`), so the host only logs and saves between calls. The key of generation g is
 `fold_in(key, g)`: results do not depend on how a run is split into host calls.
+
+With a `mesh`, the children (and so rendering and classification, the costly part) are split
+along the population axis over the mesh's devices; the archive stays replicated and its insert
+sees every child. A population that does not divide evenly is padded with copies of a child,
+whose scores are dropped before the insert.
 """
 
 from __future__ import annotations
@@ -17,11 +22,34 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxfool import archive as archive_lib
 from jaxfool import scoring
 from jaxfool.classifiers import Classifier
 from jaxfool.encodings import Encoding
+
+POP_AXIS = "pop"
+IMAGENET_EVAL_CHUNK = 32  # images per classifier call (x10 crops for CaffeNet): ~2 GiB peak
+
+
+def original_settings(image_shape: tuple[int, int, int], encoding: str) -> dict[str, Any]:
+    """The original code's run settings (PAPER.md 4.2) for images of `image_shape`.
+
+    ImageNet (colour): population 400 for CPPN, 200 for direct, 5000 generations, classifier
+    chunks of IMAGENET_EVAL_CHUNK images. MNIST: population 200 and the paper's 200 generations
+    (the original ran 1001-1010), whole-population classifier calls.
+    """
+    if image_shape[-1] == 3:
+        population = 400 if encoding == "cppn" else 200
+        return {"population": population, "generations": 5000, "eval_chunk": IMAGENET_EVAL_CHUNK}
+    return {"population": 200, "generations": 200, "eval_chunk": None}
+
+
+def population_mesh(devices: Any = None) -> Mesh:
+    """A one-axis mesh over `devices` (default: all devices) for splitting the population."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(devices, (POP_AXIS,))
 
 
 @dataclass(frozen=True)
@@ -31,7 +59,9 @@ class EvolutionConfig:
     classes: the classifier outputs that get an archive cell, in cell order.
     population: children per generation (the original's `pop::size`), even.
     initial_population: random genomes scored and inserted first (`pop::init_size`).
-    eval_chunk: at most this many images go through the classifier at once (None: all).
+    eval_chunk: at most this many images go through the classifier at once (None: all); with
+        a mesh, per device.
+    mesh: devices to split the population over (axis name POP_AXIS); None: no sharding.
     """
 
     encoding: Encoding
@@ -40,6 +70,7 @@ class EvolutionConfig:
     population: int = 200
     initial_population: int = 200
     eval_chunk: int | None = None
+    mesh: Mesh | None = None
 
     def __post_init__(self):
         if self.population < 2 or self.population % 2:
@@ -54,6 +85,8 @@ class EvolutionConfig:
                 f"classes {bad} out of range for {self.classifier.name} "
                 f"({self.classifier.num_classes} classes)"
             )
+        if self.mesh is not None and self.mesh.axis_names != (POP_AXIS,):
+            raise ValueError(f"mesh must have the single axis {POP_AXIS!r}")
         if self.encoding.image_shape != self.classifier.image_shape:
             raise ValueError(
                 f"encoding makes {self.encoding.image_shape} images, "
@@ -76,11 +109,32 @@ def evaluate(config: EvolutionConfig, params: Any, genomes: Any) -> tuple[jax.Ar
 
     Returns (log-probabilities [B, K] of the archive's classes, number of rows with a NaN).
     """
+    batch = jax.tree.leaves(genomes)[0].shape[0]
+    genomes = shard_population(config.mesh, genomes)
     images = config.encoding.express(genomes)
-    log_probs = scoring.score(config.classifier.logits, params, images, config.eval_chunk)
-    log_probs = log_probs[:, jnp.asarray(config.classes)]
+    log_probs = scoring.score(
+        config.classifier.logits, params, images, config.eval_chunk, config.mesh
+    )
+    log_probs = log_probs[:batch, jnp.asarray(config.classes)]
     nan_rows = jnp.sum(jnp.any(jnp.isnan(log_probs), axis=1), dtype=jnp.int32)
     return log_probs, nan_rows
+
+
+def shard_population(mesh: Mesh | None, genomes: Any) -> Any:
+    """Pads the leading axis to a multiple of the mesh size (with copies of the first genome)
+    and splits it over the mesh; without a mesh, returns `genomes` unchanged."""
+    if mesh is None:
+        return genomes
+    batch = jax.tree.leaves(genomes)[0].shape[0]
+    pad = -batch % mesh.size
+
+    def split(g):
+        if pad:
+            g = jnp.concatenate([g, jnp.repeat(g[:1], pad, axis=0)])
+        spec = PartitionSpec(POP_AXIS, *([None] * (g.ndim - 1)))
+        return jax.lax.with_sharding_constraint(g, NamedSharding(mesh, spec))
+
+    return jax.tree.map(split, genomes)
 
 
 @partial(jax.jit, static_argnums=0)

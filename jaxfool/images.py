@@ -42,10 +42,14 @@ def load_png(path: str | Path) -> np.ndarray:
 def gallery(
     images: np.ndarray, captions: Sequence[str], tile: int = 112, columns: int | None = None
 ) -> Image.Image:
-    """A grid of images [N, H, W, C] scaled (nearest) to `tile` pixels, each with a caption below.
+    """A grid of images [N, H, W, C] scaled to `tile` pixels, each with a caption below: the
+    contact sheet of a run (the paper's Fig. 8 puts label and confidence under each image).
 
+    Enlarged images keep their pixels (nearest); shrunk ones are area-averaged (box), which
+    shows a high-frequency pattern as the average colour a viewer sees from afar.
     Captions may hold several lines separated by newlines.
     """
+    resample = Image.NEAREST if len(images) and images.shape[1] <= tile else Image.BOX
     n = len(images)
     if n != len(captions):
         raise ValueError(f"{n} images but {len(captions)} captions")
@@ -60,7 +64,7 @@ def gallery(
     draw = ImageDraw.Draw(sheet)
     for i, (image, caption) in enumerate(zip(images, captions, strict=True)):
         x, y = (i % columns) * cell_w + pad, (i // columns) * cell_h + pad
-        sheet.paste(to_pil(image).convert("RGB").resize((tile, tile), Image.NEAREST), (x, y))
+        sheet.paste(to_pil(image).convert("RGB").resize((tile, tile), resample), (x, y))
         for j, text in enumerate(caption.split("\n")):
             draw.text((x, y + tile + 2 + j * line_h), text, fill="black", font=font)
     return sheet

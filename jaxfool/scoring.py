@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 def log_softmax(logits: jax.Array) -> jax.Array:
@@ -23,21 +24,39 @@ def log_softmax(logits: jax.Array) -> jax.Array:
     return shifted - jnp.log1p(rest)
 
 
-def score(logits_fn, params: Any, images: jax.Array, chunk: int | None = None) -> jax.Array:
+def score(
+    logits_fn, params: Any, images: jax.Array, chunk: int | None = None, mesh: Mesh | None = None
+) -> jax.Array:
     """Log-probabilities [B, N] of uint8 images [B, H, W, C] under `logits_fn(params, images)`.
 
     With `chunk`, the classifier sees at most `chunk` images at a time (`lax.map`), which bounds
-    peak memory for large populations; the result is the same.
+    peak memory for large populations; the result is the same. With a `mesh` (images split in
+    equal blocks over its devices along the batch axis), `chunk` is per device: each step of the
+    map takes the next `chunk` images of every device's block, so nothing moves between devices.
     """
 
     def one_batch(x):
         return log_softmax(logits_fn(params, x))
 
     batch = images.shape[0]
-    if chunk is None or chunk >= batch:
+    shards = 1 if mesh is None else mesh.size
+    per_shard = batch // shards
+    if chunk is None or chunk >= per_shard:
         return one_batch(images)
-    num_chunks = -(-batch // chunk)
-    pad = num_chunks * chunk - batch
-    padded = jnp.concatenate([images, jnp.zeros((pad,) + images.shape[1:], images.dtype)])
-    out = jax.lax.map(one_batch, padded.reshape((num_chunks, chunk) + images.shape[1:]))
-    return out.reshape((num_chunks * chunk,) + out.shape[2:])[:batch]
+    num_chunks = -(-per_shard // chunk)
+    pad = num_chunks * chunk - per_shard
+    pixels = images.shape[1:]
+    blocks = images.reshape((shards, per_shard) + pixels)
+    blocks = jnp.pad(blocks, [(0, 0), (0, pad)] + [(0, 0)] * len(pixels))
+    steps = blocks.reshape((shards, num_chunks, chunk) + pixels).swapaxes(0, 1)
+
+    def one_step(x):  # [shards, chunk, ...]: one chunk of every device's block
+        x = x.reshape((shards * chunk,) + pixels)
+        if mesh is not None:
+            spec = PartitionSpec(mesh.axis_names[0], *([None] * len(pixels)))
+            x = jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+        return one_batch(x)
+
+    out = jax.lax.map(one_step, steps)  # [num_chunks, shards * chunk, N]
+    out = out.reshape((num_chunks, shards, chunk, -1)).swapaxes(0, 1)
+    return out.reshape((shards, num_chunks * chunk, -1))[:, :per_shard].reshape((batch, -1))

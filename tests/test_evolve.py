@@ -16,7 +16,7 @@ from jaxfool.nets.lenet import LeNet
 def small():
     """A randomly initialised LeNet (no files needed) and a small config."""
     variables = LeNet().init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
-    clf, params = classifiers._lenet("lenet", variables, None)
+    clf, params = classifiers.lenet_classifier("lenet", variables, None)
     config = evolve.EvolutionConfig(DirectEncoding(), clf, tuple(range(10)), 16, 16)
     return config, params
 

@@ -100,10 +100,14 @@ def test_never_overwrites_a_run_silently(run_dir):
         ("--mutation_schedule=cosine", "--mutation_schedule"),
         ("--crossover_rate=1.5", "--crossover_rate"),
         ("--max_nodes=3", "--encoding=cppn: max_nodes"),
+        ("--noten_crop", "--noten_crop"),
+        ("--direct_genes=float16", "--direct_genes"),
+        ("--coordinator_address=localhost:1234", "go together"),
+        ("--num_processes=2 --process_id=2 --coordinator_address=h:1", "--process_id"),
     ],
 )
 def test_bad_flags_give_one_line_errors(flag, message, tmp_path):
-    res = fool(flag, f"--out={tmp_path / 'x'}")
+    res = fool(*flag.split(), f"--out={tmp_path / 'x'}")
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr

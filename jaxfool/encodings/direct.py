@@ -5,6 +5,16 @@ floor(gene * 255), each pair of parents is crossed by SBX (eta_c 10) with probab
 else copied in random order, and every child gene is then mutated with probability 0.1 by
 polynomial mutation (eta_m 15). Options: the paper's schedule (the mutation rate halves every
 1000 generations) and mutation-only variation (crossover_rate 0).
+
+Colour images (C = 3) are read as the original does: the three bytes of a pixel are OpenCV HLS
+(H, L, S), converted to RGB before the classifier (`phen_image_direct.hpp`).
+
+Genes are float32 by default (exactly the original). `genes="uint8"` stores each gene as its
+pixel byte floor(g * 255) instead: 4x smaller (a 1000-class archive of 256 x 256 x 3 genomes
+is 197 MB instead of 786 MB) and the stored genome *is* the image. Variation decodes a byte b
+to the gene (b + 0.5) / 255 (clipped to 1), the centre of the genes that make that byte, so
+expressing an undecoded child gives the same bytes; what is lost is the sub-byte remainder a
+float gene would carry into the next generation.
 """
 
 from __future__ import annotations
@@ -14,14 +24,17 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from jaxfool import operators
+from jaxfool import color, operators
 
 SCHEDULES = ("constant", "halving")
+GENE_FORMATS = ("float32", "uint8")
+COLORS = ("hls", "hsv")
 
 
 @dataclass(frozen=True)
 class DirectEncoding:
-    """Genomes are float32 [H, W, C] in [0, 1]; images are their bytes (grayscale for C = 1)."""
+    """Genomes are [H, W, C] genes in [0, 1] (float32, or their bytes with genes="uint8");
+    images are their bytes: grayscale for C = 1, HLS (or HSV) bytes -> RGB for C = 3."""
 
     image_shape: tuple[int, int, int] = (28, 28, 1)
     mutation_rate: float = 0.1
@@ -31,15 +44,36 @@ class DirectEncoding:
     mutation_schedule: str = "constant"  # or "halving": the paper's rate / 2 every 1000 gens
     halving_period: int = 1000
     sbx_equal_genes: str = "copy"  # "half" reproduces the original's 0.5-fill quirk
+    genes: str = "float32"  # or "uint8": store each gene as its pixel byte (compact archive)
+    color: str = "hls"  # colour bytes are OpenCV HLS (original) or HSV (the paper's wording)
 
     def __post_init__(self):
         if self.mutation_schedule not in SCHEDULES:
             raise ValueError(f"mutation_schedule must be one of {SCHEDULES}")
-        if self.image_shape[-1] != 1:
-            raise ValueError("colour (HLS) direct genomes are not implemented yet: use cppn")
+        if self.genes not in GENE_FORMATS:
+            raise ValueError(f"genes must be one of {GENE_FORMATS}, got {self.genes!r}")
+        if self.color not in COLORS:
+            raise ValueError(f"color must be one of {COLORS}, got {self.color!r}")
+        if self.image_shape[-1] not in (1, 3):
+            raise ValueError(f"images need 1 or 3 channels, got shape {self.image_shape}")
 
     def init(self, key: jax.Array, n: int) -> jax.Array:
-        return jax.random.uniform(key, (n, *self.image_shape), jnp.float32)
+        return self.encode(jax.random.uniform(key, (n, *self.image_shape), jnp.float32))
+
+    def encode(self, genes: jax.Array) -> jax.Array:
+        """float32 genes in [0, 1] -> the stored genome (the same, or its bytes)."""
+        return genes if self.genes == "float32" else self.to_bytes(genes)
+
+    def decode(self, genomes: jax.Array) -> jax.Array:
+        """Stored genome -> float32 genes in [0, 1] (a byte b -> the centre of its gene range)."""
+        if self.genes == "float32":
+            return genomes
+        return jnp.minimum((genomes.astype(jnp.float32) + 0.5) / 255.0, 1.0)
+
+    @staticmethod
+    def to_bytes(genes: jax.Array) -> jax.Array:
+        """Pixel bytes floor(g * 255) of float genes (`int(gene * 255)` in the original)."""
+        return jnp.floor(genes * 255.0).astype(jnp.uint8)
 
     def rate(self, generation: jax.Array) -> jax.Array:
         """The per-gene mutation probability at `generation` (0-based)."""
@@ -52,6 +86,7 @@ class DirectEncoding:
         self, key: jax.Array, parents_a: jax.Array, parents_b: jax.Array, generation: jax.Array
     ) -> jax.Array:
         k_cross, k_do, k_order, k_mut = jax.random.split(key, 4)
+        parents_a, parents_b = self.decode(parents_a), self.decode(parents_b)
         n = parents_a.shape[0]
         pair = (n,) + (1,) * (parents_a.ndim - 1)
         x1, x2 = operators.sbx_crossover(
@@ -64,7 +99,11 @@ class DirectEncoding:
         c1 = jnp.where(cross, x1, copy1)
         c2 = jnp.where(cross, x2, copy2)
         children = jnp.stack([c1, c2], axis=1).reshape((2 * n,) + parents_a.shape[1:])
-        return operators.polynomial_mutation(k_mut, children, self.rate(generation), self.eta_m)
+        mutated = operators.polynomial_mutation(k_mut, children, self.rate(generation), self.eta_m)
+        return self.encode(mutated)
 
     def express(self, genomes: jax.Array) -> jax.Array:
-        return jnp.floor(genomes * 255.0).astype(jnp.uint8)
+        raw = genomes if self.genes == "uint8" else self.to_bytes(genomes)
+        if self.image_shape[-1] == 1:
+            return raw
+        return color.hls_bytes_to_rgb(raw) if self.color == "hls" else color.hsv_bytes_to_rgb(raw)
