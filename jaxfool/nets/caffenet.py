@@ -22,7 +22,7 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxfool.nets.conv import grouped_conv
+from jaxfool.nets.conv import grouped_conv, strided_valid_conv
 
 
 def lrn(
@@ -71,7 +71,8 @@ class CaffeNet(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         conv = functools.partial(nn.Conv, conv_general_dilated=grouped_conv)
-        x = nn.relu(nn.Conv(96, (11, 11), strides=(4, 4), padding="VALID", name="conv1")(x))
+        conv1 = functools.partial(nn.Conv, conv_general_dilated=strided_valid_conv)
+        x = nn.relu(conv1(96, (11, 11), strides=(4, 4), padding="VALID", name="conv1")(x))
         x = self._pool_and_norm(x)
         x = nn.relu(conv(256, (5, 5), padding=2, feature_group_count=2, name="conv2")(x))
         x = self._pool_and_norm(x)
