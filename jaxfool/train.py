@@ -29,8 +29,6 @@ from jaxfool.nets.lenet import LeNet
 Params = Any
 LogFn = Callable[[int, float, float], None]
 
-_MODEL = LeNet()
-
 
 def inv_lr_schedule(base_lr: float, gamma: float, power: float) -> optax.Schedule:
     """Caffe's "inv" policy: lr(iter) = base_lr * (1 + gamma * iter)^(-power), iter from 0."""
@@ -71,9 +69,24 @@ def preprocess(images: np.ndarray | jnp.ndarray) -> jnp.ndarray:
     return jnp.asarray(images, jnp.float32)[..., None] * (1.0 / 256.0)
 
 
-def init_lenet(key: jax.Array) -> Params:
-    """LeNet parameters with Caffe's xavier kernels (U[+-sqrt(3/fan_in)]) and zero biases."""
-    shapes = jax.eval_shape(_MODEL.init, key, jnp.zeros((1, 28, 28, 1), jnp.float32))["params"]
+def num_outputs(params: Params) -> int:
+    """The number of classes of LeNet params (the width of ip2; a static shape, so jit-safe)."""
+    return int(params["ip2"]["bias"].shape[0])
+
+
+def lenet_apply(params: Params, images: jnp.ndarray) -> jnp.ndarray:
+    """Logits [B, K] of LeNet params with K = `num_outputs(params)` outputs."""
+    return LeNet(num_outputs(params)).apply({"params": params}, images)
+
+
+def init_lenet(key: jax.Array, num_classes: int = 10) -> Params:
+    """LeNet parameters with Caffe's xavier kernels (U[+-sqrt(3/fan_in)]) and zero biases.
+
+    num_classes: width of ip2; 11 for the retraining experiment's extra "fooling" class.
+    The keys per layer do not depend on it, so conv1..ip1 start the same for 10 and 11.
+    """
+    model = LeNet(num_classes)
+    shapes = jax.eval_shape(model.init, key, jnp.zeros((1, 28, 28, 1), jnp.float32))["params"]
     xavier = jax.nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
     names = sorted(shapes)
     keys = dict(zip(names, jax.random.split(key, len(names)), strict=True))
@@ -88,7 +101,7 @@ def init_lenet(key: jax.Array) -> Params:
 
 def loss_fn(params: Params, images: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
     """Mean softmax cross-entropy over the batch (Caffe's SoftmaxWithLoss, VALID normalisation)."""
-    logits = _MODEL.apply({"params": params}, images)
+    logits = lenet_apply(params, images)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
@@ -156,8 +169,12 @@ def train_lenet(
     log_fn: LogFn | None = None,
     log_every: int = 500,
     optimizer: optax.GradientTransformation | None = None,
+    num_classes: int = 10,
 ) -> Params:
     """Trains LeNet from scratch on uint8 images [N, 28, 28] and labels [N]; returns params.
+
+    num_classes: outputs of the net (labels must lie in 0..num_classes-1); 11 for the
+    retraining experiment, whose extra class holds fooling images.
 
     Deterministic: the same seed gives bit-identical params on the same machine. Every
     `log_every` steps the host waits for the device and, if given, calls `log_fn(step, mean
@@ -174,9 +191,14 @@ def train_lenet(
         )
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need as many labels as images (>0): {len(images)} vs {len(labels)}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    lo, hi = int(np.min(labels)), int(np.max(labels))
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {lo}..{hi}")
     tx = optimizer if optimizer is not None else DEFAULT_OPTIMIZER
     init_key, data_key = jax.random.split(jax.random.key(seed))
-    params = init_lenet(init_key)
+    params = init_lenet(init_key, num_classes)
     opt_state = tx.init(params)
     data = preprocess(images)
     targets = jnp.asarray(labels, jnp.int32)
@@ -197,11 +219,15 @@ def train_lenet(
 
 @jax.jit
 def _predict(params: Params, images: jnp.ndarray) -> jnp.ndarray:
-    return jnp.argmax(_MODEL.apply({"params": params}, preprocess(images)), axis=-1)
+    return jnp.argmax(lenet_apply(params, preprocess(images)), axis=-1)
 
 
 def accuracy(params: Params, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> float:
-    """Top-1 accuracy of `params` on uint8 images [N, 28, 28] with labels [N]."""
+    """Top-1 accuracy of `params` on uint8 images [N, 28, 28] with labels [N].
+
+    The argmax runs over all of the net's outputs: for an 11-class net, a real digit called
+    "fooling" (class 10) counts as wrong.
+    """
     if len(images) == 0:
         raise ValueError("no images to evaluate")
     correct = 0

@@ -1,0 +1,316 @@
+"""Retrain with fooling images as an extra class, and evolve again (paper §3.6).
+
+    python experiments/retrain.py --out=runs/retrain --iterations=15 --encoding=direct
+    python experiments/retrain.py --dataset=folder --data_dir=IMAGENET --arch=caffenet \\
+        --dnn1=bvlc_reference_caffenet.caffemodel --mean=ilsvrc_2012_mean.npy --encoding=cppn ...
+
+Round i evolves fooling images against DNN_i (--runs_per_iteration MAP-Elites runs whose cells
+are the real classes only), then trains DNN_{i+1} from scratch on the real training data plus
+those images as one extra class. Reports per network: test accuracy on the real held-out
+data, how many of the previous round's fooling images it rejects (trained-on and held-out
+runs), and the median / max confidence of the new fooling images and the generations the runs
+needed to bring their median to each --thresholds value.
+
+--dataset=mnist: --data_dir holds MNIST IDX files (default: the bundled 8,000/2,000 digits);
+DNN_1 is --dnn1 (a LeNet .npz; default the shipped models/lenet_mnist.npz) or "train".
+--dataset=folder: --data_dir holds train/ and val/, each with one subfolder of images per class
+(ImageNet's layout); --arch=caffenet (DNN_1 = --dnn1 .caffemodel, or "train") or tiny (a
+small convnet for smoke tests; DNN_1 is trained).
+
+Writes DIR/config.json, retrain.json (the table, rewritten after every round), retrain.md,
+confidence.png, dnn_XX.npz (every network) and round_XX/ (fooling images: fooling.npz with
+the images and log-probabilities, gallery.png). Refuses an --out that holds files.
+Bad flags give a one-line error and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", None, "Output directory (must not hold files).")
+flags.DEFINE_enum("dataset", "mnist", ["mnist", "folder"], "MNIST IDX files or an image folder.")
+flags.DEFINE_string("data_dir", None, "MNIST directory, or a folder with train/ and val/.")
+flags.DEFINE_string("encoding", "direct", "Genome encoding: direct or cppn.")
+flags.DEFINE_integer("iterations", 15, "Retraining rounds (the paper: 15 for MNIST).")
+flags.DEFINE_integer("runs_per_iteration", 10, "Independent MAP-Elites runs per network.")
+flags.DEFINE_integer("holdout_runs", 1, "Runs per round whose images are not trained on.")
+flags.DEFINE_integer("population", 200, "Children per generation (even).")
+flags.DEFINE_integer("generations", 200, "Generations per run.")
+flags.DEFINE_integer("log_every", 10, "Generations between median-confidence readings.")
+flags.DEFINE_string("thresholds", "0.99,0.9999", "Median-confidence thresholds to time.")
+flags.DEFINE_bool("cumulative", True, "Train on the fooling images of all rounds so far.")
+flags.DEFINE_bool("balance", True, "Repeat fooling images up to a mean real class's size.")
+flags.DEFINE_string("dnn1", None, "DNN_1 weights (default: shipped LeNet) or 'train'.")
+flags.DEFINE_integer("train_steps", 10000, "SGD steps per trained network (LeNet: 10,000).")
+flags.DEFINE_integer("batch_size", 64, "Training batch size (LeNet 64; CaffeNet 256).")
+flags.DEFINE_enum("arch", "tiny", ["tiny", "caffenet"], "Folder network.")
+flags.DEFINE_integer("image_size", None, "Folder image size (default: caffenet 256, tiny 32).")
+flags.DEFINE_string("mean", None, "CaffeNet mean image (.npy/.binaryproto); default per channel.")
+flags.DEFINE_float("base_lr", 0.01, "Folder nets: Caffe 'step' policy base learning rate.")
+flags.DEFINE_integer("lr_stepsize", 100000, "Folder nets: lr x0.1 every this many steps.")
+flags.DEFINE_integer("seed", 0, "Seed of the whole experiment.")
+
+
+class FlagError(ValueError):
+    """A flag has a bad value; the message names the flag."""
+
+
+def check_flags() -> tuple[float, ...]:
+    if not FLAGS.out:
+        raise FlagError("--out is required")
+    if FLAGS.encoding not in ("direct", "cppn"):
+        raise FlagError(f"--encoding={FLAGS.encoding}: choose direct or cppn")
+    for name in ("runs_per_iteration", "generations", "log_every", "train_steps", "batch_size"):
+        if FLAGS[name].value < 1:
+            raise FlagError(f"--{name}={FLAGS[name].value}: must be >= 1")
+    if FLAGS.iterations < 0:
+        raise FlagError(f"--iterations={FLAGS.iterations}: must be >= 0")
+    if FLAGS.population < 2 or FLAGS.population % 2:
+        raise FlagError(f"--population={FLAGS.population}: must be an even number >= 2")
+    if not 0 <= FLAGS.holdout_runs < FLAGS.runs_per_iteration:
+        raise FlagError(
+            f"--holdout_runs={FLAGS.holdout_runs}: must be in 0..--runs_per_iteration - 1"
+        )
+    if FLAGS.seed < 0:
+        raise FlagError("--seed must be >= 0")
+    try:
+        thresholds = tuple(float(t) for t in FLAGS.thresholds.split(","))
+    except ValueError:
+        raise FlagError(f"--thresholds={FLAGS.thresholds}: comma-separated numbers") from None
+    if not all(0 < t <= 1 for t in thresholds):
+        raise FlagError(f"--thresholds={FLAGS.thresholds}: each must be in (0, 1]")
+    if FLAGS.dataset == "folder":
+        if not FLAGS.data_dir:
+            raise FlagError("--data_dir is required with --dataset=folder")
+        if FLAGS.encoding != "cppn":
+            raise FlagError("--encoding: colour images need --encoding=cppn with --dataset=folder")
+        if FLAGS.arch == "tiny" and FLAGS.dnn1 not in (None, "train"):
+            raise FlagError("--dnn1: the tiny net has no weights file; use --dnn1=train")
+        if FLAGS.image_size is not None and FLAGS.image_size < 8:
+            raise FlagError(f"--image_size={FLAGS.image_size}: must be >= 8")
+        if FLAGS.arch == "caffenet" and FLAGS.image_size not in (None, 256):
+            raise FlagError("--image_size: caffenet takes 256 x 256 images")
+    if FLAGS.dnn1 not in (None, "train") and not Path(FLAGS.dnn1).is_file():
+        raise FlagError(f"--dnn1={FLAGS.dnn1}: no such file")
+    out = Path(FLAGS.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FlagError(f"--out={out} already exists and is not empty; choose another")
+    return thresholds
+
+
+def progress(step: int, loss: float, rate: float) -> None:
+    print(f"    step {step:>6}  loss {loss:.4f}  {rate:6.1f} steps/s", flush=True)
+
+
+def mnist_setup():
+    """(task, encoding, DNN_1 params) for MNIST."""
+    from jaxfool import retrain, train
+    from jaxfool.data.mnist import BUNDLED_DIR, MnistFormatError, load_mnist
+    from jaxfool.encodings.cppn import CppnEncoding
+    from jaxfool.encodings.direct import DirectEncoding
+    from jaxfool.weights import npz
+
+    try:
+        x, y = load_mnist(FLAGS.data_dir or BUNDLED_DIR, "train")
+        xt, yt = load_mnist(FLAGS.data_dir or BUNDLED_DIR, "test")
+    except MnistFormatError as e:
+        raise FlagError(f"--data_dir: {e}") from None
+    task = retrain.mnist_task(x, y, xt, yt, FLAGS.train_steps, FLAGS.batch_size, progress)
+    if FLAGS.dnn1 == "train":
+        print("training DNN_1 (10 outputs) on the real digits", flush=True)
+        dnn1 = train.train_lenet(
+            x,
+            y,
+            steps=FLAGS.train_steps,
+            batch_size=FLAGS.batch_size,
+            seed=FLAGS.seed,
+            log_fn=progress,
+            log_every=max(1, FLAGS.train_steps // 5),
+        )
+    else:
+        from jaxfool.classifiers import MODELS
+
+        path = FLAGS.dnn1 or MODELS["lenet"].default_weights
+        try:
+            variables, _ = npz.load_params(path)
+            dnn1 = variables["params"]
+            if train.num_outputs(dnn1) not in (10, 11):
+                raise KeyError
+        except (npz.WeightsFileError, KeyError, TypeError):
+            raise FlagError(f"--dnn1={path}: not a LeNet weights .npz") from None
+    shape = (28, 28, 1)
+    encoding = DirectEncoding(shape) if FLAGS.encoding == "direct" else CppnEncoding(shape)
+    return task, encoding, dnn1
+
+
+def folder_setup():
+    """(task, encoding, DNN_1 variables) for an ImageNet-format folder."""
+    from jaxfool import classifiers, retrain
+    from jaxfool.encodings.cppn import CppnEncoding
+
+    size = FLAGS.image_size or (256 if FLAGS.arch == "caffenet" else 32)
+    consts = {}
+    dnn1 = None
+    if FLAGS.arch == "caffenet":
+        weights = FLAGS.dnn1 if FLAGS.dnn1 not in (None, "train") else classifiers.RANDOM_WEIGHTS
+        try:
+            _, params = classifiers.load_classifier("caffenet", weights, FLAGS.mean)
+        except (ValueError, OSError) as e:
+            raise FlagError(f"--dnn1/--mean: {e}") from None
+        consts = {"mean_227": params["mean_227"]}
+        if FLAGS.dnn1 not in (None, "train"):
+            dnn1 = params["net"]
+    optimizer = retrain.caffe_step_optimizer(FLAGS.base_lr, FLAGS.lr_stepsize)
+    root = Path(FLAGS.data_dir)
+    try:
+        task, real = retrain.folder_task(
+            FLAGS.arch,
+            root / "train",
+            root / "val",
+            image_size=size,
+            steps=FLAGS.train_steps,
+            batch_size=FLAGS.batch_size,
+            optimizer=optimizer,
+            consts=consts,
+            log_fn=progress,
+        )
+    except ValueError as e:
+        raise FlagError(f"--data_dir: {e}") from None
+    if dnn1 is None:
+        print(f"training DNN_1 ({task.num_real} outputs) on the real images", flush=True)
+        dnn1 = retrain.train_folder_net(
+            FLAGS.arch,
+            task.num_real,
+            real,
+            consts,
+            steps=FLAGS.train_steps,
+            batch_size=FLAGS.batch_size,
+            seed=FLAGS.seed,
+            optimizer=optimizer,
+            log_fn=progress,
+            log_every=max(1, FLAGS.train_steps // 5),
+        )
+    elif retrain._num_outputs(dnn1) != task.num_real:
+        raise FlagError(
+            f"--dnn1 has {retrain._num_outputs(dnn1)} outputs but --data_dir has "
+            f"{task.num_real} classes"
+        )
+    return task, CppnEncoding((size, size, 3)), dnn1
+
+
+def main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
+    thresholds = check_flags()
+
+    import jax
+    import numpy as np
+
+    from jaxfool import fileio, images, retrain, runs
+    from jaxfool.weights.npz import save_params
+
+    try:
+        config = retrain.RetrainConfig(
+            iterations=FLAGS.iterations,
+            runs_per_iteration=FLAGS.runs_per_iteration,
+            holdout_runs=FLAGS.holdout_runs,
+            population=FLAGS.population,
+            generations=FLAGS.generations,
+            log_every=FLAGS.log_every,
+            thresholds=thresholds,
+            cumulative=FLAGS.cumulative,
+            balance=FLAGS.balance,
+        )
+    except ValueError as e:
+        raise FlagError(str(e)) from None
+    task, encoding, dnn1 = mnist_setup() if FLAGS.dataset == "mnist" else folder_setup()
+    out = runs.prepare_run_dir(FLAGS.out)
+    settings = {
+        "command": shlex.join(sys.argv),
+        "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
+        "encoding": runs.encoding_spec(encoding),
+        "jax_version": jax.__version__,
+        "devices": [str(d) for d in jax.devices()],
+    }
+    fileio.write_json(out / "config.json", settings)
+    rows: list[dict] = []
+    t_start = time.perf_counter()
+
+    def save(i, params, rnd, row):
+        rows.append(row)
+        variables = params if "params" in params else {"params": params}  # LeNet: bare params
+        save_params(out / f"dnn_{i:02d}.npz", variables, {"network": row["network"]})
+        flat = rnd.images.reshape(-1, *rnd.images.shape[2:])
+        conf = np.exp(rnd.log_prob.astype(np.float64)).reshape(-1)
+        n = rnd.images.shape[1]
+        save_params(
+            out / f"round_{i:02d}" / "fooling.npz",
+            {"images": rnd.images, "log_prob": rnd.log_prob, "medians": rnd.medians},
+            {"network": row["network"], "generations": rnd.generations.tolist()},
+        )
+        captions = [
+            f"run {k // n} class {k % n}\n{runs.format_confidence(c)}" for k, c in enumerate(conf)
+        ]
+        images.save_gallery(
+            out / f"round_{i:02d}" / "gallery.png",
+            flat,
+            captions,
+            tile=56 if len(flat) > 20 else 112,
+        )
+        summary = {
+            "config": settings,
+            "rows": rows,
+            "wall_seconds": round(time.perf_counter() - t_start, 1),
+        }
+        fileio.write_json(out / "retrain.json", summary)
+        fileio.write_text(out / "retrain.md", retrain.markdown_table(rows, thresholds))
+        fileio.write_bytes(out / "confidence.png", images.png_bytes(retrain.plot_confidence(rows)))
+
+    print(
+        f"retraining in {out}: {config.iterations} rounds, {config.runs_per_iteration} runs "
+        f"x {config.generations} generations per network",
+        flush=True,
+    )
+    retrain.retrain(
+        task,
+        encoding,
+        config,
+        dnn1,
+        jax.random.key(FLAGS.seed),
+        log=lambda msg: print(msg, flush=True),
+        on_round=save,
+    )
+    print(retrain.markdown_table(rows, thresholds), end="")
+    print(f"wrote {out}/retrain.json, retrain.md, confidence.png")
+    print(json.dumps({"out": str(out), "rounds": len(rows)}))
+
+
+def run_main(argv: list[str]) -> None:
+    from jaxfool.runs import RunDirError
+
+    try:
+        main(argv)
+    except (FlagError, RunDirError) as e:
+        print(f"retrain.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, but an unparsable value gives one line on stderr and exit code 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"retrain.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(run_main, flags_parser=parse_flags)

@@ -1,0 +1,120 @@
+"""Do fooling images transfer? Score the elites of fool.py runs with other models (paper §3.5).
+
+    python experiments/transfer.py --runs=runs/a,runs/b \\
+        --models=lenet,lenet:/work/runs/lenet_s1.npz,lenet_paper:PATH/lenet_iter_10000 \\
+        --out=runs/transfer
+
+Rows: the model each run evolved against (runs of the same model are pooled). Columns: the
+--models. Cell: the median confidence the target gives the class each image was evolved for,
+and the fraction of images at or above --threshold. A model spec is name[:weights[:mean]]
+(registry names as in fool.py --model). Writes DIR/transfer.json (matrix, per-image scores)
+and DIR/transfer.md (markdown tables) and prints the tables. Refuses an --out that holds files.
+Bad flags give a one-line error and exit code 2.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("runs", None, "Comma-separated fool.py run directories (the sources).")
+flags.DEFINE_string(
+    "models", None, "Comma-separated target models, each name[:weights[:mean]] (e.g. lenet)."
+)
+flags.DEFINE_string("out", None, "Output directory (must not hold files).")
+flags.DEFINE_float("threshold", 0.99, "Confidence counted as fooled (the fraction column).")
+flags.DEFINE_integer("eval_chunk", 64, "Images per classifier call (bounds memory).")
+
+
+class FlagError(ValueError):
+    """A flag has a bad value; the message names the flag."""
+
+
+def split_list(flag: str, text: str | None) -> list[str]:
+    items = [t.strip() for t in (text or "").split(",") if t.strip()]
+    if not items:
+        raise FlagError(f"--{flag} is required: a comma-separated list")
+    return items
+
+
+def check_flags() -> tuple[list[str], list[str], Path]:
+    runs = split_list("runs", FLAGS.runs)
+    models = split_list("models", FLAGS.models)
+    if not FLAGS.out:
+        raise FlagError("--out is required: the directory for transfer.json and transfer.md")
+    if not 0.0 < FLAGS.threshold <= 1.0:
+        raise FlagError(f"--threshold={FLAGS.threshold}: must be in (0, 1]")
+    if FLAGS.eval_chunk < 1:
+        raise FlagError(f"--eval_chunk={FLAGS.eval_chunk}: must be >= 1")
+    out = Path(FLAGS.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FlagError(f"--out={out} already exists and is not empty; choose another")
+    return runs, models, out
+
+
+def main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
+    run_dirs, model_specs, out = check_flags()
+
+    from jaxfool import classifiers, fileio, transfer
+    from jaxfool.weights.npz import WeightsFileError
+
+    try:
+        elites = [transfer.load_run(d) for d in run_dirs]
+    except transfer.TransferError as e:
+        raise FlagError(f"--runs: {e}") from None
+    defaults = {
+        name: (str(spec.default_weights) if spec.default_weights else None)
+        for name, spec in classifiers.MODELS.items()
+    }
+    targets = []
+    for text in model_specs:
+        try:
+            ref = transfer.parse_model_spec(text)
+            clf, params = classifiers.load_classifier(ref.name, ref.weights, ref.mean)
+        except (transfer.TransferError, WeightsFileError, ValueError, OSError) as e:
+            raise FlagError(f"--models: {text}: {e}") from None
+        targets.append((ref, clf, params))
+
+    matrix = transfer.transfer_matrix(
+        transfer.group_by_source(elites, defaults),
+        targets,
+        defaults,
+        threshold=FLAGS.threshold,
+        chunk=FLAGS.eval_chunk,
+    )
+    matrix["command"] = shlex.join(sys.argv)
+    table = transfer.markdown(matrix)
+    if out.exists() and any(out.iterdir()):  # it may have appeared meanwhile
+        raise FlagError(f"--out={out} already exists and is not empty; choose another")
+    fileio.write_json(out / "transfer.json", matrix)
+    fileio.write_text(out / "transfer.md", table)
+    print(table, end="")
+    print(f"wrote {out}/transfer.json and {out}/transfer.md")
+
+
+def run_main(argv: list[str]) -> None:
+    try:
+        main(argv)
+    except FlagError as e:
+        print(f"transfer.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parser, but an unparsable value gives one line on stderr and exit code 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"transfer.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(run_main, flags_parser=parse_flags)

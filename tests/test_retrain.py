@@ -1,0 +1,307 @@
+"""jaxfool.retrain, the 11-class training in jaxfool.train, and experiments/retrain.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxfool import images, retrain, train
+from jaxfool.classifiers import MODELS
+from jaxfool.data.mnist import BUNDLED_DIR, load_mnist
+from jaxfool.encodings.direct import DirectEncoding
+from jaxfool.weights.npz import flatten, load_params
+
+from .conftest import REPO
+
+RETRAIN = [sys.executable, str(REPO / "experiments" / "retrain.py")]
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist(BUNDLED_DIR, "train"), load_mnist(BUNDLED_DIR, "test")
+
+
+# --- train.py: 10 classes unchanged, 11 classes possible -----------------------------------------
+
+# |param| sums after train_lenet(train digits, steps=20, seed=7) with train.py as it was before
+# num_classes existed (computed with that code). A change to the 10-class path moves them.
+GOLDEN_ABS_SUMS = {
+    "conv1/bias": 0.2627306625363417,
+    "conv1/kernel": 91.2022881169687,
+    "conv2/bias": 0.42127841961337253,
+    "conv2/kernel": 979.5692582845022,
+    "ip1/bias": 1.3675566569263538,
+    "ip1/kernel": 12235.380554048957,
+    "ip2/bias": 0.1314675323665142,
+    "ip2/kernel": 202.84425387298688,
+}
+
+
+def test_ten_class_training_is_unchanged(mnist):
+    (x, y), _ = mnist
+    default = flatten(train.train_lenet(x, y, steps=20, seed=7))
+    explicit = flatten(train.train_lenet(x, y, steps=20, seed=7, num_classes=10))
+    assert default.keys() == GOLDEN_ABS_SUMS.keys()
+    for key, want in GOLDEN_ABS_SUMS.items():
+        np.testing.assert_array_equal(default[key], explicit[key], err_msg=key)
+        got = float(np.abs(np.asarray(default[key], np.float64)).sum())
+        assert got == pytest.approx(want, rel=1e-5), key
+
+
+def test_eleven_class_training_and_label_check(mnist):
+    (x, y), (xt, yt) = mnist
+    fooling = np.random.default_rng(0).integers(0, 256, (40, 28, 28), np.uint8)
+    xx, yy = retrain.with_fooling_class(x, y, fooling, 10, repeats=3)
+    assert len(xx) == len(x) + 120 and (yy[len(x) :] == 10).all() and yy.dtype == y.dtype
+    params = train.train_lenet(xx, yy, steps=60, seed=0, num_classes=11)
+    assert params["ip2"]["kernel"].shape == (500, 11) and train.num_outputs(params) == 11
+    assert train.accuracy(params, xt, yt) > 0.5  # learning; the loop test checks it properly
+    with pytest.raises(ValueError, match="labels must lie in 0..9"):
+        train.train_lenet(xx, yy, steps=1, seed=0)  # label 10 with 10 outputs
+    with pytest.raises(ValueError, match="num_classes"):
+        train.train_lenet(x, y, steps=1, seed=0, num_classes=1)
+
+
+# --- pure pieces of the loop ---------------------------------------------------------------------
+
+
+def test_generations_to_threshold_and_stats():
+    gens = np.array([0, 10, 20, 30])
+    medians = np.array([[0.1, 0.2, 0.3], [0.5, 0.995, 0.4], [0.99, 0.999, 0.5], [0.9999, 1, 0.6]])
+    assert retrain.generations_to_threshold(gens, medians, 0.99) == [20, 10, None]
+    assert retrain.generations_to_threshold(gens, medians, 0.9999) == [30, 30, None]
+    assert retrain.median_generations([20, 10, None]) == 20
+    assert retrain.median_generations([20, None, None]) is None
+    rnd = retrain.FoolingRound(
+        images=np.zeros((3, 2, 28, 28, 1), np.uint8),
+        log_prob=np.log(np.array([[0.5, 0.999], [0.99995, 0.1], [0.995, 0.2]], np.float32)),
+        generations=gens,
+        medians=medians,
+        seconds=1.0,
+    )
+    row = retrain.round_stats(rnd, (0.99, 0.9999))
+    assert row["fooling_images"] == 6 and row["generation_budget"] == 30
+    assert row["median_confidence"] == pytest.approx((0.5 + 0.995) / 2, rel=1e-6)
+    assert row["max_confidence"] == pytest.approx(0.99995, rel=1e-6)
+    assert row["fraction_above"] == {"0.99": 0.5, "0.9999": pytest.approx(1 / 6)}
+    assert row["generations_to_median"] == {"0.99": 20, "0.9999": 30}
+
+
+def test_fooling_repeats_balance_the_extra_class():
+    assert retrain.fooling_repeats(90, 8000, 10, balance=True) == 9  # 800 per real class
+    assert retrain.fooling_repeats(2000, 8000, 10, balance=True) == 1
+    assert retrain.fooling_repeats(90, 8000, 10, balance=False) == 1
+    with pytest.raises(ValueError):
+        retrain.fooling_repeats(0, 8000, 10, balance=True)
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="holdout_runs"):
+        retrain.RetrainConfig(runs_per_iteration=2, holdout_runs=2)
+    with pytest.raises(ValueError, match="thresholds"):
+        retrain.RetrainConfig(thresholds=(1.5,))
+
+
+# --- the loop on MNIST, small ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loop(mnist):
+    """One retraining round from the shipped LeNet: 3 runs (1 held out) against DNN_1, DNN_2
+    trained 200 steps with the fooling class, then 3 runs against DNN_2."""
+    (x, y), (xt, yt) = mnist
+    task = retrain.mnist_task(x, y, xt, yt, steps=200)
+    dnn1 = load_params(MODELS["lenet"].default_weights)[0]["params"]
+    config = retrain.RetrainConfig(
+        iterations=1, runs_per_iteration=3, holdout_runs=1, population=20, generations=20
+    )
+    saved = {}
+
+    def on_round(i, params, rnd, row):
+        saved[i] = (params, rnd)
+
+    rows = retrain.retrain(
+        task, DirectEncoding(), config, dnn1, jax.random.key(0), on_round=on_round
+    )
+    return task, rows, saved
+
+
+def test_retrained_net_rejects_fooling_images_and_keeps_digits(loop):
+    task, rows, saved = loop
+    assert [r["network"] for r in rows] == ["DNN_1", "DNN_2"]
+    assert [r["outputs"] for r in rows] == [10, 11]
+    (dnn1, round1), (dnn2, round2) = saved[1], saved[2]
+    assert round1.images.shape == (3, 10, 28, 28, 1)  # cells = the 10 real classes only
+    assert round2.log_prob.shape == (3, 10)
+    trained, held = round1.images[1:].reshape(-1, 28, 28, 1), round1.images[0]
+    # A 10-output net cannot put anything in the fooling class; DNN_2 does, also for the
+    # held-out run's images that it never saw.
+    assert retrain.rejection_rate(task, dnn1, trained) == 0.0
+    assert rows[1]["rejects_previous_trained"] == retrain.rejection_rate(task, dnn2, trained)
+    assert rows[1]["rejects_previous_trained"] >= 0.9
+    assert rows[1]["rejects_previous_heldout"] == retrain.rejection_rate(task, dnn2, held)
+    assert rows[1]["rejects_previous_heldout"] >= 0.8
+    assert rows[1]["trained_fooling_images"] == 20 and rows[1]["trained_fooling_repeats"] == 40
+    # ... while still reading real digits
+    assert rows[0]["test_accuracy"] >= 0.97
+    assert rows[1]["test_accuracy"] >= 0.9
+    # Same budget, same encoding: fooling the retrained net is harder (fitness is a real
+    # class's probability under the 11-way softmax, and noise now goes to class 10).
+    assert rows[1]["median_confidence"] < rows[0]["median_confidence"]
+    p2 = np.exp(round2.log_prob.astype(np.float64))
+    assert rows[1]["max_confidence"] == pytest.approx(p2.max())
+
+
+def test_evolution_fitness_is_a_real_class_of_the_eleven_way_softmax(loop):
+    task, _, saved = loop
+    dnn2, round2 = saved[2]
+    clf, params = task.classifier(dnn2)
+    assert clf.num_classes == 11
+    from jaxfool.transfer import score_images
+
+    lp = score_images(clf, params, round2.images.reshape(-1, 28, 28, 1))
+    own = lp[:, :10].reshape(3, 10, 10)[:, np.arange(10), np.arange(10)]
+    np.testing.assert_allclose(own, round2.log_prob, rtol=1e-4, atol=1e-6)
+
+
+def test_outputs_table_and_plot(loop):
+    _, rows, _ = loop
+    table = retrain.markdown_table(rows, (0.99, 0.9999)).splitlines()
+    assert table[0].startswith("| iteration | outputs | test acc | rejects prev. (trained)")
+    assert len(table) == 4 and table[2].startswith("| DNN_1 | 10 |")
+    assert table[3].startswith("| DNN_2 | 11 |")
+    plot = retrain.plot_confidence(rows)
+    assert plot.size == (800, 600)
+    colours = np.unique(np.asarray(plot).reshape(-1, 3), axis=0)
+    assert any((c == (200, 30, 30)).all() for c in colours)  # the median line was drawn
+
+
+# --- the CLI --------------------------------------------------------------------------------------
+
+
+def run(*args):
+    return subprocess.run(RETRAIN + list(args), capture_output=True, text=True, timeout=600)
+
+
+def test_cli_mnist_round_zero(tmp_path):
+    out = tmp_path / "r"
+    res = run(
+        f"--out={out}",
+        "--iterations=0",
+        "--runs_per_iteration=1",
+        "--holdout_runs=0",
+        "--population=10",
+        "--generations=2",
+        "--log_every=1",
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "retrain.json").read_text())
+    assert [r["network"] for r in summary["rows"]] == ["DNN_1"]
+    assert summary["rows"][0]["test_accuracy"] >= 0.97  # the shipped LeNet
+    assert summary["config"]["flags"]["encoding"] == "direct"
+    assert (out / "retrain.md").read_text() in res.stdout
+    assert (out / "confidence.png").read_bytes()[:4] == b"\x89PNG"
+    variables, _ = load_params(out / "dnn_01.npz")
+    shipped, _ = load_params(MODELS["lenet"].default_weights)
+    np.testing.assert_array_equal(
+        variables["params"]["ip1"]["kernel"], shipped["params"]["ip1"]["kernel"]
+    )
+    # refuses to reuse the directory
+    before = (out / "retrain.json").read_bytes()
+    res = run(f"--out={out}", "--iterations=0")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "--out" in res.stderr and (out / "retrain.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--encoding=pixels"], "--encoding"),
+        (["--population=7"], "--population"),
+        (["--runs_per_iteration=2", "--holdout_runs=2"], "--holdout_runs"),
+        (["--thresholds=0.99,abc"], "--thresholds"),
+        (["--thresholds=2"], "--thresholds"),
+        (["--iterations=-1"], "--iterations"),
+        (["--iterations=many"], "--iterations"),
+        (["--dataset=folder"], "--data_dir"),
+        (["--dataset=folder", "--data_dir=/x", "--encoding=direct"], "--encoding"),
+        (["--dnn1=/no/such.npz"], "/no/such.npz"),
+        (["--data_dir=/no/such/dir"], "--data_dir"),
+    ],
+)
+def test_cli_bad_flags_give_one_line_errors(tmp_path, args, message):
+    out = tmp_path / "r"
+    res = run(*args, f"--out={out}")
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("retrain.py: error:") and message in lines[0]
+    assert not (out / "retrain.json").exists()
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """A 2-class ImageNet-format stand-in: train/ and val/ of dark and bright noise PNGs
+    (20 x 20, so loading resizes them)."""
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("val", 6)):
+        for name, lo in (("bright", 155), ("dark", 0)):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(lo, lo + 100, (20, 20, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(d / f"{i}.png")
+    return root
+
+
+def test_scan_and_load_image_folder(image_folder):
+    paths, labels, names = retrain.scan_image_folder(image_folder / "train")
+    assert names == ("bright", "dark") and len(paths) == 24
+    assert labels.tolist() == [0] * 12 + [1] * 12
+    x = retrain.load_images(paths[:2] + paths[-2:], 16)
+    assert x.shape == (4, 16, 16, 3) and x.dtype == np.uint8
+    assert x[:2].mean() > 150 > 100 > x[2:].mean()
+    with pytest.raises(ValueError, match="no class subfolders"):
+        retrain.scan_image_folder(image_folder / "train" / "dark")
+
+
+def test_cli_folder_stand_in_for_imagenet(image_folder, tmp_path):
+    """The ImageNet code path end to end on the stand-in: tiny net, CPPN colour images."""
+    out = tmp_path / "f"
+    res = run(
+        f"--out={out}",
+        "--dataset=folder",
+        f"--data_dir={image_folder}",
+        "--arch=tiny",
+        "--image_size=16",
+        "--encoding=cppn",
+        "--iterations=1",
+        "--runs_per_iteration=2",
+        "--holdout_runs=1",
+        "--population=6",
+        "--generations=2",
+        "--log_every=1",
+        "--train_steps=40",
+        "--batch_size=8",
+        "--base_lr=0.05",
+    )
+    assert res.returncode == 0, res.stderr
+    rows = json.loads((out / "retrain.json").read_text())["rows"]
+    assert [r["outputs"] for r in rows] == [2, 3]
+    assert rows[0]["test_accuracy"] == 1.0  # dark vs bright noise: trivially learnable
+    assert rows[1]["trained_fooling_images"] == 2 and rows[1]["trained_fooling_repeats"] == 6
+    assert rows[1]["rejects_previous_trained"] is not None
+    fooling, meta = load_params(out / "round_01" / "fooling.npz")
+    assert fooling["images"].shape == (2, 2, 16, 16, 3) and fooling["images"].dtype == np.uint8
+    assert meta["network"] == "DNN_1"
+    dnn2, _ = load_params(out / "dnn_02.npz")
+    assert dnn2["params"]["fc"]["bias"].shape == (3,)
+    gallery = images.load_png(out / "round_02" / "gallery.png")
+    assert gallery.shape[-1] == 3
