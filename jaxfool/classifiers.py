@@ -240,7 +240,7 @@ def _random_variables(module: nn.Module, size: int, channels: int = 3):
     """Randomly initialised variables of `module` (for benchmarks and memory studies)."""
 
     def init(key: jax.Array) -> Any:
-        return module.init(key, jnp.zeros((1, size, size, channels), jnp.float32))
+        return jax.jit(module.init)(key, jnp.zeros((1, size, size, channels), jnp.float32))
 
     return init
 

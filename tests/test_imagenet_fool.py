@@ -29,7 +29,7 @@ def test_original_settings_per_kind_of_model():
     }
 
 
-@pytest.mark.parametrize("name", sorted(classifiers.MODELS))
+@pytest.mark.parametrize("name", ["lenet", "caffenet", "alexnet_torchvision", "efficientnet_lite0"])
 def test_random_weights_build_every_model(name):
     clf, params = classifiers.load_classifier(name, "random")
     out = jax.eval_shape(clf.logits, params, jnp.zeros((2, *clf.image_shape), jnp.uint8))
