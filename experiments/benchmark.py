@@ -1,19 +1,48 @@
-"""Benchmark whole generations against the classifier alone, in one process.
+"""Benchmark suite: how fast jaxfool evolves, against the limits of the machine it runs on.
 
-    python experiments/benchmark.py --model=lenet --encoding=direct --population=200
+    python experiments/benchmark.py --suite=quick      # ~2 minutes on a 2-core CPU
+    python experiments/benchmark.py --suite=all        # every configuration, CPU-sized
+    python experiments/benchmark.py --suite=gpu        # every configuration, accelerator-sized
+    python experiments/benchmark.py --suite=gpu --tiny # the same list at toy sizes (a dry run)
 
-Prints one JSON line: generations/s and evaluations/s after compilation, the time the
-classifier alone needs for the same images, and their ratio (overhead = generation time /
-classifier-only time). Timings are the best of --repeats runs of --generations generations.
+Each configuration ("case") runs in a fresh subprocess (so its peak host RSS is its own; for
+--suite=gpu in one process unless --isolate, to save 20 CUDA start-ups) and prints one JSON
+line. Generation cases report device kind and count, jax version, population, image size,
+compile time, generations/s, evaluations/s, the classifier alone on the same number of images
+in the same kind of jitted loop, their ratio (overhead = generation time / classifier-only
+time; overhead_ratio_cpu: the same in CPU seconds, which other processes on a shared machine
+barely change), per-stage times, peak memory, and the limits:
+
+- flops_per_image: the classifier's FLOPs per image (XLA's cost analysis of its forward pass);
+- device_flops_per_s: the best of a large float32 matmul and a large convolution, measured in
+  the same process; limit_generation_s = flops_per_image * population / device_flops_per_s is
+  the fastest a generation could possibly be, and fraction_of_limit = limit / measured;
+- original_evaluations_per_s: the original code's published cost (ImageNet: ~4 days x 128
+  cores for 5000 generations of 400; MNIST: ~5 minutes for 200 generations of 200 on 4 cores);
+- numpy_generations_per_s (MNIST direct): the same algorithm as a per-individual NumPy loop
+  (`numpy_baseline.py`), timed interleaved with jaxfool in the same process.
+
+Timings are the best of `repeats` runs, with the generation, the classifier alone and the
+throughput probes timed in turn within each repeat. `load_avg_1m` and `cpu_cores_used` say how
+much of the machine the case had; compare ratios, not absolute figures, across loaded runs.
+
+Suites: quick, all, gpu, smoke (a seconds-long check of the machinery), device, mnist-direct,
+mnist-cppn, imagenet-direct, imagenet-cppn, classifiers (each network alone, beside torch where
+installed), render (CPPN renderer alone), archive-insert (MAP-Elites insert alone), custom (one
+generation case from --model/--encoding/--population/...).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
+import resource
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -21,29 +50,240 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from jaxfool import archive as archive_lib
 from jaxfool import classifiers, evolve, scoring
 from jaxfool.encodings.cppn import CppnEncoding
 from jaxfool.encodings.direct import DirectEncoding
 
+SUITES = (
+    "quick", "all", "gpu", "smoke", "device", "mnist-direct", "mnist-cppn", "imagenet-direct",
+    "imagenet-cppn", "classifiers", "render", "archive-insert", "custom",
+)  # fmt: skip
+ENCODINGS = ("direct", "cppn")
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum(
-    "suite",
-    "fool",
-    ["fool", "classifiers"],
-    "fool: whole generations vs the classifier alone; classifiers: each ImageNet network's "
-    "forward pass vs a torch CPU run of the same architecture (where torch is installed).",
+flags.DEFINE_string("suite", "quick", f"One of: {', '.join(SUITES)}.")
+flags.DEFINE_bool("tiny", False, "Shrink every case to toy sizes (checks a suite runs at all).")
+flags.DEFINE_bool(
+    "isolate",
+    None,
+    "Run each case in a fresh subprocess, so peak memory is its own (default: yes, except for "
+    "--suite=gpu, where 20 CUDA start-ups would take a third of its 5 minutes).",
 )
-flags.DEFINE_integer("batch", 64, "classifiers suite: images per forward pass.")
-flags.DEFINE_string("model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}.")
-flags.DEFINE_string("weights", None, "Weights file (default: the model's shipped weights).")
-flags.DEFINE_enum("encoding", "direct", ["direct", "cppn"], "Genome encoding.")
-flags.DEFINE_integer("render_size", 256, "CPPN: image size of the render-throughput test.")
-flags.DEFINE_integer("render_batch", 400, "CPPN: genomes in the render-throughput test.")
-flags.DEFINE_integer("population", 200, "Children per generation.")
-flags.DEFINE_integer("generations", 200, "Generations per timed run.")
-flags.DEFINE_integer("repeats", 3, "Timed runs; the best is reported.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_integer("eval_chunk", None, "Images per classifier call.")
+flags.DEFINE_string("only", None, "Run only the cases whose name contains this string.")
+flags.DEFINE_integer("repeats", None, "Timed runs per case, the best reported (default: per case).")
+flags.DEFINE_integer("eval_chunk", None, "Images per classifier call (default: fool.py's).")
+flags.DEFINE_string("model", "lenet", "custom: classifier.")
+flags.DEFINE_string("weights", None, "custom: weights file or 'random' (default: shipped).")
+flags.DEFINE_string("encoding", "direct", "custom: direct or cppn.")
+flags.DEFINE_integer("population", 200, "custom: children per generation (even).")
+flags.DEFINE_integer("generations", 100, "custom: generations per timed run.")
+flags.DEFINE_bool("ten_crop", True, "custom, caffenet/alexnet_caffe: the paper's 10 crops.")
+flags.DEFINE_string("case", None, "Internal: run this one JSON-encoded case and print its line.")
+
+# The original code's published cost (PAPER.md, ANCHORS.md), as evaluations per second.
+ORIGINAL_IMAGENET = {"evaluations_per_s": 5000 * 400 / (4 * 86400), "hardware": "128 CPU cores"}
+ORIGINAL_MNIST = {"evaluations_per_s": 200 * 200 / 300, "hardware": "4 CPU cores"}
+
+
+class FlagError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured configuration (JSON-serialisable, so a subprocess can run it).
+
+    kind: "device" (matmul/conv throughput), "generation" (whole generations), "classifier"
+    (one network's forward pass), "render" (CPPN rendering), "insert" (archive insertion).
+    """
+
+    kind: str
+    suite: str
+    name: str
+    model: str = "lenet"
+    weights: str | None = None  # None: the model's shipped weights; "random"
+    ten_crop: bool = True
+    encoding: str = "direct"
+    population: int = 200  # generation cases; also the batch of render/insert cases
+    generations: int = 1  # per timed run (a traced loop count: no recompilation)
+    repeats: int = 3
+    eval_chunk: int | None = None  # None: fool.py's default for the model
+    classifier_only: bool = True  # also time the classifier alone (and the overhead ratio)
+    stages: bool = True  # also time select/vary/express/insert separately
+    numpy_generations: int = 0  # > 0: time the NumPy baseline for this many generations
+    size: int = 256  # render: image size; classifier: unused
+    channels: int = 3  # render: 1 (MNIST) or 3 (ImageNet)
+    cells: int = 1000  # insert: archive cells
+
+
+# --- suites -----------------------------------------------------------------------------------
+
+
+def generation_case(suite: str, model: str, encoding: str, population: int, **kw) -> Case:
+    """A whole-generation case; CaffeNet (no weights file here) runs on random weights, which
+    cost the same time as trained ones."""
+    weights = "random" if model == "caffenet" else None
+    tag = f"{model}-10crop" if model == "caffenet" else model
+    name = f"{suite}/{tag}/{encoding}/p{population}"
+    return Case("generation", suite, name, model, weights, True, encoding, population, **kw)
+
+
+def imagenet_cases(suite: str, encoding: str, gpu: bool) -> list[Case]:
+    """Lite0 (real weights) and CaffeNet 10-crop (random weights) at ImageNet size."""
+    if gpu:
+        pop = 400 if encoding == "cppn" else 200
+        return [
+            generation_case(suite, m, encoding, pop, generations=10, repeats=3)
+            for m in ("efficientnet_lite0", "caffenet")
+        ]
+    # several generations per call, as fool.py runs them: a call's fixed cost (a fresh output
+    # archive, 188 MiB for direct genomes) is shared; CaffeNet's 14 s generations need no more
+    cases = [
+        generation_case(suite, m, encoding, 64, generations=g, repeats=2)
+        for m, g in (("efficientnet_lite0", 5), ("caffenet", 1))
+    ]
+    if encoding == "cppn":  # issue 5: peak RSS of the paper's setting with default chunking
+        cases.append(
+            generation_case(
+                suite, "caffenet", "cppn", 400, repeats=1, classifier_only=False, stages=False
+            )
+        )
+    return cases
+
+
+def suite_cases(suite: str, gpu: bool = False) -> list[Case]:
+    """The cases of one basic suite, CPU-sized or accelerator-sized."""
+    if suite == "device":
+        return [Case("device", suite, "device")]
+    if suite == "mnist-direct":
+        sizes = [(200, 1000), (4000, 200)] if gpu else [(200, 200)]
+        return [
+            generation_case(suite, "lenet", "direct", p, generations=g, numpy_generations=3)
+            for p, g in sizes
+        ]
+    if suite == "mnist-cppn":
+        sizes = [(200, 500), (4000, 100)] if gpu else [(200, 100)]
+        return [generation_case(suite, "lenet", "cppn", p, generations=g) for p, g in sizes]
+    if suite in ("imagenet-direct", "imagenet-cppn"):
+        return imagenet_cases(suite, suite.split("-")[1], gpu)
+    if suite == "classifiers":
+        models = ("lenet", "caffenet", "alexnet_caffe", "alexnet_torchvision", "efficientnet_lite0")
+        batch = 256 if gpu else 64
+        return [Case("classifier", suite, f"{suite}/{m}", m, population=batch) for m in models]
+    if suite == "render":
+        sizes = [(28, 1, 4000), (256, 3, 400), (1024, 3, 64)] if gpu else [
+            (28, 1, 200), (256, 3, 64), (1024, 3, 4)
+        ]  # fmt: skip
+        return [
+            Case("render", suite, f"render/{s}x{s}x{c}/b{b}", population=b, size=s, channels=c)
+            for s, c, b in sizes
+        ]
+    if suite == "archive-insert":
+        batch = 400 if gpu else 64
+        return [
+            Case("insert", suite, "insert/mnist-direct", encoding="direct", population=200,
+                 size=28, channels=1, cells=10, generations=100),
+            Case("insert", suite, "insert/imagenet-direct", encoding="direct", population=batch,
+                 generations=10),
+            Case("insert", suite, "insert/imagenet-cppn", encoding="cppn", population=batch,
+                 generations=10),
+        ]  # fmt: skip
+    raise FlagError(f"--suite={suite}: choose one of {', '.join(SUITES)}")
+
+
+BASIC = ("device", "mnist-direct", "mnist-cppn", "imagenet-direct", "imagenet-cppn",
+         "classifiers", "render", "archive-insert")  # fmt: skip
+
+
+def quick_cases() -> list[Case]:
+    """What fits in ~2 minutes on a 2-core CPU: MNIST at the paper's population (with the
+    stage profile and the NumPy baseline for direct), the renderer and the insert at ImageNet
+    size, and one small ImageNet CPPN generation on EfficientNet-Lite0."""
+    return [
+        generation_case("quick", "lenet", "direct", 200, generations=25, numpy_generations=2),
+        generation_case("quick", "lenet", "cppn", 200, generations=25, stages=False),
+        Case("render", "quick", "render/256x256x3/b16", population=16),
+        Case("insert", "quick", "insert/imagenet-direct", population=64, generations=5),
+        generation_case("quick", "efficientnet_lite0", "cppn", 16, repeats=1, stages=False),
+    ]
+
+
+def smoke_cases() -> list[Case]:
+    """Seconds of measuring (most of the time is compilation): a generation case with every
+    field (stages, limits, NumPy baseline) and an insert case; the test's suite."""
+    return [
+        generation_case(
+            "smoke", "lenet", "direct", 8, generations=2, repeats=1, numpy_generations=1
+        ),
+        Case("insert", "smoke", "insert/mnist-direct", population=8, size=28, channels=1,
+             cells=10, generations=2, repeats=1),
+    ]  # fmt: skip
+
+
+def custom_case() -> Case:
+    if FLAGS.model not in classifiers.MODELS:
+        raise FlagError(f"--model={FLAGS.model}: choose one of {', '.join(classifiers.MODELS)}")
+    if FLAGS.encoding not in ENCODINGS:
+        raise FlagError(f"--encoding={FLAGS.encoding}: choose one of {', '.join(ENCODINGS)}")
+    if FLAGS.population < 2 or FLAGS.population % 2:
+        raise FlagError(f"--population={FLAGS.population}: must be an even number >= 2")
+    if FLAGS.generations < 1:
+        raise FlagError(f"--generations={FLAGS.generations}: must be >= 1")
+    if FLAGS.weights and FLAGS.weights != "random" and not Path(FLAGS.weights).is_file():
+        raise FlagError(f"--weights={FLAGS.weights}: no such file")
+    if not FLAGS.ten_crop and FLAGS.model not in ("caffenet", "alexnet_caffe"):
+        raise FlagError("--noten_crop: only caffenet and alexnet_caffe score 10 crops")
+    name = f"custom/{FLAGS.model}/{FLAGS.encoding}/p{FLAGS.population}"
+    return Case("generation", "custom", name, FLAGS.model, FLAGS.weights, FLAGS.ten_crop,
+                FLAGS.encoding, FLAGS.population, FLAGS.generations)  # fmt: skip
+
+
+def shrink(case: Case) -> Case:
+    """The same case at toy size: a dry run that the configuration compiles and runs."""
+    return dataclasses.replace(
+        case,
+        name=f"{case.name}/tiny",
+        population=min(case.population, 4),
+        generations=1,
+        repeats=1,
+        numpy_generations=min(case.numpy_generations, 1),
+        size=min(case.size, 64),
+    )
+
+
+def selected_cases() -> list[Case]:
+    """The cases of --suite, with --tiny, --repeats and --eval_chunk applied."""
+    if FLAGS.suite not in SUITES:
+        raise FlagError(f"--suite={FLAGS.suite}: choose one of {', '.join(SUITES)}")
+    if FLAGS.repeats is not None and FLAGS.repeats < 1:
+        raise FlagError(f"--repeats={FLAGS.repeats}: must be >= 1")
+    if FLAGS.eval_chunk is not None and FLAGS.eval_chunk < 1:
+        raise FlagError(f"--eval_chunk={FLAGS.eval_chunk}: must be >= 1")
+    if FLAGS.suite == "quick":
+        cases = quick_cases()
+    elif FLAGS.suite == "smoke":
+        cases = smoke_cases()
+    elif FLAGS.suite == "custom":
+        cases = [custom_case()]
+    elif FLAGS.suite in ("all", "gpu"):
+        cases = [c for s in BASIC for c in suite_cases(s, gpu=FLAGS.suite == "gpu")]
+    else:
+        cases = suite_cases(FLAGS.suite)
+    if FLAGS.tiny:
+        cases = [shrink(c) for c in cases]
+    if FLAGS.repeats is not None:
+        cases = [dataclasses.replace(c, repeats=FLAGS.repeats) for c in cases]
+    if FLAGS.eval_chunk is not None:
+        cases = [dataclasses.replace(c, eval_chunk=FLAGS.eval_chunk) for c in cases]
+    if FLAGS.only is not None:
+        cases = [c for c in cases if FLAGS.only in c.name]
+        if not cases:
+            raise FlagError(f"--only={FLAGS.only}: no case of --suite={FLAGS.suite} matches")
+    return cases
+
+
+# --- measuring --------------------------------------------------------------------------------
 
 
 def best_time(fn, repeats: int) -> float:
@@ -56,11 +296,149 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
-def classifier_only(config: evolve.EvolutionConfig, params, images, n: int):
-    """Scores the same number of images as n generations do, in one jitted loop."""
+def interleaved(fns: dict, repeats: int, cpu: dict | None = None) -> dict[str, float]:
+    """Best wall time of each blocking fn, timed in turn within each repeat: on a shared
+    machine, load changes hit all of them alike, so their ratios stay meaningful. With a
+    `cpu` dict, also fills in each fn's least CPU time (all threads of this process), which
+    other processes' load barely changes."""
+    times = {name: [] for name in fns}
+    cpu_times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            c, t = process_cpu_s(), time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+            cpu_times[name].append(process_cpu_s() - c)
+    if cpu is not None:
+        cpu.update({name: min(ts) for name, ts in cpu_times.items()})
+    return {name: min(ts) for name, ts in times.items()}
+
+
+def blocking(fn, *args):
+    """A no-argument callable that runs fn(*args) to completion."""
+    return lambda: jax.block_until_ready(fn(*args))
+
+
+def environment() -> dict:
+    """Where the numbers come from: device, host and versions."""
+    dev = jax.devices()[0]
+    return {
+        "platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "device_count": jax.device_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "jax_version": jax.__version__,
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # > cpu_count: shared, slower figures
+    }
+
+
+def memory() -> dict:
+    """Peak host RSS of this process and, where the backend reports it, peak device memory."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return {
+        "peak_host_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_device_mib": None if peak is None else round(peak / 2**20),
+    }
+
+
+def throughput_probes() -> dict[str, tuple]:
+    """{name: (blocking fn, FLOPs per call)}: a large float32 matmul and a large 3 x 3
+    convolution (the kinds of work a classifier is made of), at the default precision;
+    compiled and run once."""
+    cpu = jax.default_backend() == "cpu"
+    n = 2048 if cpu else 8192
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    batch, hw, ch = (16, 56, 128) if cpu else (128, 56, 256)
+    x = jax.random.normal(jax.random.key(1), (batch, hw, hw, ch), jnp.float32)
+    w = jax.random.normal(jax.random.key(2), (3, 3, ch, ch), jnp.float32)
+    matmul = jax.jit(lambda a: a @ a)
+    conv = jax.jit(
+        lambda x, w: jax.lax.conv_general_dilated(
+            x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+    )
+    probes = {
+        "matmul": (blocking(matmul, a), 2 * n**3),
+        "conv": (blocking(conv, x, w), 2 * batch * hw * hw * ch * ch * 9),
+    }
+    for fn, _ in probes.values():
+        fn()
+    return probes
+
+
+def throughput_from(probes: dict, times: dict) -> dict:
+    """FLOP/s of each probe from its best time; the device's best is the limit's divisor."""
+    mm = probes["matmul"][1] / times["matmul"]
+    cv = probes["conv"][1] / times["conv"]
+    return {"matmul_flops_per_s": mm, "conv_flops_per_s": cv, "device_flops_per_s": max(mm, cv)}
+
+
+def device_throughput(repeats: int = 3) -> dict:
+    """Measured FLOP/s of the throughput probes, best of `repeats`."""
+    probes = throughput_probes()
+    times = interleaved({k: fn for k, (fn, _) in probes.items()}, repeats)
+    return throughput_from(probes, times)
+
+
+def flops_per_image(logits_fn, params, image_shape, batch: int = 4) -> float:
+    """The classifier's FLOPs per image, from XLA's cost analysis of its compiled forward."""
+    x = jnp.zeros((batch, *image_shape), jnp.uint8)
+    cost = jax.jit(logits_fn).lower(params, x).compile().cost_analysis()
+    if isinstance(cost, list):  # older jax: one dict per computation
+        cost = cost[0]
+    return float(cost["flops"]) / batch
+
+
+def process_cpu_s() -> float:
+    """CPU seconds this process has used so far, all threads (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def sig(x: float | None, digits: int = 4):
+    """x rounded to `digits` significant digits (JSON lines stay readable)."""
+    if x is None or not np.isfinite(x) or x == 0:
+        return x
+    return float(f"{x:.{digits}g}")
+
+
+# --- generation cases -------------------------------------------------------------------------
+
+
+def load_case_classifier(case: Case):
+    clf, params = classifiers.load_classifier(case.model, case.weights)
+    if not case.ten_crop:
+        clf = classifiers.with_center_crop(clf)
+    return clf, params
+
+
+def build_config(case: Case, clf) -> evolve.EvolutionConfig:
+    """fool.py's settings for this model and encoding (uint8 direct genes for colour)."""
+    shape = clf.image_shape
+    if case.encoding == "cppn":
+        encoding = CppnEncoding(image_shape=shape)
+    else:
+        encoding = DirectEncoding(image_shape=shape, genes="uint8" if shape[-1] == 3 else "float32")
+    chunk = case.eval_chunk
+    if chunk is None:
+        chunk = evolve.original_settings(shape, case.encoding)["eval_chunk"]
+    return evolve.EvolutionConfig(
+        encoding=encoding,
+        classifier=clf,
+        classes=tuple(range(clf.num_classes)),
+        population=case.population,
+        initial_population=case.population,
+        eval_chunk=chunk,
+    )
+
+
+def classifier_only(config: evolve.EvolutionConfig, params, images):
+    """jitted (params, images, n) -> scores the same number of images as n generations."""
 
     @jax.jit
-    def loop(params, images):
+    def loop(params, images, n):
         def body(i, acc):
             x = images + i.astype(jnp.uint8)  # differs per iteration: nothing is hoisted
             lp = scoring.score(config.classifier.logits, params, x, config.eval_chunk)
@@ -68,72 +446,207 @@ def classifier_only(config: evolve.EvolutionConfig, params, images, n: int):
 
         return jax.lax.fori_loop(0, n, body, jnp.float32(0))
 
-    return lambda: loop(params, images).block_until_ready()
+    return loop
 
 
-def tiled_genomes(archive, count: int):
-    """`count` genomes taken round-robin from the archive's elites (evolved, realistic)."""
-    cells = jnp.arange(count) % archive.num_cells
-    return jax.tree.map(lambda g: g[cells], archive.genomes)
-
-
-def render_figures(config, state, n: int, gen_time: float) -> dict:
-    """CPPN renderer: its share of a generation, and throughput at a large size."""
-    enc = config.encoding
-    population = tiled_genomes(state.archive, config.population)
+def insert_loop(arch, children, log_probs, n: int):
+    """n inserts of the same children with rising scores, in one jitted loop (as in `run`,
+    the archive is updated in place rather than copied per call)."""
 
     @jax.jit
-    def render_loop(genomes):
-        def body(i, acc):
-            # a different weight each iteration, so XLA cannot hoist the render out of the loop
-            g = genomes.replace(weight=genomes.weight * (1.0 - 1e-7 * i.astype(jnp.float32)))
-            return acc + enc.express(g)[i % config.population, 0, 0, 0].astype(jnp.int32)
+    def loop(arch, children, log_probs, n):
+        def body(i, a):
+            return archive_lib.insert(a, children, log_probs + 0.01 * i.astype(jnp.float32), i)
 
-        return jax.lax.fori_loop(0, n, body, jnp.int32(0))
+        return jax.lax.fori_loop(0, n, body, arch)
 
-    render_loop(population).block_until_ready()
-    native_time = best_time(lambda: render_loop(population).block_until_ready(), FLAGS.repeats)
-    big = tiled_genomes(state.archive, FLAGS.render_batch)
-    render_big = jax.jit(enc.render, static_argnums=1)
-    render_big(big, FLAGS.render_size).block_until_ready()
-    big_time = best_time(
-        lambda: render_big(big, FLAGS.render_size).block_until_ready(), FLAGS.repeats
-    )
-    edges = np.asarray(population.edge_alive.sum(axis=1))
+    loop(arch, children, log_probs, n).log_prob.block_until_ready()
+    return lambda: loop(arch, children, log_probs, n).log_prob.block_until_ready()
+
+
+def stage_times(config, params, state, key, repeats: int, n: int) -> dict[str, float]:
+    """Seconds per generation of each stage but the classifier, each jitted on its own.
+
+    A stage compiled alone can fuse differently than inside `evolve.run` (ImageNet direct vary:
+    ~2x slower alone), so the stages need not add up to the generation; they locate the time.
+    """
+    enc, pop = config.encoding, config.population
+    arch = state.archive
+    select = jax.jit(lambda a, k: archive_lib.gather(a, archive_lib.select(a, k, pop)))
+    parents = select(arch, key)
+    pa, pb = (jax.tree.map(lambda g, s=s: g[s::2], parents) for s in (0, 1))
+    vary = jax.jit(lambda k, a, b: enc.vary(k, a, b, jnp.int32(1)))
+    children = vary(key, pa, pb)
+    express = jax.jit(enc.express)
+    log_probs = -jax.random.exponential(key, (pop, arch.num_cells))
+    fns = {
+        "select_gather": blocking(select, arch, key),
+        "vary": blocking(vary, key, pa, pb),
+        "express": blocking(express, children),
+        "insert": insert_loop(arch, children, log_probs, max(n, 10)),  # fixed cost shared
+    }
+    for fn in fns.values():
+        fn()  # compile
+    times = interleaved(fns, repeats)
+    times["insert"] /= max(n, 10)
+    return times
+
+
+def numpy_baseline_timer(params, population: int, generations: int):
+    """(time one NumPy-baseline run of `generations` generations, its archive medians)."""
+    import numpy_baseline as nb  # experiments/ is the script's directory
+
+    rng = np.random.default_rng(0)
+    p = nb.numpy_lenet_params(params)
+    arch = nb.init(rng, p, population)
+    before = float(np.median(arch.log_prob))
+
+    def run():
+        for _ in range(generations):
+            nb.generation(rng, p, arch, population)
+
+    return run, lambda: (before, float(np.median(arch.log_prob)))
+
+
+def limit_fields(flops: float, throughput: dict, population: int, gen_s: float, clf_s) -> dict:
+    limit_s = flops * population / throughput["device_flops_per_s"]
     return {
-        "render_share_of_generation": round(native_time / gen_time, 3),
-        "render_genome_pixels_per_s": round(
-            FLAGS.render_batch * FLAGS.render_size**2 / big_time, 1
-        ),
-        "render_size": FLAGS.render_size,
-        "render_batch": FLAGS.render_batch,
-        "mean_live_edges": round(float(edges.mean()), 2),
+        "flops_per_image": sig(flops),
+        "matmul_flops_per_s": sig(throughput["matmul_flops_per_s"]),
+        "conv_flops_per_s": sig(throughput["conv_flops_per_s"]),
+        "device_flops_per_s": sig(throughput["device_flops_per_s"]),
+        "limit_generation_s": sig(limit_s),
+        "limit_generations_per_s": sig(1 / limit_s),
+        "fraction_of_limit": sig(limit_s / gen_s),
+        "classifier_fraction_of_limit": None if clf_s is None else sig(limit_s / clf_s),
     }
 
 
+def generation_case_row(case: Case) -> dict:
+    """Whole generations (`evolve.run`), the classifier alone, stages, limits, baselines."""
+    clf, params = load_case_classifier(case)
+    config = build_config(case, clf)
+    init_key, loop_key = evolve.run_keys(0)
+    n = case.generations
+
+    t = time.perf_counter()
+    state = jax.block_until_ready(evolve.init(config, params, init_key))
+    init_s = time.perf_counter() - t
+    t = time.perf_counter()
+    run = evolve.run.lower(config, params, state, loop_key, n).compile()  # as fool.py does
+    compile_s = time.perf_counter() - t
+
+    fns = {"generation": blocking(run, params, state, loop_key, n)}
+    if case.classifier_only:
+        genomes = config.encoding.init(init_key, case.population)  # the initial population
+        images = jax.jit(config.encoding.express)(genomes)
+        loop = classifier_only(config, params, images).lower(params, images, n).compile()
+        fns["classifier"] = blocking(loop, params, images, n)
+    numpy_result = None
+    if case.numpy_generations:
+        fns["numpy"], numpy_result = numpy_baseline_timer(
+            params, case.population, case.numpy_generations
+        )
+    probes = throughput_probes()  # timed with the rest: the same load on a shared machine
+    fns.update({k: fn for k, (fn, _) in probes.items()})
+    cpu, wall = process_cpu_s(), time.perf_counter()
+    cpu_times = {}
+    times = interleaved(fns, case.repeats, cpu_times)
+    cores_used = (process_cpu_s() - cpu) / (time.perf_counter() - wall)
+    gen_s = times["generation"] / n
+    clf_s = times["classifier"] / n if case.classifier_only else None
+
+    row = {
+        "model": clf.name,
+        "weights": case.weights or "shipped",
+        "fitness": fitness_name(clf),
+        "encoding": case.encoding,
+        "population": case.population,
+        "image_shape": list(clf.image_shape),
+        "eval_chunk": config.eval_chunk,
+        "generations_timed": n,
+        "repeats": case.repeats,
+        "init_s": sig(init_s),
+        "compile_s": sig(compile_s),
+        "generation_s": sig(gen_s),
+        "generations_per_s": sig(1 / gen_s),
+        "evaluations_per_s": sig(case.population / gen_s),
+        "classifier_only_s": sig(clf_s),
+        "classifier_only_generations_per_s": None if clf_s is None else sig(1 / clf_s),
+        "overhead_ratio": None if clf_s is None else round(gen_s / clf_s, 3),
+        # the same ratio in CPU seconds: robust where other processes share the cores
+        "generation_cpu_s": sig(cpu_times["generation"] / n),
+        "classifier_only_cpu_s": None if clf_s is None else sig(cpu_times["classifier"] / n),
+        "overhead_ratio_cpu": None
+        if clf_s is None
+        else round(cpu_times["generation"] / cpu_times["classifier"], 3),
+        "cpu_cores_used": round(cores_used, 2),  # while timing; below cpu_count: contention
+    }
+    if case.stages:
+        stages = stage_times(config, params, state, loop_key, case.repeats, n)
+        if clf_s is not None:
+            stages["classifier"] = clf_s
+        row["stage_s"] = {k: sig(v) for k, v in stages.items()}
+        row["stage_share_of_generation"] = {k: round(v / gen_s, 3) for k, v in stages.items()}
+    flops = flops_per_image(clf.logits, params, clf.image_shape)
+    throughput = throughput_from(probes, times)
+    row.update(limit_fields(flops, throughput, case.population, gen_s, clf_s))
+    original = ORIGINAL_MNIST if clf.image_shape[-1] == 1 else ORIGINAL_IMAGENET
+    row["original_evaluations_per_s"] = sig(original["evaluations_per_s"])
+    row["original_hardware"] = original["hardware"]
+    row["speedup_over_original"] = sig(case.population / gen_s / original["evaluations_per_s"])
+    if numpy_result is not None:
+        numpy_s = times["numpy"] / case.numpy_generations
+        before, after = numpy_result()
+        row["numpy_generations_timed"] = case.numpy_generations
+        row["numpy_generations_per_s"] = sig(1 / numpy_s)
+        row["speedup_over_numpy"] = sig(numpy_s / gen_s)
+        row["numpy_median_log_prob"] = [sig(before), sig(after)]
+    return row
+
+
+def fitness_name(clf) -> str:
+    logits = clf.logits
+    if isinstance(logits, classifiers.CaffeNetLogits):
+        return "10-crop" if logits.ten_crop else "centre crop"
+    return "single image"
+
+
+# --- the other kinds --------------------------------------------------------------------------
+
+
 def flax_network(name: str):
-    """(module, input size) of a registry network, for timing its forward pass alone."""
+    """(module, input size, channels) of a registry network, for timing its forward alone."""
     from jaxfool.nets.alexnet import AlexNetTorchvision
     from jaxfool.nets.caffenet import CaffeNet
     from jaxfool.nets.efficientnet_lite import EfficientNetLite
+    from jaxfool.nets.lenet import LeNet
 
     return {
-        "caffenet": (CaffeNet(), 227),
-        "alexnet_caffe": (CaffeNet(lrn_before_pool=True), 227),
-        "alexnet_torchvision": (AlexNetTorchvision(), 224),
-        "efficientnet_lite0": (EfficientNetLite.variant("lite0"), 224),
+        "lenet": (LeNet(), 28, 1),
+        "caffenet": (CaffeNet(), 227, 3),
+        "alexnet_caffe": (CaffeNet(lrn_before_pool=True), 227, 3),
+        "alexnet_torchvision": (AlexNetTorchvision(), 224, 3),
+        "efficientnet_lite0": (EfficientNetLite.variant("lite0"), 224, 3),
     }[name]
 
 
 def torch_network(name: str):
     """The same architecture in torch (the tests' reference implementations), or None."""
     try:
-        import torch  # noqa: F401
+        import torch
+        from torch import nn
 
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from tests import test_efficientnet, test_imagenet_nets
     except ImportError:
         return None
+    torch.set_num_threads(os.cpu_count() or 1)
+    if name == "lenet":
+        return nn.Sequential(
+            nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10),
+        ).eval()  # fmt: skip
     if name == "efficientnet_lite0":
         return test_efficientnet.torch_efficientnet_lite(1.0, 1.0)[1]
     if name == "alexnet_torchvision":
@@ -141,107 +654,199 @@ def torch_network(name: str):
     return test_imagenet_nets.torch_caffenet(lrn_before_pool=name == "alexnet_caffe")
 
 
-def timed(fn, *args) -> float:
-    """Best wall time of `fn(*args)` after one warm-up call (compilation for jitted fns)."""
-    jax.block_until_ready(fn(*args))
-    return best_time(lambda: jax.block_until_ready(fn(*args)), FLAGS.repeats)
+def classifier_case_row(case: Case) -> dict:
+    """One network's forward pass alone: Flax images/s, its FLOPs, limit and torch's speed."""
+    module, size, channels = flax_network(case.model)
+    batch = case.population
+    x = jax.random.normal(jax.random.key(0), (batch, size, size, channels)) * 50
+    variables = module.init(jax.random.key(1), x[:1])
+    forward = jax.jit(module.apply)
+    t = time.perf_counter()
+    jax.block_until_ready(forward(variables, x))
+    first = time.perf_counter() - t
+    fns = {"flax": blocking(forward, variables, x)}
+    # torch here is the CPU build: compared on the CPU only, device against device
+    net = torch_network(case.model) if jax.default_backend() == "cpu" else None
+    if net is not None:
+        import torch
 
+        xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
 
-def classifier_suite() -> None:
-    """One JSON line per ImageNet network: Flax and torch forward images/s at --batch."""
-    for name in ("caffenet", "alexnet_caffe", "alexnet_torchvision", "efficientnet_lite0"):
-        module, size = flax_network(name)
-        x = jax.random.normal(jax.random.key(0), (FLAGS.batch, size, size, 3)) * 50
-        variables = module.init(jax.random.key(1), x[:1])
-        flax_time = timed(jax.jit(module.apply), variables, x)
-        row = {
-            "suite": "classifiers",
-            "model": name,
-            "batch": FLAGS.batch,
-            "input_size": size,
-            "device_kind": jax.devices()[0].device_kind,
-            "jax_version": jax.__version__,
-            "flax_images_per_s": round(FLAGS.batch / flax_time, 2),
-        }
-        net = torch_network(name)
-        if net is not None:
-            import torch
-
-            torch.set_num_threads(os.cpu_count() or 1)
-            xt = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
+        def torch_forward():
             with torch.no_grad():
-                torch_time = timed(net, xt)
-            row["torch_version"] = torch.__version__
-            row["torch_images_per_s"] = round(FLAGS.batch / torch_time, 2)
-            row["flax_over_torch_speed"] = round(torch_time / flax_time, 3)
-        print(json.dumps(row), flush=True)
+                net(xt)
+
+        torch_forward()
+        fns["torch"] = torch_forward
+    probes = throughput_probes()
+    fns.update({k: fn for k, (fn, _) in probes.items()})
+    times = interleaved(fns, case.repeats)
+    cost = forward.lower(variables, x).compile().cost_analysis()
+    flops = float((cost[0] if isinstance(cost, list) else cost)["flops"]) / batch
+    throughput = throughput_from(probes, times)
+    limit = throughput["device_flops_per_s"] / flops
+    row = {
+        "model": case.model,
+        "batch": batch,
+        "input_shape": [size, size, channels],
+        "compile_s": sig(max(first - times["flax"], 0.0)),
+        "flops_per_image": sig(flops),
+        "flax_images_per_s": sig(batch / times["flax"]),
+        "device_flops_per_s": sig(throughput["device_flops_per_s"]),
+        "limit_images_per_s": sig(limit),
+        "fraction_of_limit": sig(batch / times["flax"] / limit),
+        "torch_images_per_s": None,
+        "flax_over_torch_speed": None,
+    }
+    if "torch" in times:
+        import torch
+
+        row["torch_version"] = torch.__version__
+        row["torch_images_per_s"] = sig(batch / times["torch"])
+        row["flax_over_torch_speed"] = round(times["torch"] / times["flax"], 3)
+    return row
+
+
+def grown_cppns(enc: CppnEncoding, n: int, rounds: int = 30):
+    """n CPPNs after `rounds` rounds of mutation from the random start (evolved-sized graphs)."""
+    vary = jax.jit(lambda k, a, b: enc.vary(k, a, b, jnp.int32(0)))
+    pop = enc.init(jax.random.key(0), n + n % 2)
+    for r in range(rounds):
+        pop = vary(
+            jax.random.key(r + 1), *(jax.tree.map(lambda g, s=s: g[s::2], pop) for s in (0, 1))
+        )
+    return jax.tree.map(lambda g: g[:n], pop)
+
+
+def render_case_row(case: Case) -> dict:
+    """The CPPN renderer alone: genome-pixels/s and edge-pixel updates/s at one size."""
+    enc = CppnEncoding(image_shape=(case.size, case.size, case.channels))
+    genomes = grown_cppns(enc, case.population)
+    render = jax.jit(enc.render)
+    t = time.perf_counter()
+    jax.block_until_ready(render(genomes))
+    first = time.perf_counter() - t
+    render_s = best_time(blocking(render, genomes), case.repeats)
+    pixels = case.population * case.size**2
+    edges = np.asarray(genomes.edge_alive.sum(axis=1))
+    return {
+        "batch": case.population,
+        "image_shape": [case.size, case.size, case.channels],
+        "render_strategy": "sequential" if jax.default_backend() == "cpu" else "batched",
+        "compile_s": sig(max(first - render_s, 0.0)),
+        "render_s": sig(render_s),
+        "genome_pixels_per_s": sig(pixels / render_s),
+        "mean_live_edges": round(float(edges.mean()), 2),
+        "edge_pixel_updates_per_s": sig(float(edges.sum()) * case.size**2 / render_s),
+    }
+
+
+def insert_case_row(case: Case) -> dict:
+    """The MAP-Elites insert alone, as it runs inside a generation loop."""
+    shape = (case.size, case.size, case.channels)
+    if case.encoding == "cppn":
+        enc = CppnEncoding(image_shape=shape)
+    else:
+        enc = DirectEncoding(image_shape=shape, genes="uint8" if case.channels == 3 else "float32")
+    key = jax.random.key(0)
+    children = enc.init(key, case.population)
+    example = jax.tree.map(lambda g: g[0], children)
+    arch = archive_lib.empty(example, case.cells)
+    log_probs = -jax.random.exponential(key, (case.population, case.cells))
+    t = time.perf_counter()
+    fn = insert_loop(arch, children, log_probs, case.generations)
+    first = time.perf_counter() - t
+    insert_s = best_time(fn, case.repeats) / case.generations
+    archive_bytes = sum(g.nbytes for g in jax.tree.leaves(arch.genomes))
+    return {
+        "encoding": case.encoding,
+        "image_shape": list(shape),
+        "cells": case.cells,
+        "children": case.population,
+        "archive_genome_mib": round(archive_bytes / 2**20, 1),
+        "compile_s": sig(max(first - insert_s * case.generations, 0.0)),
+        "insert_s": sig(insert_s),
+        "inserts_per_s": sig(1 / insert_s),
+        "archive_bytes_per_s": sig(archive_bytes / insert_s),
+    }
+
+
+def device_case_row(case: Case) -> dict:
+    return {k: sig(v) for k, v in device_throughput(case.repeats).items()}
+
+
+ROWS = {
+    "device": device_case_row,
+    "generation": generation_case_row,
+    "classifier": classifier_case_row,
+    "render": render_case_row,
+    "insert": insert_case_row,
+}
+
+
+def run_case(case: Case, isolated: bool = True) -> dict:
+    """Measures one case in this process: its JSON row. isolated: the process ran nothing
+    else, so its peak memory is the case's own (else: the peak of the cases so far)."""
+    t = time.perf_counter()
+    row = {"suite": case.suite, "case": case.name, "kind": case.kind, **environment()}
+    row.update(ROWS[case.kind](case))
+    row.update(memory())
+    row["isolated"] = isolated
+    row["wall_s"] = round(time.perf_counter() - t, 1)
+    return row
+
+
+def run_isolated(case: Case) -> bool:
+    """Runs one case in a fresh Python process and relays its JSON line; False if it failed."""
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        f"--case={json.dumps(dataclasses.asdict(case))}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode == 0 and lines:
+        print(lines[-1], flush=True)
+        return True
+    tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+    print(json.dumps({"suite": case.suite, "case": case.name, "error": tail[0]}), flush=True)
+    sys.stderr.write(proc.stderr)
+    return False
 
 
 def main(argv):
-    del argv
-    if FLAGS.suite == "classifiers":
-        classifier_suite()
+    if len(argv) > 1:
+        raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.case is not None:
+        print(json.dumps(run_case(Case(**json.loads(FLAGS.case)))), flush=True)
         return
-    if FLAGS.population < 2 or FLAGS.population % 2 or FLAGS.generations < 1:
-        print(
-            "benchmark.py: error: --population must be even >= 2, --generations >= 1",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    clf, params = classifiers.load_classifier(FLAGS.model, FLAGS.weights)
-    encoding_cls = CppnEncoding if FLAGS.encoding == "cppn" else DirectEncoding
-    config = evolve.EvolutionConfig(
-        encoding=encoding_cls(image_shape=clf.image_shape),
-        classifier=clf,
-        classes=tuple(range(clf.num_classes)),
-        population=FLAGS.population,
-        initial_population=FLAGS.population,
-        eval_chunk=FLAGS.eval_chunk,
-    )
-    init_key, loop_key = evolve.run_keys(FLAGS.seed)
-    state = evolve.init(config, params, init_key)
-    n = FLAGS.generations
+    isolate = FLAGS.isolate if FLAGS.isolate is not None else FLAGS.suite != "gpu"
+    failed = 0
+    for case in selected_cases():
+        if isolate:
+            failed += not run_isolated(case)
+        else:
+            print(json.dumps(run_case(case, isolated=False)), flush=True)
+    if failed:
+        sys.exit(1)
 
-    t = time.perf_counter()
-    jax.block_until_ready(evolve.run(config, params, state, loop_key, n))
-    first_call = time.perf_counter() - t
-    gen_time = best_time(
-        lambda: jax.block_until_ready(evolve.run(config, params, state, loop_key, n)),
-        FLAGS.repeats,
-    )
-    evolved = evolve.run(config, params, state, loop_key, n)
-    images = config.encoding.express(config.encoding.init(init_key, FLAGS.population))
-    clf_fn = classifier_only(config, params, images, n)
-    clf_fn()
-    clf_time = best_time(clf_fn, FLAGS.repeats)
-    extra = {}
-    if FLAGS.encoding == "cppn":
-        extra = render_figures(config, evolved, n, gen_time)
-    dev = jax.devices()[0]
-    print(
-        json.dumps(
-            {
-                "suite": f"{FLAGS.model}-{FLAGS.encoding}",
-                "model": FLAGS.model,
-                "encoding": FLAGS.encoding,
-                "population": FLAGS.population,
-                "image_shape": list(clf.image_shape),
-                "generations_timed": n,
-                "device_kind": dev.device_kind,
-                "device_count": jax.device_count(),
-                "platform": dev.platform,
-                "cpu": platform.processor() or platform.machine(),
-                "jax_version": jax.__version__,
-                "compile_s": round(max(first_call - gen_time, 0.0), 3),
-                "generations_per_s": round(n / gen_time, 2),
-                "evaluations_per_s": round(n * FLAGS.population / gen_time, 1),
-                "classifier_only_generations_per_s": round(n / clf_time, 2),
-                "overhead_ratio": round(gen_time / clf_time, 3),
-                **extra,
-            }
-        )
-    )
+
+def parse_flags(argv):
+    """absl's parser, with a bad flag reported as one line and exit code 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"benchmark.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run_main(argv):
+    try:
+        main(argv)
+    except FlagError as e:
+        print(f"benchmark.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(run_main, flags_parser=parse_flags)
