@@ -75,6 +75,31 @@ def archive_stats(log_prob: np.ndarray) -> dict[str, Any]:
     }
 
 
+def parse_classes(text: str | None, num_classes: int) -> tuple[int, ...]:
+    """'0,3,7-9' -> (0, 3, 7, 8, 9); None or blank -> all classes. Bad lists raise ValueError."""
+    if text is None or not text.strip():
+        return tuple(range(num_classes))
+    classes: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                classes.extend(range(int(lo), int(hi) + 1))
+            else:
+                classes.append(int(part))
+        except ValueError:
+            raise ValueError(f"{part!r} is not an index or a range a-b") from None
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"{bad} outside 0..{num_classes - 1}")
+    if len(set(classes)) != len(classes):
+        raise ValueError("an index appears twice")
+    if not classes:
+        raise ValueError("no class given")
+    return tuple(classes)
+
+
 def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")[:40] or "class"
 

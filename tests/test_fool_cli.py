@@ -171,3 +171,13 @@ def test_direct_run_and_fixed_resolution(tmp_path):
     genome = out / summary["classes"][0]["genome"]
     res = subprocess.run(RENDER + ["--size=56", str(genome)], capture_output=True, text=True)
     assert res.returncode == 2 and "one resolution" in res.stderr
+
+
+def test_class_lists_parse_once_for_every_tool():
+    from jaxfool import runs
+
+    assert runs.parse_classes("0,3,7-9", 10) == (0, 3, 7, 8, 9)
+    assert runs.parse_classes(None, 4) == (0, 1, 2, 3)
+    for bad, message in [("3,12", "outside"), ("a", "not an index"), ("1,1", "twice")]:
+        with pytest.raises(ValueError, match=message):
+            runs.parse_classes(bad, 10)
