@@ -51,7 +51,7 @@ import numpy as np
 from absl import app, flags
 
 from jaxfool import archive as archive_lib
-from jaxfool import classifiers, evolve, scoring
+from jaxfool import classifiers, evolve, runs, scoring
 from jaxfool.encodings.cppn import CppnEncoding
 from jaxfool.encodings.direct import DirectEncoding
 
@@ -330,16 +330,6 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "jax_version": jax.__version__,
         "load_avg_1m": round(os.getloadavg()[0], 2),  # > cpu_count: shared, slower figures
-    }
-
-
-def memory() -> dict:
-    """Peak host RSS of this process and, where the backend reports it, peak device memory."""
-    stats = jax.local_devices()[0].memory_stats() or {}
-    peak = stats.get("peak_bytes_in_use")
-    return {
-        "peak_host_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "peak_device_mib": None if peak is None else round(peak / 2**20),
     }
 
 
@@ -790,7 +780,7 @@ def run_case(case: Case, isolated: bool = True) -> dict:
     t = time.perf_counter()
     row = {"suite": case.suite, "case": case.name, "kind": case.kind, **environment()}
     row.update(ROWS[case.kind](case))
-    row.update(memory())
+    row.update(runs.peak_memory())
     row["isolated"] = isolated
     row["wall_s"] = round(time.perf_counter() - t, 1)
     return row

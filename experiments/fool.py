@@ -13,7 +13,6 @@ Writes DIR/summary.json, metrics.jsonl, gallery.png, config.json, elites/ and ch
 from __future__ import annotations
 
 import json
-import resource
 import shlex
 import signal
 import sys
@@ -263,15 +262,6 @@ def log(msg: str) -> None:
         print(msg, flush=True)
 
 
-def memory_use() -> dict:
-    """Peak host RSS so far and, where the backend reports it, peak device memory (MiB)."""
-    usage = {"peak_host_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
-    stats = jax.local_devices()[0].memory_stats() or {}
-    if "peak_bytes_in_use" in stats:
-        usage["peak_device_mib"] = round(stats["peak_bytes_in_use"] / 2**20)
-    return usage
-
-
 def init_distributed() -> None:
     """Joins a multi-host run (before anything touches the devices)."""
     if FLAGS.coordinator_address is not None:
@@ -336,7 +326,7 @@ def write_outputs(out, config, clf, params, state, loop_key, run_config, elapsed
         "eval_chunk": config.eval_chunk,
         "devices": jax.device_count(),
         "processes": jax.process_count(),
-        **memory_use(),
+        **runs.peak_memory(),
         "classes": records,
     }
     runs.save_checkpoint(out, state, loop_key, run_config)
@@ -451,7 +441,7 @@ def main(argv):
             "improved": takeovers - last_takeovers,
             "nan_scores": int(state.nan_scores),
             **stats,
-            **memory_use(),
+            **runs.peak_memory(),
         }
         last_takeovers = takeovers
         if is_writer():

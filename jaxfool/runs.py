@@ -100,6 +100,19 @@ def parse_classes(text: str | None, num_classes: int) -> tuple[int, ...]:
     return tuple(classes)
 
 
+def peak_memory() -> dict[str, int | None]:
+    """Peak host RSS of this process so far and, where the backend reports it (else None),
+    peak device memory, in MiB."""
+    import resource
+
+    stats = jax.local_devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return {
+        "peak_host_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_device_mib": None if peak is None else round(peak / 2**20),
+    }
+
+
 def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")[:40] or "class"
 
