@@ -1,8 +1,9 @@
 """Variation operators on genes in [0, 1], as Sferes2 implements them (`gen/evo_float.hpp`).
 
-Both operators work elementwise on arrays of any shape, so a whole population is varied with
-one call. Randomness comes only from the key argument. They are on the hot path, so each draws
-one 32-bit random word per gene and evaluates one power per branch point.
+Both operators work elementwise on arrays of any shape (crossover: [pairs, ...]), so a whole
+population is varied with one call. Randomness comes only from the key argument. They are on
+the hot path, so each draws one 32-bit random word per gene (through `jaxfool.rng`: the values
+of jax.random, computed fused) and evaluates one power per branch point.
 """
 
 from __future__ import annotations
@@ -10,14 +11,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxfool import rng
+
 # Sferes compares parent genes with float epsilon before crossing them.
 FLT_EPSILON = float(jnp.finfo(jnp.float32).eps)
-
-
-def _unit_float(bits: jax.Array) -> jax.Array:
-    """Uniform [0, 1) floats from the top 23 bits of uint32 words (as jax.random.uniform)."""
-    mantissa = (bits >> 9) | jnp.uint32(0x3F800000)
-    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
 
 
 def _pow(x: jax.Array, exponent: float) -> jax.Array:
@@ -36,14 +33,19 @@ def polynomial_delta(u: jax.Array, eta: float) -> jax.Array:
 
 
 def polynomial_mutation(
-    key: jax.Array, genes: jax.Array, rate: float | jax.Array, eta: float
+    key: jax.Array,
+    genes: jax.Array,
+    rate: float | jax.Array,
+    eta: float,
+    offset: jax.Array | int = 0,
 ) -> jax.Array:
     """Each gene, with probability `rate`, moves by a polynomial step and is clipped to [0, 1].
 
     One uniform u per gene decides both: the gene mutates if u < rate, and then u / rate is
-    itself uniform on [0, 1) and drives the step.
+    itself uniform on [0, 1) and drives the step. `offset` (see `rng.bits`) mutates a block of a
+    larger array with that array's draws.
     """
-    u = jax.random.uniform(key, genes.shape, jnp.float32)
+    u = rng.uniform(key, genes.shape, offset)
     rate = jnp.asarray(rate, jnp.float32)
     picked = u < rate
     delta = polynomial_delta(jnp.where(picked, u / rate, 0.5), eta)
@@ -56,6 +58,45 @@ def _sbx_beta_q(u: jax.Array, beta: jax.Array, eta: float) -> jax.Array:
     return _pow(jnp.where(inside, u * alpha, 1.0 / (2.0 - u * alpha)), 1.0 / (eta + 1.0))
 
 
+def sbx_children(
+    key: jax.Array,
+    a: jax.Array,
+    b: jax.Array,
+    eta: float,
+    equal_genes: str = "copy",
+    offset: jax.Array | int = 0,
+) -> jax.Array:
+    """Simulated binary crossover, bounded to [0, 1], per gene (Deb's code, as in Sferes).
+
+    `a` and `b` are [pairs, ...]; returns the children as [pairs, 2, ...]. Each gene pair
+    (y1 <= y2) gets a child below and a child above their mean, the first child taking the
+    lower one unless a coin (the random word's low bit) swaps them. Where |y1 - y2| <=
+    FLT_EPSILON Sferes skips the gene and the child keeps its default-constructed value 0.5
+    (`equal_genes="half"`, bug-compatible); the default `"copy"` keeps the parents' values
+    instead (a to the first child, b to the second), which is what the operator intends.
+
+    Both children are computed in one elementwise pass over [pairs, 2, ...], choosing each
+    child's side before the powers (2 per child, not 4), with no stacking afterwards. `offset`
+    (see `rng.bits`) crosses a block of larger parent arrays with those arrays' draws.
+    """
+    if equal_genes not in ("copy", "half"):
+        raise ValueError(f"equal_genes must be 'copy' or 'half', got {equal_genes!r}")
+    # one random word per gene pair, shared by its two children
+    bits = rng.bits(key, a.shape, offset)[:, None]
+    a, b = a[:, None], b[:, None]
+    u = rng.unit_float(bits)
+    swap = (bits & 1) == 1  # the low bit is unused by u
+    second = jax.lax.broadcasted_iota(jnp.int32, (a.shape[0], 2) + a.shape[2:], 1) == 1
+    low = second == swap  # the first child is the lower one unless swapped
+    y1, y2 = jnp.minimum(a, b), jnp.maximum(a, b)
+    differ = jnp.abs(y1 - y2) > FLT_EPSILON
+    span = jnp.where(differ, y2 - y1, 1.0)
+    bq = _sbx_beta_q(u, 1.0 + 2.0 * jnp.where(low, y1, 1.0 - y2) / span, eta)
+    child = jnp.clip(0.5 * ((y1 + y2) + jnp.where(low, -bq, bq) * (y2 - y1)), 0.0, 1.0)
+    fill = jnp.full_like(child, 0.5) if equal_genes == "half" else jnp.where(second, b, a)
+    return jnp.where(differ, child, fill)
+
+
 def sbx_crossover(
     key: jax.Array,
     a: jax.Array,
@@ -63,28 +104,6 @@ def sbx_crossover(
     eta: float,
     equal_genes: str = "copy",
 ) -> tuple[jax.Array, jax.Array]:
-    """Simulated binary crossover, bounded to [0, 1], per gene (Deb's code, as in Sferes).
-
-    Each gene pair (y1 <= y2) gets children c1 below and c2 above their mean, then the two are
-    swapped with probability 1/2. Where |y1 - y2| <= FLT_EPSILON Sferes skips the gene and the
-    child keeps its default-constructed value 0.5 (`equal_genes="half"`, bug-compatible); the
-    default `"copy"` keeps the parents' value instead, which is what the operator intends.
-    """
-    if equal_genes not in ("copy", "half"):
-        raise ValueError(f"equal_genes must be 'copy' or 'half', got {equal_genes!r}")
-    bits = jax.random.bits(key, a.shape, jnp.uint32)
-    u = _unit_float(bits)
-    swap = (bits & 1) == 1  # the low bit is unused by u
-    y1, y2 = jnp.minimum(a, b), jnp.maximum(a, b)
-    differ = jnp.abs(y1 - y2) > FLT_EPSILON
-    span = jnp.where(differ, y2 - y1, 1.0)
-    bq_low = _sbx_beta_q(u, 1.0 + 2.0 * y1 / span, eta)
-    bq_high = _sbx_beta_q(u, 1.0 + 2.0 * (1.0 - y2) / span, eta)
-    c1 = jnp.clip(0.5 * ((y1 + y2) - bq_low * (y2 - y1)), 0.0, 1.0)
-    c2 = jnp.clip(0.5 * ((y1 + y2) + bq_high * (y2 - y1)), 0.0, 1.0)
-    c1, c2 = jnp.where(swap, c2, c1), jnp.where(swap, c1, c2)
-    if equal_genes == "half":
-        fill_a = fill_b = jnp.full_like(a, 0.5)
-    else:
-        fill_a, fill_b = a, b
-    return jnp.where(differ, c1, fill_a), jnp.where(differ, c2, fill_b)
+    """`sbx_children` as two arrays shaped like `a`: (first children, second children)."""
+    children = sbx_children(key, a, b, eta, equal_genes)
+    return children[:, 0], children[:, 1]

@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxfool import operators
+from jaxfool.encodings import direct
 from jaxfool.encodings.direct import DirectEncoding
 
 
@@ -48,6 +50,52 @@ def test_crossover_rate_is_per_pair():
         for i in range(2000)
     ]
     assert abs(np.mean(copied) - 0.5) < 0.04
+
+
+@pytest.mark.parametrize("genes", ["float32", "uint8"])
+def test_vary_mutates_as_the_flat_child_array(genes):
+    """vary mutates [pairs, 2, ...] for speed; the draws must be those of mutating the flat
+    array of 2n children (the formulation the README's figures were measured with)."""
+    enc = DirectEncoding((16, 16, 3), genes=genes, mutation_rate=0.3)
+    a, b = enc.init(jax.random.key(8), 6), enc.init(jax.random.key(9), 6)
+    key = jax.random.key(10)
+
+    def flat_reference(key, a, b):
+        k_cross, k_do, k_order, k_mut = jax.random.split(key, 4)
+        fa, fb = enc.decode(a), enc.decode(b)
+        x1, x2 = operators.sbx_crossover(k_cross, fa, fb, enc.eta_c)
+        flip = jax.random.bernoulli(k_order, 0.5, (6, 1, 1, 1))
+        cross = jax.random.uniform(k_do, (6, 1, 1, 1)) < enc.crossover_rate
+        c1 = jnp.where(cross, x1, jnp.where(flip, fb, fa))
+        c2 = jnp.where(cross, x2, jnp.where(flip, fa, fb))
+        flat = jnp.stack([c1, c2], axis=1).reshape(12, 16, 16, 3)
+        mutated = operators.polynomial_mutation(k_mut, flat, enc.mutation_rate, enc.eta_m)
+        return enc.encode(mutated), enc.encode(flat)
+
+    want, unmutated = jax.jit(flat_reference)(key, a, b)
+    got = jax.jit(lambda k, a, b: enc.vary(k, a, b, 0))(key, a, b)
+    if genes == "uint8":
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    else:  # the same draws; XLA may round the same formula 1 ulp apart in another fusion
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=3e-7)
+    assert np.mean(np.asarray(got) != np.asarray(unmutated)) > 0.1  # mutation acted
+
+
+@pytest.mark.parametrize("genes", ["float32", "uint8"])
+def test_vary_in_blocks_equals_vary_at_once(genes, monkeypatch):
+    """Large populations are varied in a loop over blocks of pairs (memory, and XLA's CPU
+    fusion); every block must draw its pairs' own random numbers, padding pairs dropped."""
+    enc = DirectEncoding((8, 8, 3), genes=genes, mutation_rate=0.3)
+    a, b = enc.init(jax.random.key(12), 7), enc.init(jax.random.key(13), 7)
+    key = jax.random.key(14)
+    at_once = np.asarray(jax.jit(lambda k, a, b: enc.vary(k, a, b, 0))(key, a, b))
+    monkeypatch.setattr(direct, "VARY_BLOCK_GENES", 2 * 2 * 8 * 8 * 3)  # 2 pairs: 4 blocks
+    blocked = np.asarray(jax.jit(lambda k, a, b: enc.vary(k, a, b, 0))(key, a, b))
+    assert blocked.shape == at_once.shape == (14, 8, 8, 3)
+    if genes == "uint8":
+        np.testing.assert_array_equal(blocked, at_once)
+    else:
+        np.testing.assert_allclose(blocked, at_once, rtol=0, atol=3e-7)
 
 
 @pytest.mark.parametrize("gen,rate", [(0, 0.1), (999, 0.1), (1000, 0.05), (2500, 0.025)])

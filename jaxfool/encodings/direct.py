@@ -19,6 +19,7 @@ float gene would carry into the next generation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
@@ -29,6 +30,7 @@ from jaxfool import color, operators
 SCHEDULES = ("constant", "halving")
 GENE_FORMATS = ("float32", "uint8")
 COLORS = ("hls", "hsv")
+VARY_BLOCK_GENES = 2**22  # children's genes varied per loop step (16 MiB of float32 per array)
 
 
 @dataclass(frozen=True)
@@ -86,21 +88,48 @@ class DirectEncoding:
         self, key: jax.Array, parents_a: jax.Array, parents_b: jax.Array, generation: jax.Array
     ) -> jax.Array:
         k_cross, k_do, k_order, k_mut = jax.random.split(key, 4)
-        parents_a, parents_b = self.decode(parents_a), self.decode(parents_b)
         n = parents_a.shape[0]
-        pair = (n,) + (1,) * (parents_a.ndim - 1)
-        x1, x2 = operators.sbx_crossover(
-            k_cross, parents_a, parents_b, self.eta_c, self.sbx_equal_genes
-        )
-        flip = jax.random.bernoulli(k_order, 0.5, pair)
-        copy1 = jnp.where(flip, parents_b, parents_a)
-        copy2 = jnp.where(flip, parents_a, parents_b)
-        cross = jax.random.uniform(k_do, pair) < self.crossover_rate
-        c1 = jnp.where(cross, x1, copy1)
-        c2 = jnp.where(cross, x2, copy2)
-        children = jnp.stack([c1, c2], axis=1).reshape((2 * n,) + parents_a.shape[1:])
-        mutated = operators.polynomial_mutation(k_mut, children, self.rate(generation), self.eta_m)
-        return self.encode(mutated)
+        genes = math.prod(parents_a.shape[1:])
+        flip = jax.random.bernoulli(k_order, 0.5, (n, 1))  # copy as (b, a) rather than (a, b)
+        cross = jax.random.uniform(k_do, (n, 1)) < self.crossover_rate
+        rate = self.rate(generation)
+
+        def pairs_block(first, a, b, flip, cross):
+            """Children [pairs, 2, genes] of flat parent rows [pairs, genes]; pair 0 of the
+            block is pair `first` of the population (its random draws are that pair's)."""
+            a, b = self.decode(a), self.decode(b)
+            crossed = operators.sbx_children(
+                k_cross, a, b, self.eta_c, self.sbx_equal_genes, offset=first * genes
+            )
+            second = jax.lax.broadcasted_iota(jnp.int32, (1, 2, 1), 1) == 1
+            copies = jnp.where(second != flip[:, None], b[:, None], a[:, None])
+            children = jnp.where(cross[:, None], crossed, copies)
+            mutated = operators.polynomial_mutation(
+                k_mut, children, rate, self.eta_m, offset=first * 2 * genes
+            )
+            return self.encode(mutated)
+
+        # Flat rows, in blocks of pairs looped over: XLA's CPU loops over [..., 3] colour
+        # genomes run 3 elements long (4x slower), and without the loop XLA fused the variation
+        # into each consumer of the children, recomputing it (2-3x slower generations).
+        a, b = parents_a.reshape(n, genes), parents_b.reshape(n, genes)
+        per_block = max(1, VARY_BLOCK_GENES // (2 * genes))
+        num_blocks = -(-n // per_block)
+        if num_blocks == 1 or 2 * n * genes >= 2**32:
+            children = pairs_block(0, a, b, flip, cross)
+        else:
+            per_block = -(-n // num_blocks)  # equal blocks; the padding pairs are dropped
+
+            def blocked(x):
+                x = jnp.pad(x, [(0, num_blocks * per_block - n)] + [(0, 0)] * (x.ndim - 1))
+                return x.reshape((num_blocks, per_block) + x.shape[1:])
+
+            firsts = jnp.arange(num_blocks, dtype=jnp.uint32) * per_block  # < 2**32
+            children = jax.lax.map(
+                lambda xs: pairs_block(*xs), (firsts, *map(blocked, (a, b, flip, cross)))
+            )
+        children = children.reshape(-1, genes)[: 2 * n]
+        return children.reshape((2 * n,) + parents_a.shape[1:])
 
     def express(self, genomes: jax.Array) -> jax.Array:
         raw = genomes if self.genes == "uint8" else self.to_bytes(genomes)

@@ -1,0 +1,82 @@
+"""Bulk random numbers for the hot path: the values of jax.random.bits / uniform, computed faster.
+
+JAX's default generator is Threefry-2x32 (20 rounds) on the 64-bit flat index of each element.
+On CPU, JAX lowers it as a rolled loop that XLA cannot fuse, about 14 ns per 32-bit word on
+this project's 2-core machine: drawing the 19 M words one ImageNet-size direct generation needs
+cost more than the rest of its variation. Written out here as plain unrolled array operations,
+XLA fuses the 20 rounds into one elementwise loop, 8x faster, with bit-identical results, so
+switching to it changes no run. Keys of other generators, jax_threefry_partitionable=False
+(a different counter layout) and arrays of 2**32 or more elements fall back to jax.random.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = 0x1BD11BDA  # Threefish's key-schedule constant
+
+
+def threefry2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array):
+    """The Threefry-2x32 block function, 20 rounds (Salmon et al., SC 2011), unrolled."""
+    ks = (k1, k2, k1 ^ k2 ^ jnp.uint32(_PARITY))
+    x1, x2 = x1 + ks[0], x2 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x1 = x1 + x2
+            x2 = ((x2 << jnp.uint32(r)) | (x2 >> jnp.uint32(32 - r))) ^ x1
+        x1 = x1 + ks[(i + 1) % 3]
+        x2 = x2 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x1, x2
+
+
+def _flat_index(shape: tuple[int, ...]) -> jax.Array:
+    """Each element's row-major position, built from per-axis iotas (partitionable)."""
+    index = jnp.zeros(shape, jnp.uint32)
+    stride = 1
+    for axis in reversed(range(len(shape))):
+        index = index + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * jnp.uint32(stride)
+        stride *= shape[axis]
+    return index
+
+
+def _is_default_threefry(key: jax.Array) -> bool:
+    if not jax.config.jax_threefry_partitionable:
+        return False
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return str(jax.random.key_impl(key)) == "threefry2x32"
+    return key.dtype == jnp.uint32 and key.shape == (2,)  # a raw PRNGKey
+
+
+def bits(key: jax.Array, shape: tuple[int, ...], offset: jax.Array | int = 0) -> jax.Array:
+    """uint32 words equal to jax.random.bits(key, shape).
+
+    With `offset`, the words are elements [offset, offset + size) of a larger draw from the same
+    key (flattened): a block of a big array computed on its own, with the same numbers. Offsets
+    need the larger draw to be under 2**32 elements.
+    """
+    shape = tuple(int(d) for d in shape)
+    size = math.prod(shape)
+    if not _is_default_threefry(key) or not shape or size >= 2**32:
+        if isinstance(offset, int) and offset == 0:
+            return jax.random.bits(key, shape, jnp.uint32)
+        raise ValueError("rng.bits: offsets need the default threefry key and under 2**32 words")
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    # the 64-bit counter is (high word, low word) = (0, flat index) below 2**32 elements
+    count = _flat_index(shape) + jnp.asarray(offset).astype(jnp.uint32)
+    b1, b2 = threefry2x32(data[0], data[1], jnp.zeros(shape, jnp.uint32), count)
+    return b1 ^ b2
+
+
+def unit_float(words: jax.Array) -> jax.Array:
+    """Uniform [0, 1) float32 from the top 23 bits of uint32 words (as jax.random.uniform)."""
+    mantissa = (words >> 9) | jnp.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
+
+
+def uniform(key: jax.Array, shape: tuple[int, ...], offset: jax.Array | int = 0) -> jax.Array:
+    """float32 values equal to jax.random.uniform(key, shape) (on [0, 1)); `offset` as in bits."""
+    return unit_float(bits(key, shape, offset))
