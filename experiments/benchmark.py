@@ -457,8 +457,9 @@ def insert_loop(arch, children, log_probs, n: int):
 def stage_times(config, params, state, key, repeats: int, n: int) -> dict[str, float]:
     """Seconds per generation of each stage but the classifier, each jitted on its own.
 
-    A stage compiled alone can fuse differently than inside `evolve.run` (ImageNet direct vary:
-    ~2x slower alone), so the stages need not add up to the generation; they locate the time.
+    A stage compiled alone can fuse differently than inside `evolve.run` (XLA may fuse a stage's
+    work into the next one's), so the stages need not add up to the generation; they locate
+    the time.
     """
     enc, pop = config.encoding, config.population
     arch = state.archive
