@@ -48,10 +48,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from jaxfool import archive as archive_lib
-from jaxfool import classifiers, evolve, runs, scoring
+from jaxfool import classifiers, cli, evolve, runs, scoring
+from jaxfool.cli import FlagError
 from jaxfool.encodings.cppn import CppnEncoding
 from jaxfool.encodings.direct import DirectEncoding
 
@@ -84,10 +85,6 @@ flags.DEFINE_string("case", None, "Internal: run this one JSON-encoded case and 
 # The original code's published cost (PAPER.md, ANCHORS.md), as evaluations per second.
 ORIGINAL_IMAGENET = {"evaluations_per_s": 5000 * 400 / (4 * 86400), "hardware": "128 CPU cores"}
 ORIGINAL_MNIST = {"evaluations_per_s": 200 * 200 / 300, "hardware": "4 CPU cores"}
-
-
-class FlagError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -822,22 +819,5 @@ def main(argv):
         sys.exit(1)
 
 
-def parse_flags(argv):
-    """absl's parser, with a bad flag reported as one line and exit code 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"benchmark.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-def run_main(argv):
-    try:
-        main(argv)
-    except FlagError as e:
-        print(f"benchmark.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(run_main, flags_parser=parse_flags)
+    cli.run(main)

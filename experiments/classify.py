@@ -10,15 +10,15 @@ preprocessing (see README, Classifiers).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from PIL import Image, UnidentifiedImageError
 
-from jaxfool import classifiers, scoring
+from jaxfool import classifiers, cli, scoring
+from jaxfool.cli import FlagError
 from jaxfool.weights.npz import WeightsFileError
 
 FLAGS = flags.FLAGS
@@ -29,35 +29,31 @@ flags.DEFINE_integer("top", 5, "How many classes to print per image.")
 flags.DEFINE_bool("json", False, "Print one JSON object per image instead of text.")
 
 
-class ClassifyError(ValueError):
-    pass
-
-
 def read_image(path: Path, channels: int) -> np.ndarray:
     """uint8 [H, W, C] from an image file: grayscale (C = 1) or RGB (C = 3)."""
     try:
         with Image.open(path) as im:
             return classifiers.photo_array(im, channels)
     except (OSError, UnidentifiedImageError) as e:
-        raise ClassifyError(f"{path}: not a readable image ({e})") from None
+        raise FlagError(f"{path}: not a readable image ({e})") from None
 
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     paths = [Path(p) for p in argv[1:]]
     if not paths:
-        raise ClassifyError("name at least one image file")
+        raise FlagError("name at least one image file")
     if FLAGS.top < 1:
-        raise ClassifyError(f"--top={FLAGS.top}: must be >= 1")
+        raise FlagError(f"--top={FLAGS.top}: must be >= 1")
     try:
         clf, params = classifiers.load_classifier(FLAGS.model, FLAGS.weights, FLAGS.mean)
     except (WeightsFileError, ValueError, OSError) as e:
-        raise ClassifyError(f"--model={FLAGS.model}: {e}") from None
+        raise FlagError(f"--model={FLAGS.model}: {e}") from None
     spec = classifiers.MODELS[FLAGS.model]
     log_probs = jax.jit(lambda p, x: scoring.score(clf.logits, p, x))
     for path in paths:
         if not path.is_file():
-            raise ClassifyError(f"{path}: no such image file")
+            raise FlagError(f"{path}: no such image file")
         image = spec.prepare_photo(read_image(path, clf.image_shape[-1]))
         lp = np.asarray(log_probs(params, image[None]))[0].astype(np.float64)
         top = np.argsort(-lp)[: FLAGS.top]
@@ -70,13 +66,5 @@ def main(argv):
                 print(f"  {k:4d} {label:<30s} {p:.6f}")
 
 
-def run_main(argv):
-    try:
-        main(argv)
-    except ClassifyError as e:
-        print(f"classify.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(run_main)
+    cli.run(main)

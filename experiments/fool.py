@@ -21,9 +21,10 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from jaxfool import classifiers, evolve, images, runs
+from jaxfool import classifiers, cli, evolve, images, runs
+from jaxfool.cli import FlagError
 from jaxfool.encodings.cppn import CppnEncoding
 from jaxfool.encodings.direct import DirectEncoding
 from jaxfool.weights.npz import WeightsFileError
@@ -124,10 +125,6 @@ flags.DEFINE_string(
     "copy",
     "SBX on equal parent genes: copy (default) or half, the original's 0.5-fill quirk.",
 )
-
-
-class FlagError(ValueError):
-    pass
 
 
 # The flags that decide what a run computes; a resumed run takes them from its config.json.
@@ -482,13 +479,5 @@ def main(argv):
     print(json.dumps({k: summary[k] for k in ("median_confidence", "num_classes_above")}))
 
 
-def run_main(argv):
-    try:
-        main(argv)
-    except (FlagError, runs.RunDirError) as e:
-        print(f"fool.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(run_main)
+    cli.run(main)

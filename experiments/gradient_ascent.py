@@ -21,10 +21,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from jaxfool import classifiers, images, runs
+from jaxfool import classifiers, cli, images, runs
 from jaxfool import gradient_ascent as ga
+from jaxfool.cli import FlagError
 from jaxfool.weights.npz import WeightsFileError
 
 # The 20 classes of the original's supplementary figures (run_chosen_supplementary.sh).
@@ -56,10 +57,6 @@ flags.DEFINE_integer("seed", 0, "Seed of the start image (the original's rseed).
 flags.DEFINE_string("out", None, "Run directory (default: runs/<time>_ascent_<model>_<preset>).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing run in --out.")
 flags.DEFINE_integer("log_every", 25, "Steps per host call: one progress line each.")
-
-
-class FlagError(ValueError):
-    pass
 
 
 def parse_classes(text: str | None, num_classes: int) -> tuple[int, ...]:
@@ -226,13 +223,5 @@ def main(argv):
     )
 
 
-def run_main(argv):
-    try:
-        main(argv)
-    except (FlagError, runs.RunDirError) as e:
-        print(f"gradient_ascent.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(run_main)
+    cli.run(main)

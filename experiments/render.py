@@ -9,14 +9,14 @@ render is byte-identical to the image that was scored. Direct genomes have one r
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from jaxfool import images, runs
+from jaxfool import cli, images, runs
+from jaxfool.cli import FlagError
 from jaxfool.encodings.cppn import CppnEncoding
 from jaxfool.weights.npz import WeightsFileError
 
@@ -24,10 +24,6 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("size", None, "Output size in pixels (default: the genome's native size).")
 flags.DEFINE_string("out", None, "Directory for the PNGs (default: beside each genome).")
 flags.DEFINE_bool("overwrite", False, "Replace existing PNGs.")
-
-
-class RenderError(ValueError):
-    pass
 
 
 def genome_files(args: list[str]) -> list[Path]:
@@ -38,14 +34,14 @@ def genome_files(args: list[str]) -> list[Path]:
         if path.is_dir():
             found = sorted((path / "elites").glob("*.npz"))
             if not found:
-                raise RenderError(f"{path}: no elites/*.npz genome files (is it a run directory?)")
+                raise FlagError(f"{path}: no elites/*.npz genome files (is it a run directory?)")
             files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
-            raise RenderError(f"{path}: no such genome file or run directory")
+            raise FlagError(f"{path}: no such genome file or run directory")
     if not files:
-        raise RenderError("name at least one genome file or run directory")
+        raise FlagError("name at least one genome file or run directory")
     return files
 
 
@@ -58,34 +54,26 @@ def render_file(path: Path, size: int | None) -> tuple[np.ndarray, int]:
     elif size == native:
         image = encoding.express(genome)
     else:
-        raise RenderError(f"{path}: a direct genome has one resolution ({native}), not {size}")
+        raise FlagError(f"{path}: a direct genome has one resolution ({native}), not {size}")
     return np.asarray(image[0]), size
 
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if FLAGS.size is not None and not 2 <= FLAGS.size <= 16384:
-        raise RenderError(f"--size={FLAGS.size}: must be in 2..16384")
+        raise FlagError(f"--size={FLAGS.size}: must be in 2..16384")
     for path in genome_files(argv[1:]):
         try:
             image, size = render_file(path, FLAGS.size)
         except WeightsFileError as e:
-            raise RenderError(str(e)) from None
+            raise FlagError(str(e)) from None
         out_dir = Path(FLAGS.out) if FLAGS.out else path.parent
         target = out_dir / f"{path.stem}_{size}.png"
         if target.exists() and not FLAGS.overwrite:
-            raise RenderError(f"{target} exists; pass --overwrite to replace it")
+            raise FlagError(f"{target} exists; pass --overwrite to replace it")
         images.save_png(target, image)
         print(target, flush=True)
 
 
-def run_main(argv):
-    try:
-        main(argv)
-    except RenderError as e:
-        print(f"render.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(run_main)
+    cli.run(main)

@@ -31,7 +31,10 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from jaxfool import cli
+from jaxfool.cli import FlagError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Output directory (must not hold files).")
@@ -56,10 +59,6 @@ flags.DEFINE_string("mean", None, "CaffeNet mean image (.npy/.binaryproto); defa
 flags.DEFINE_float("base_lr", 0.01, "Folder nets: Caffe 'step' policy base learning rate.")
 flags.DEFINE_integer("lr_stepsize", 100000, "Folder nets: lr x0.1 every this many steps.")
 flags.DEFINE_integer("seed", 0, "Seed of the whole experiment.")
-
-
-class FlagError(ValueError):
-    """A flag has a bad value; the message names the flag."""
 
 
 def check_flags() -> tuple[float, ...]:
@@ -293,24 +292,5 @@ def main(argv: list[str]) -> None:
     print(json.dumps({"out": str(out), "rounds": len(rows)}))
 
 
-def run_main(argv: list[str]) -> None:
-    from jaxfool.runs import RunDirError
-
-    try:
-        main(argv)
-    except (FlagError, RunDirError) as e:
-        print(f"retrain.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, but an unparsable value gives one line on stderr and exit code 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"retrain.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(run_main, flags_parser=parse_flags)
+    cli.run(main)

@@ -18,8 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from jaxfool import cli
+from jaxfool.cli import FlagError
 from jaxfool.data.mnist import BUNDLED_DIR, MnistFormatError, load_mnist
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +34,6 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Batch size (Caffe's LeNet 
 _OUT = flags.DEFINE_string("out", str(DEFAULT_OUT), "Path of the .npz weights file to write.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --out if it already exists.")
 _LOG_EVERY = flags.DEFINE_integer("log_every", 500, "Print a progress line every this many steps.")
-
-
-class FlagError(ValueError):
-    """A flag has a bad value; the message names the flag."""
 
 
 def check_flags() -> None:
@@ -110,26 +108,11 @@ def run() -> dict:
     return {"out": str(_OUT.value), **meta}
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, but an unparsable value gives one line on stderr and exit code 2."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
-        sys.exit(2)
-    try:
-        summary = run()
-    except FlagError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(json.dumps(summary))
+        raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
+    print(json.dumps(run()))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main)

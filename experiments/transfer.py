@@ -18,7 +18,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from jaxfool import cli
+from jaxfool.cli import FlagError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", None, "Comma-separated fool.py run directories (the sources).")
@@ -28,10 +31,6 @@ flags.DEFINE_string(
 flags.DEFINE_string("out", None, "Output directory (must not hold files).")
 flags.DEFINE_float("threshold", 0.99, "Confidence counted as fooled (the fraction column).")
 flags.DEFINE_integer("eval_chunk", 64, "Images per classifier call (bounds memory).")
-
-
-class FlagError(ValueError):
-    """A flag has a bad value; the message names the flag."""
 
 
 def split_list(flag: str, text: str | None) -> list[str]:
@@ -99,22 +98,5 @@ def main(argv: list[str]) -> None:
     print(f"wrote {out}/transfer.json and {out}/transfer.md")
 
 
-def run_main(argv: list[str]) -> None:
-    try:
-        main(argv)
-    except FlagError as e:
-        print(f"transfer.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parser, but an unparsable value gives one line on stderr and exit code 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"transfer.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(run_main, flags_parser=parse_flags)
+    cli.run(main)
