@@ -1,12 +1,13 @@
 """Direct encoding: genes -> bytes, variation order, the optional paper schedule."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxfool import operators
-from jaxfool.encodings import direct
 from jaxfool.encodings.direct import DirectEncoding
 
 
@@ -82,15 +83,15 @@ def test_vary_mutates_as_the_flat_child_array(genes):
 
 
 @pytest.mark.parametrize("genes", ["float32", "uint8"])
-def test_vary_in_blocks_equals_vary_at_once(genes, monkeypatch):
+def test_vary_in_blocks_equals_vary_at_once(genes):
     """Large populations are varied in a loop over blocks of pairs (memory, and XLA's CPU
     fusion); every block must draw its pairs' own random numbers, padding pairs dropped."""
     enc = DirectEncoding((8, 8, 3), genes=genes, mutation_rate=0.3)
     a, b = enc.init(jax.random.key(12), 7), enc.init(jax.random.key(13), 7)
     key = jax.random.key(14)
     at_once = np.asarray(jax.jit(lambda k, a, b: enc.vary(k, a, b, 0))(key, a, b))
-    monkeypatch.setattr(direct, "VARY_BLOCK_GENES", 2 * 2 * 8 * 8 * 3)  # 2 pairs: 4 blocks
-    blocked = np.asarray(jax.jit(lambda k, a, b: enc.vary(k, a, b, 0))(key, a, b))
+    small = dataclasses.replace(enc, vary_block_genes=2 * 2 * 8 * 8 * 3)  # 2 pairs: 4 blocks
+    blocked = np.asarray(jax.jit(lambda k, a, b: small.vary(k, a, b, 0))(key, a, b))
     assert blocked.shape == at_once.shape == (14, 8, 8, 3)
     if genes == "uint8":
         np.testing.assert_array_equal(blocked, at_once)
@@ -113,6 +114,8 @@ def test_bad_settings_are_refused():
         DirectEncoding(genes="float16")
     with pytest.raises(ValueError, match="channels"):
         DirectEncoding(image_shape=(8, 8, 2))
+    with pytest.raises(ValueError, match="vary_block_genes"):
+        DirectEncoding(vary_block_genes=0)
 
 
 def test_colour_genes_are_opencv_hls_bytes():

@@ -28,7 +28,11 @@ CHILD = textwrap.dedent(
     assert jax.device_count() == 4, jax.devices()
     clf, params = classifiers.load_classifier("lenet")
     results = {}
-    encodings = [("direct", DirectEncoding()), ("cppn", CppnEncoding(image_shape=(28, 28, 1)))]
+    encodings = [
+        ("direct", DirectEncoding()),
+        ("direct_blocks", DirectEncoding(vary_block_genes=2 * 2 * 784)),  # 2 pairs per block
+        ("cppn", CppnEncoding(image_shape=(28, 28, 1))),
+    ]
     for name, enc in encodings:
         for devices in (0, 1, 4):
             mesh = evolve.population_mesh(jax.devices()[:devices]) if devices else None
@@ -59,7 +63,7 @@ def test_four_devices_equal_one_device_and_no_mesh():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name in ("direct", "cppn"):
+    for name in ("direct", "direct_blocks", "cppn"):
         assert results[f"{name}/sharded_hlo"], "the population was not split over the devices"
         assert results[f"{name}/evaluations"] == 6 + 6 * 10  # padding is not counted
         assert results[f"{name}/4"] == results[f"{name}/0"], f"{name}: 4 devices != no mesh"

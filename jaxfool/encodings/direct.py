@@ -30,7 +30,6 @@ from jaxfool import color, operators
 SCHEDULES = ("constant", "halving")
 GENE_FORMATS = ("float32", "uint8")
 COLORS = ("hls", "hsv")
-VARY_BLOCK_GENES = 2**22  # children's genes varied per loop step (16 MiB of float32 per array)
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,7 @@ class DirectEncoding:
     sbx_equal_genes: str = "copy"  # "half" reproduces the original's 0.5-fill quirk
     genes: str = "float32"  # or "uint8": store each gene as its pixel byte (compact archive)
     color: str = "hls"  # colour bytes are OpenCV HLS (original) or HSV (the paper's wording)
+    vary_block_genes: int = 2**22  # children's genes varied per loop step (bounds memory)
 
     def __post_init__(self):
         if self.mutation_schedule not in SCHEDULES:
@@ -58,6 +58,8 @@ class DirectEncoding:
             raise ValueError(f"color must be one of {COLORS}, got {self.color!r}")
         if self.image_shape[-1] not in (1, 3):
             raise ValueError(f"images need 1 or 3 channels, got shape {self.image_shape}")
+        if self.vary_block_genes < 1:
+            raise ValueError(f"vary_block_genes must be >= 1, got {self.vary_block_genes}")
 
     def init(self, key: jax.Array, n: int) -> jax.Array:
         return self.encode(jax.random.uniform(key, (n, *self.image_shape), jnp.float32))
@@ -113,7 +115,7 @@ class DirectEncoding:
         # genomes run 3 elements long (4x slower), and without the loop XLA fused the variation
         # into each consumer of the children, recomputing it (2-3x slower generations).
         a, b = parents_a.reshape(n, genes), parents_b.reshape(n, genes)
-        per_block = max(1, VARY_BLOCK_GENES // (2 * genes))
+        per_block = max(1, self.vary_block_genes // (2 * genes))
         num_blocks = -(-n // per_block)
         if num_blocks == 1 or 2 * n * genes >= 2**32:
             children = pairs_block(0, a, b, flip, cross)
