@@ -810,11 +810,15 @@ def main(argv):
         return
     isolate = FLAGS.isolate if FLAGS.isolate is not None else FLAGS.suite != "gpu"
     failed = 0
-    for case in selected_cases():
+    cases = selected_cases()
+    start = time.perf_counter()
+    for case in cases:
         if isolate:
             failed += not run_isolated(case)
         else:
             print(json.dumps(run_case(case, isolated=False)), flush=True)
+    seconds = time.perf_counter() - start
+    print(f"--suite={FLAGS.suite}: {len(cases)} cases in {seconds:.0f} s", file=sys.stderr)
     if failed:
         sys.exit(1)
 
