@@ -29,6 +29,7 @@ IDENTITY = len(ACTIVATIONS)  # activation id of the input nodes
 NUM_INPUTS = 4  # x, y, d, bias
 COORDS = ("raw", "normalized")
 COLORS = ("hls", "hsv")
+SEQUENTIAL_PIXEL_BLOCK = 2**14  # pixels per pass of the CPU renderer (16 K: ~1 MiB of live rows)
 
 
 @struct.dataclass
@@ -375,7 +376,12 @@ class CppnEncoding:
         """float32 [B, size, size, C]: raw CPPN outputs in [-1, 1] (default size: native)."""
         size = size or self.image_shape[0]
         pixels = size * size
+        strategy = self.render_strategy
+        if strategy == "auto":
+            strategy = "sequential" if jax.default_backend() == "cpu" else "batched"
         block = min(pixels, self.max_genome_pixels)
+        if strategy == "sequential":  # a genome's node rows then stay in a CPU core's cache
+            block = min(block, SEQUENTIAL_PIXEL_BLOCK)
         num_blocks = -(-pixels // block)
         coords = self.coordinates(size)
         coords = jnp.pad(coords, ((0, 0), (0, num_blocks * block - pixels)))
@@ -389,9 +395,6 @@ class CppnEncoding:
         )
         chunks = jax.tree.map(lambda a: a.reshape((num_chunks, chunk) + a.shape[1:]), padded)
 
-        strategy = self.render_strategy
-        if strategy == "auto":
-            strategy = "sequential" if jax.default_backend() == "cpu" else "batched"
         evaluate = self._outputs_sequential if strategy == "sequential" else self._outputs_batched
 
         def render_chunk(gs):
