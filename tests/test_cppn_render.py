@@ -26,7 +26,7 @@ def grown():
     return enc, genomes
 
 
-@pytest.mark.parametrize("size", [20, 33])
+@pytest.mark.parametrize("size", [20, 33, 140])  # 140: two CPU passes of 16 K pixels
 def test_batched_and_sequential_strategies_agree(grown, size):
     enc, genomes = grown
     seq = dataclasses.replace(enc, render_strategy="sequential")
