@@ -22,12 +22,10 @@ def fail(message: object) -> NoReturn:
     sys.exit(2)
 
 
-def run(main: Callable[[list[str]], object], errors: tuple[type[Exception], ...] = ()) -> None:
-    """absl's `app.run(main)`, except that an unparsable flag value, a `FlagError`, a
-    `runs.RunDirError` or one of `errors` ends the script through `fail`."""
+def run(main: Callable[[list[str]], object]) -> None:
+    """absl's `app.run(main)`, except that an unparsable flag value, a `FlagError` or a
+    `runs.RunDirError` ends the script through `fail`."""
     from jaxfool.runs import RunDirError
-
-    caught = (FlagError, RunDirError, *errors)
 
     def parse(argv: list[str]) -> list[str]:
         try:
@@ -38,7 +36,7 @@ def run(main: Callable[[list[str]], object], errors: tuple[type[Exception], ...]
     def guarded(argv: list[str]) -> None:
         try:
             main(argv)
-        except caught as e:
+        except (FlagError, RunDirError) as e:
             fail(e)
 
     app.run(guarded, flags_parser=parse)

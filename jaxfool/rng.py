@@ -43,12 +43,15 @@ def _flat_index(shape: tuple[int, ...]) -> jax.Array:
     return index
 
 
-def _is_default_threefry(key: jax.Array) -> bool:
+def _threefry_words(key: jax.Array) -> jax.Array | None:
+    """The key's two uint32 words if it is a key of JAX's default (partitionable) threefry
+    generator, typed or raw; else None."""
     if not jax.config.jax_threefry_partitionable:
-        return False
+        return None
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return str(jax.random.key_impl(key)) == "threefry2x32"
-    return key.dtype == jnp.uint32 and key.shape == (2,)  # a raw PRNGKey
+        threefry = str(jax.random.key_impl(key)) == "threefry2x32"
+        return jax.random.key_data(key) if threefry else None
+    return key if key.dtype == jnp.uint32 and key.shape == (2,) else None  # a raw PRNGKey
 
 
 def bits(key: jax.Array, shape: tuple[int, ...], offset: jax.Array | int = 0) -> jax.Array:
@@ -59,15 +62,14 @@ def bits(key: jax.Array, shape: tuple[int, ...], offset: jax.Array | int = 0) ->
     need the larger draw to be under 2**32 elements.
     """
     shape = tuple(int(d) for d in shape)
-    size = math.prod(shape)
-    if not _is_default_threefry(key) or not shape or size >= 2**32:
+    words = _threefry_words(key)
+    if words is None or not shape or math.prod(shape) >= 2**32:
         if isinstance(offset, int) and offset == 0:
             return jax.random.bits(key, shape, jnp.uint32)
         raise ValueError("rng.bits: offsets need the default threefry key and under 2**32 words")
-    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     # the 64-bit counter is (high word, low word) = (0, flat index) below 2**32 elements
     count = _flat_index(shape) + jnp.asarray(offset).astype(jnp.uint32)
-    b1, b2 = threefry2x32(data[0], data[1], jnp.zeros(shape, jnp.uint32), count)
+    b1, b2 = threefry2x32(words[0], words[1], jnp.zeros(shape, jnp.uint32), count)
     return b1 ^ b2
 
 
