@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfool import fileio, images
+from jaxfool.rundir import RunDir, RunDirError
 from jaxfool.weights import npz
 
 THRESHOLDS = ("0.99", "0.999", "0.9999")
-RUN_MARKERS = ("config.json", "summary.json", "metrics.jsonl")
-
-
-class RunDirError(RuntimeError):
-    """The output directory cannot be used."""
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """Creates `out`, refusing one that already holds files unless `overwrite` and it is a run."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunDirError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        is_run = any((out / m).exists() for m in RUN_MARKERS)
-        if not overwrite:
-            what = "a previous run" if is_run else "other files"
-            raise RunDirError(f"{out} already holds {what}; choose another --out or --overwrite")
-        if not is_run:
-            raise RunDirError(f"{out} is not empty and holds no run; refusing to delete it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    """Creates run directory `out` with its manifest (see `rundir.RunDir.create`: with
+    `overwrite`, only a previous run's own files are removed)."""
+    return RunDir.create(out, overwrite).path
 
 
 def confidences(log_prob: np.ndarray) -> np.ndarray:
@@ -75,28 +59,32 @@ def archive_stats(log_prob: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _class_range(part: str) -> range:
+    """'7' -> range(7, 8); '7-9' -> range(7, 10). ValueError for anything else."""
+    try:
+        if "-" not in part[1:]:
+            return range(int(part), int(part) + 1)
+        lo, hi = part.split("-", 1)
+        lo, hi = int(lo), int(hi)
+    except ValueError:
+        raise ValueError(f"{part!r} is not an index or a range a-b") from None
+    if lo > hi:
+        raise ValueError(f"{part!r}: empty range ({lo} > {hi})")
+    return range(lo, hi + 1)
+
+
 def parse_classes(text: str | None, num_classes: int) -> tuple[int, ...]:
     """'0,3,7-9' -> (0, 3, 7, 8, 9); None or blank -> all classes. Bad lists raise ValueError."""
     if text is None or not text.strip():
         return tuple(range(num_classes))
     classes: list[int] = []
     for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1)
-                classes.extend(range(int(lo), int(hi) + 1))
-            else:
-                classes.append(int(part))
-        except ValueError:
-            raise ValueError(f"{part!r} is not an index or a range a-b") from None
+        classes.extend(_class_range(part.strip()))
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
         raise ValueError(f"{bad} outside 0..{num_classes - 1}")
     if len(set(classes)) != len(classes):
         raise ValueError("an index appears twice")
-    if not classes:
-        raise ValueError("no class given")
     return tuple(classes)
 
 
@@ -265,12 +253,20 @@ def load_checkpoint(out: Path, template: Any) -> tuple[Any, jax.Array, dict[str,
     `template` is a state of the same structure (e.g. `jax.eval_shape` of `evolve.init`); every
     array must be present with the template's shape and dtype, else `RunDirError`.
     """
-    path = out / "checkpoint" / "state.npz"
+    path = Path(out) / "checkpoint" / "state.npz"
+    if not Path(out).is_dir():
+        raise RunDirError(f"{out}: no such run directory")
+    if not path.exists():
+        raise RunDirError(
+            f"{out}: no checkpoint/state.npz (the run never reached its first checkpoint)"
+        )
     try:
         tree, meta = npz.load_params(path)
     except npz.WeightsFileError as e:
         raise RunDirError(str(e)) from None
-    flat = npz.flatten(tree.get("state", {}))
+    if not isinstance(tree.get("state"), dict) or "loop_key" not in tree:
+        raise RunDirError(f"{path}: not a jaxfool checkpoint (no state/ or loop_key)")
+    flat = npz.flatten(tree["state"])
     leaves = []
     for key_path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
         name = _path_name(key_path)
@@ -284,5 +280,8 @@ def load_checkpoint(out: Path, template: Any) -> tuple[Any, jax.Array, dict[str,
             )
         leaves.append(jnp.asarray(value))
     state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
-    key = jax.random.wrap_key_data(jnp.asarray(tree["loop_key"]))
+    try:
+        key = jax.random.wrap_key_data(jnp.asarray(tree["loop_key"]))
+    except (TypeError, ValueError) as e:
+        raise RunDirError(f"{path}: loop_key is not a random key ({e})") from None
     return state, key, meta.get("config", {})

@@ -81,7 +81,7 @@ def test_never_overwrites_a_run_silently(run_dir):
     res = fool(*SMALL, f"--out={run_dir}")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("fool.py: error:")
-    assert "already holds a previous run" in res.stderr
+    assert "already holds a run" in res.stderr
     assert (run_dir / "summary.json").read_bytes() == before
 
 
@@ -181,3 +181,54 @@ def test_class_lists_parse_once_for_every_tool():
     for bad, message in [("3,12", "outside"), ("a", "not an index"), ("1,1", "twice")]:
         with pytest.raises(ValueError, match=message):
             runs.parse_classes(bad, 10)
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path):
+    """Defect: a folder with its own config.json counted as a run and was wiped by --overwrite."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text('{"mine": true}')
+    (project / "data.csv").write_text("1,2,3")
+    res = fool(*SMALL, f"--out={project}", "--overwrite")
+    assert res.returncode == 2 and "not a jaxfool run" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in project.iterdir()) == ["config.json", "data.csv"]
+
+
+def test_overwrite_replaces_only_the_runs_own_files(run_dir, tmp_path):
+    out = tmp_path / "again"
+    assert fool(*SMALL, "--generations=2", f"--out={out}").returncode == 0
+    (out / "notes.md").write_text("my notes")
+    res = fool(*SMALL, "--generations=3", f"--out={out}", "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert (out / "notes.md").read_text() == "my notes"
+    assert json.loads((out / "summary.json").read_text())["generations_completed"] == 3
+
+
+def test_nan_classifier_exits_3_with_outputs(tmp_path):
+    """Defect: weights with a NaN bias crashed in the output writers (rc 1, no summary)."""
+    from jaxfool.weights import npz
+
+    tree, meta = npz.load_params(REPO / "models" / "lenet_mnist.npz")
+    tree["params"]["ip2"]["bias"] = np.full_like(tree["params"]["ip2"]["bias"], np.nan)
+    weights = npz.save_params(tmp_path / "nan.npz", tree, meta)
+    out = tmp_path / "run"
+    res = fool(*SMALL, f"--weights={weights}", f"--out={out}")
+    assert res.returncode == 3, res.stderr
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "NaN" in res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "stopped: NaN scores" and summary["classes"] == []
+    assert (out / "checkpoint" / "state.npz").exists()
+
+
+def test_resume_keeps_log_every_and_checkpoint_every(tmp_path):
+    """Defect: --resume dropped --checkpoint_every and --log_every (it logged every 25)."""
+    out = tmp_path / "run"
+    first = fool(*SMALL, "--generations=6", "--log_every=3", "--checkpoint_every=3", f"--out={out}")
+    assert first.returncode == 0, first.stderr
+    res = fool(f"--resume={out}", "--generations=12")
+    assert res.returncode == 0, res.stderr
+    gens = [json.loads(x)["generation"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert gens == [3, 6, 9, 12]
+    saved = json.loads((out / "config.json").read_text())["flags"]
+    assert (saved["log_every"], saved["checkpoint_every"], saved["generations"]) == (3, 3, 12)

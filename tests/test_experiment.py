@@ -1,0 +1,141 @@
+"""The library's run loop (jaxfool.experiment): configs, chunks, start-up signals, NaN stop,
+resume settings, outputs."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from jaxfool import experiment, runs
+from jaxfool.errors import ConfigError, Interrupted
+from jaxfool.experiment import LoopConfig, RunConfig
+
+SMALL = RunConfig(encoding="direct", population=20, seed=3)
+
+
+class FakeStop:
+    """A Stop whose signal has already arrived."""
+
+    name = "SIGINT"
+
+    def __bool__(self):
+        return True
+
+
+def quiet(msg):
+    del msg
+
+
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"population": 7}, "population"),
+        ({"model": "resnet"}, "model"),
+        ({"encoding": "pixels"}, "encoding"),
+        ({"mutation_rate": 1.5}, "mutation_rate"),
+        ({"seed": -1}, "seed"),
+        ({"ten_crop": False}, "ten_crop"),
+        ({"cppn_coords": "polar"}, "cppn_coords"),
+    ],
+)
+def test_run_config_names_the_bad_field(changes, field):
+    with pytest.raises(ConfigError) as e:
+        RunConfig(**changes)
+    assert e.value.field == field
+
+
+@pytest.mark.parametrize(
+    "changes,field",
+    [({"generations": -1}, "generations"), ({"log_every": 0}, "log_every"),
+     ({"checkpoint_every": -2}, "checkpoint_every")],
+)  # fmt: skip
+def test_loop_config_names_the_bad_field(changes, field):
+    with pytest.raises(ConfigError) as e:
+        LoopConfig(**changes)
+    assert e.value.field == field
+
+
+@pytest.mark.parametrize("start,total,log,ckpt", [(0, 10, 3, 0), (4, 50, 7, 5), (0, 0, 5, 2)])
+def test_chunks_cover_the_run_and_end_on_every_checkpoint(start, total, log, ckpt):
+    sizes = list(experiment.chunk_sizes(start, total, log, ckpt))
+    ends = np.cumsum([start] + sizes)[1:]
+    assert sum(sizes) == total - start and all(0 < n <= log for n in sizes)
+    if ckpt:
+        assert set(range(ckpt * (start // ckpt + 1), total + 1, ckpt)) <= set(ends)
+
+
+def test_signal_during_start_up_leaves_nothing(tmp_path):
+    """Defect: Ctrl-C before the first chunk left a config.json that blocked a re-run."""
+    out = tmp_path / "run"
+    with pytest.raises(Interrupted, match="during start-up; nothing was written"):
+        experiment.start(SMALL, LoopConfig(out=str(out), generations=5), stop=FakeStop(), log=quiet)
+    assert not out.exists()
+    run = experiment.start(SMALL, LoopConfig(out=str(out), generations=2), log=quiet)
+    assert experiment.drive(run)["status"] == "completed"  # the same --out is free again
+
+
+def test_drive_writes_outputs_and_checkpoints_where_asked(tmp_path, monkeypatch):
+    saved = []
+    real = runs.save_checkpoint
+
+    def counting(out, state, *args):
+        saved.append(int(state.generation))
+        return real(out, state, *args)
+
+    monkeypatch.setattr(runs, "save_checkpoint", counting)
+    loop = LoopConfig(out=str(tmp_path / "run"), generations=12, log_every=5, checkpoint_every=4)
+    run = experiment.start(SMALL, loop, log=quiet)
+    summary = experiment.drive(run)
+    assert saved == [4, 8, 12, 12]  # and once more with the outputs
+    rows = run.metrics()
+    assert [r["generation"] for r in rows] == [4, 8, 12]
+    assert rows[-1]["evaluations"] == summary["evaluations"] == 20 + 12 * 20
+    files = json.loads((tmp_path / "run" / "manifest.json").read_text())["files"]
+    on_disk = {p.relative_to(tmp_path / "run").as_posix() for p in (tmp_path / "run").rglob("*.*")}
+    assert on_disk - {"manifest.json"} <= set(files)
+
+
+def test_resume_keeps_log_and_checkpoint_settings(tmp_path):
+    """Defect: --resume dropped --checkpoint_every and --log_every."""
+    out = tmp_path / "run"
+    loop = LoopConfig(out=str(out), generations=6, log_every=3, checkpoint_every=6)
+    experiment.drive(experiment.start(SMALL, loop, log=quiet))
+    given = {"generations"}
+    config, resumed, _ = experiment.resumed_configs(
+        out, RunConfig(), LoopConfig(generations=12), given
+    )
+    assert config == dataclasses.replace(SMALL, initial_population=20)  # defaults filled
+    assert (resumed.log_every, resumed.checkpoint_every) == (3, 6)
+    assert resumed.generations == 12
+    run = experiment.start(config, resumed, resume=True, log=quiet)
+    experiment.drive(run, resuming=True)
+    assert [r["generation"] for r in run.metrics()] == [3, 6, 9, 12]
+    _, again, _ = experiment.resumed_configs(out, RunConfig(), LoopConfig(), set())
+    assert again.generations == 12  # config.json now says where the run went on to
+
+
+def test_resume_refuses_a_conflicting_setting(tmp_path):
+    out = tmp_path / "run"
+    experiment.drive(experiment.start(SMALL, LoopConfig(out=str(out), generations=1), log=quiet))
+    with pytest.raises(ConfigError, match="--seed=4 conflicts"):
+        experiment.resumed_configs(out, RunConfig(seed=4), LoopConfig(), {"seed"})
+
+
+def test_all_nan_classifier_stops_with_outputs(tmp_path, lenet):
+    """Defect: a classifier scoring everything NaN crashed in the output writers."""
+    import jax
+    import jax.numpy as jnp
+
+    def poison(path, leaf):  # the last layer's bias: every score NaN
+        return jnp.full_like(leaf, jnp.nan) if "ip2" in str(path) and "bias" in str(path) else leaf
+
+    params = jax.tree_util.tree_map_with_path(poison, lenet[1])
+    run = experiment.start(SMALL, LoopConfig(out=str(tmp_path / "run"), generations=5), log=quiet)
+    run.params = params
+    run.state = experiment.evolve.init(run.evolution, params, experiment.evolve.run_keys(3)[0])
+    summary = experiment.drive(run)
+    assert summary["status"] == "stopped: NaN scores" and summary["classes"] == []
+    assert summary["generations_completed"] == 0 and summary["nan_scores"] == 20
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["status"] == summary["status"]
