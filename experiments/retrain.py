@@ -151,7 +151,7 @@ def mnist_setup():
 
 def folder_setup():
     """(task, encoding, DNN_1 variables) for an ImageNet-format folder."""
-    from jaxfool import classifiers, retrain
+    from jaxfool import classifiers, retrain, retrain_nets, train_folder
     from jaxfool.encodings.cppn import CppnEncoding
 
     size = FLAGS.image_size or (256 if FLAGS.arch == "caffenet" else 32)
@@ -166,7 +166,7 @@ def folder_setup():
         consts = {"mean_227": params["mean_227"]}
         if FLAGS.dnn1 not in (None, "train"):
             dnn1 = params["net"]
-    optimizer = retrain.caffe_step_optimizer(FLAGS.base_lr, FLAGS.lr_stepsize)
+    optimizer = train_folder.caffe_step_optimizer(FLAGS.base_lr, FLAGS.lr_stepsize)
     root = Path(FLAGS.data_dir)
     try:
         task, real = retrain.folder_task(
@@ -184,7 +184,7 @@ def folder_setup():
         raise FlagError(f"--data_dir: {e}") from None
     if dnn1 is None:
         print(f"training DNN_1 ({task.num_real} outputs) on the real images", flush=True)
-        dnn1 = retrain.train_folder_net(
+        dnn1 = train_folder.train_folder_net(
             FLAGS.arch,
             task.num_real,
             real,
@@ -196,9 +196,9 @@ def folder_setup():
             log_fn=progress,
             log_every=max(1, FLAGS.train_steps // 5),
         )
-    elif retrain._num_outputs(dnn1) != task.num_real:
+    elif retrain_nets.num_outputs(dnn1) != task.num_real:
         raise FlagError(
-            f"--dnn1 has {retrain._num_outputs(dnn1)} outputs but --data_dir has "
+            f"--dnn1 has {retrain_nets.num_outputs(dnn1)} outputs but --data_dir has "
             f"{task.num_real} classes"
         )
     return task, CppnEncoding((size, size, 3)), dnn1
@@ -213,7 +213,7 @@ def main(argv: list[str]) -> None:
     import jax
     import numpy as np
 
-    from jaxfool import fileio, images, retrain, runs
+    from jaxfool import fileio, images, retrain, retrain_report, runs
     from jaxfool.weights.npz import save_params
 
     try:
@@ -270,8 +270,10 @@ def main(argv: list[str]) -> None:
             "wall_seconds": round(time.perf_counter() - t_start, 1),
         }
         fileio.write_json(out / "retrain.json", summary)
-        fileio.write_text(out / "retrain.md", retrain.markdown_table(rows, thresholds))
-        fileio.write_bytes(out / "confidence.png", images.png_bytes(retrain.plot_confidence(rows)))
+        fileio.write_text(out / "retrain.md", retrain_report.markdown_table(rows, thresholds))
+        fileio.write_bytes(
+            out / "confidence.png", images.png_bytes(retrain_report.plot_confidence(rows))
+        )
 
     print(
         f"retraining in {out}: {config.iterations} rounds, {config.runs_per_iteration} runs "
@@ -287,7 +289,7 @@ def main(argv: list[str]) -> None:
         log=lambda msg: print(msg, flush=True),
         on_round=save,
     )
-    print(retrain.markdown_table(rows, thresholds), end="")
+    print(retrain_report.markdown_table(rows, thresholds), end="")
     print(f"wrote {out}/retrain.json, retrain.md, confidence.png")
     print(json.dumps({"out": str(out), "rounds": len(rows)}))
 

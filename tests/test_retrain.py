@@ -1,4 +1,5 @@
-"""jaxfool.retrain, the 11-class training in jaxfool.train, and experiments/retrain.py."""
+"""jaxfool.retrain and its report, image folders, the 11-class training in jaxfool.train, and
+experiments/retrain.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxfool import images, retrain, train
+from jaxfool import images, retrain, retrain_report, train
 from jaxfool.classifiers import MODELS
+from jaxfool.data.folder import load_images, scan_image_folder
 from jaxfool.data.mnist import BUNDLED_DIR, load_mnist
 from jaxfool.encodings.direct import DirectEncoding
 from jaxfool.weights.npz import flatten, load_params
@@ -172,11 +174,11 @@ def test_evolution_fitness_is_a_real_class_of_the_eleven_way_softmax(loop):
 
 def test_outputs_table_and_plot(loop):
     _, rows, _ = loop
-    table = retrain.markdown_table(rows, (0.99, 0.9999)).splitlines()
+    table = retrain_report.markdown_table(rows, (0.99, 0.9999)).splitlines()
     assert table[0].startswith("| iteration | outputs | test acc | rejects prev. (trained)")
     assert len(table) == 4 and table[2].startswith("| DNN_1 | 10 |")
     assert table[3].startswith("| DNN_2 | 11 |")
-    plot = retrain.plot_confidence(rows)
+    plot = retrain_report.plot_confidence(rows)
     assert plot.size == (800, 600)
     colours = np.unique(np.asarray(plot).reshape(-1, 3), axis=0)
     assert any((c == (200, 30, 30)).all() for c in colours)  # the median line was drawn
@@ -262,14 +264,14 @@ def image_folder(tmp_path_factory):
 
 
 def test_scan_and_load_image_folder(image_folder):
-    paths, labels, names = retrain.scan_image_folder(image_folder / "train")
+    paths, labels, names = scan_image_folder(image_folder / "train")
     assert names == ("bright", "dark") and len(paths) == 24
     assert labels.tolist() == [0] * 12 + [1] * 12
-    x = retrain.load_images(paths[:2] + paths[-2:], 16)
+    x = load_images(paths[:2] + paths[-2:], 16)
     assert x.shape == (4, 16, 16, 3) and x.dtype == np.uint8
     assert x[:2].mean() > 150 > 100 > x[2:].mean()
     with pytest.raises(ValueError, match="no class subfolders"):
-        retrain.scan_image_folder(image_folder / "train" / "dark")
+        scan_image_folder(image_folder / "train" / "dark")
 
 
 def test_cli_folder_stand_in_for_imagenet(image_folder, tmp_path):
