@@ -1,0 +1,71 @@
+"""Overlay the progress of several runs on one chart (confidence and classes over generations).
+
+    python experiments/plot.py runs/cppn runs/direct                    # -> progress_overlay.png
+    python experiments/plot.py runs/a runs/b --x=evaluations --labels=CPPN,direct --out=cmp.png
+
+Each RUN is a run directory of experiments/fool.py (its metrics.jsonl; summary.json or
+config.json name the run: DIR (model, encoding, seed N)). Needs matplotlib:
+pip install -e '.[plots]'. An existing --out is kept unless --overwrite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import flags
+
+from jaxfool import cli, plots
+from jaxfool.cli import FlagError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", "progress_overlay.png", "The PNG to write.")
+flags.DEFINE_enum("x", "generation", ["generation", "evaluations"], "The x axis.")
+flags.DEFINE_list(
+    "labels", None, "Legend labels, one per RUN (default: DIR (model, encoding, seed))."
+)
+flags.DEFINE_string("title", None, "Title above the chart.")
+flags.DEFINE_bool("overwrite", False, "Replace --out if it exists.")
+
+
+def out_path(text: str, overwrite: bool) -> Path:
+    """--out checked: a .png file name that is not a directory, nor an existing file unless
+    `overwrite`."""
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise FlagError(f"--out={text}: must end in .png")
+    if path.is_dir():
+        raise FlagError(f"--out={text}: a directory, not a file name")
+    if path.exists() and not overwrite:
+        raise FlagError(f"--out={text}: exists; pass --overwrite to replace it")
+    return path
+
+
+def read_runs(args: list[str], labels: list[str] | None) -> list[plots.RunCurve]:
+    """The runs named on the command line, with the --labels if given."""
+    if not args:
+        raise FlagError("name at least one run directory")
+    if labels is not None and len(labels) != len(args):
+        raise FlagError(f"--labels: {len(labels)} given for {len(args)} runs")
+    runs = []
+    for i, arg in enumerate(args):
+        try:
+            runs.append(plots.read_run(arg, None if labels is None else labels[i]))
+        except ValueError as e:
+            raise FlagError(e) from None
+    return runs
+
+
+def main(argv):
+    out = out_path(FLAGS.out, FLAGS.overwrite)
+    runs = read_runs(argv[1:], FLAGS.labels)
+    try:
+        fig = plots.progress_figure(runs, title=FLAGS.title, x=FLAGS.x)
+    except plots.PlotsUnavailable as e:
+        raise FlagError(e) from None
+    except ValueError as e:  # --x=evaluations for rows that cannot say how many
+        raise FlagError(f"--x={FLAGS.x}: {e}") from None
+    print(plots.save_figure(fig, out))
+
+
+if __name__ == "__main__":
+    cli.run(main)
