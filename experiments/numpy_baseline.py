@@ -8,14 +8,26 @@ scoring, insertion of every child into every cell it beats), but one individual 
 Python loop over pairs and children, each gene operator vectorised over one genome's pixels,
 LeNet run on one image, the archive updated child by child. It does not draw the same random
 numbers as jaxfool, so runs differ in detail, not in kind.
+
+    python experiments/numpy_baseline.py --generations=200 --population=200 --seed=0
+
+runs it against the shipped LeNet, prints a progress line every --log_every generations
+(generation, gens/s, median and minimum confidence) and a final JSON line. Its flags are
+defined only when it runs as a script: `benchmark.py` imports it and has flags of its own.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from absl import flags, logging
+
+from jaxfool import cli
+from jaxfool.cli import FlagError
 
 FLT_EPSILON = float(np.finfo(np.float32).eps)
 
@@ -169,3 +181,70 @@ def run(
     for _ in range(generations):
         generation(rng, p, archive, population)
     return start, archive
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def define_flags() -> None:
+    """The script's flags (called from __main__ only: benchmark.py defines the same names)."""
+    flags.DEFINE_integer("generations", 200, "Generations to run (the paper's MNIST 200).")
+    flags.DEFINE_integer("population", 200, "Children per generation, even (the paper's 200).")
+    flags.DEFINE_integer("seed", 0, "Seed of NumPy's generator (not jaxfool's random numbers).")
+    flags.DEFINE_integer("log_every", 10, "Generations between progress lines.")
+
+
+def check_flags(f: flags.FlagValues) -> None:
+    """Raises FlagError naming the first bad flag."""
+    if f.population < 2 or f.population % 2:
+        raise FlagError(f"--population={f.population}: must be even, >= 2")
+    for name in ("generations", "seed"):
+        if f[name].value < 0:
+            raise FlagError(f"--{name}={f[name].value}: must be >= 0")
+    if f.log_every < 1:
+        raise FlagError(f"--log_every={f.log_every}: must be >= 1")
+
+
+def main(argv: list[str]) -> None:
+    logging.set_verbosity(logging.WARNING)
+    f = flags.FLAGS
+    if len(argv) > 1:
+        raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
+    check_flags(f)
+    from jaxfool import classifiers  # JAX, only to read the shipped weights
+
+    _, params = classifiers.load_classifier("lenet")
+    p = numpy_lenet_params(params)
+    rng = np.random.default_rng(f.seed)
+    archive = init(rng, p, f.population)
+    print(f"numpy baseline: LeNet, direct, population {f.population}, seed {f.seed}", flush=True)
+    start = time.perf_counter()
+    for g in range(1, f.generations + 1):
+        generation(rng, p, archive, f.population)
+        if g % f.log_every == 0 or g == f.generations:
+            rate = g / (time.perf_counter() - start)
+            conf = np.exp(archive.log_prob)
+            print(
+                f"generation {g}/{f.generations}  {rate:.2f} gens/s  median "
+                f"{np.median(conf):.6f}  min {conf.min():.6f}",
+                flush=True,
+            )
+    seconds = time.perf_counter() - start
+    conf = np.exp(archive.log_prob)
+    result = {
+        "generations": f.generations,
+        "population": f.population,
+        "seed": f.seed,
+        "evaluations": f.population + f.generations * f.population,
+        "seconds": round(seconds, 3),
+        "generations_per_s": round(f.generations / seconds, 3) if seconds > 0 else None,
+        "median_confidence": float(np.median(conf)),
+        "min_confidence": float(conf.min()),
+        "confidence": [float(c) for c in conf],
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)
