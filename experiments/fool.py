@@ -2,8 +2,8 @@
 
     python experiments/fool.py                      # MNIST LeNet, CPPN encoding, 200 gens
     python experiments/fool.py --model=lenet_paper --weights=PATH/lenet_iter_10000
-    python experiments/fool.py --flagfile=experiments/configs/fig8_caffenet.flags \
-        --weights=bvlc_reference_caffenet.caffemodel   # the paper's ImageNet run
+    python experiments/fool.py --flagfile=experiments/configs/fig8_caffenet.flags
+        --weights=bvlc_reference_caffenet.caffemodel    # the paper's ImageNet run (one line)
 
 Flags -> `experiment.RunConfig` (what is computed) and `LoopConfig` (how it is driven) ->
 `experiment.start` and `drive`. Writes DIR/summary.json, metrics.jsonl, progress.png,
@@ -25,98 +25,51 @@ from jaxfool import classifiers, evolve, experiment
 from jaxfool.cli import FlagError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}.")
-flags.DEFINE_string("weights", None, "Weights file (default: the model's shipped weights).")
-flags.DEFINE_string(
-    "mean",
-    None,
-    "Mean image (.binaryproto/.npy) subtracted before scaling, as the "
-    "paper's MNIST evaluation prototxt does. Default: none, as trained.",
+STR, INT, FLOAT, BOOL = (
+    flags.DEFINE_string,
+    flags.DEFINE_integer,
+    flags.DEFINE_float,
+    flags.DEFINE_bool,
 )
-flags.DEFINE_string("encoding", "cppn", f"Genome encoding: {', '.join(experiment.ENCODINGS)}.")
-flags.DEFINE_integer(
-    "population",
-    None,
-    "Children per generation (even). Default: the original's, 400 for ImageNet CPPN, else 200.",
-)
-flags.DEFINE_integer(
-    "initial_population", None, "Random genomes at the start (default: population)."
-)
-flags.DEFINE_integer(
-    "generations",
-    None,
-    "Generations to run. Default: 200 for MNIST (the paper's figures), 5000 for ImageNet.",
-)
-flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives the same run on one machine.")
-flags.DEFINE_string(
-    "classes", None, "Class indices to evolve, e.g. '0,3,7' or '0-4' (default: all)."
-)
-flags.DEFINE_string("out", None, "Run directory (default: runs/<time>_<model>_<encoding>_s<seed>).")
-flags.DEFINE_bool("overwrite", False, "Replace a previous run in --out (only the files it wrote).")
-flags.DEFINE_integer("log_every", 25, "Generations per host call: a progress line, a metrics row.")
-flags.DEFINE_integer(
-    "checkpoint_every", 0, "Also checkpoint every this many generations (0: at the end only)."
-)
-flags.DEFINE_string(
-    "resume",
-    None,
-    "Continue the run in this directory up to --generations, exactly "
-    "as if it had never stopped; its settings are kept.",
-)
-flags.DEFINE_integer(
-    "eval_chunk",
-    None,
-    "Images per classifier call, per device; bounds peak memory "
-    f"(CaffeNet: x10 crops). Default: all for MNIST, {evolve.IMAGENET_EVAL_CHUNK} "
-    "for ImageNet models.",
-)
-flags.DEFINE_bool(
-    "ten_crop",
-    True,
-    "caffenet/alexnet_caffe fitness: softmax averaged over the 10 "
-    "standard 227 crops (original); --noten_crop: the centre crop only.",
-)
-flags.DEFINE_string(
-    "direct_genes",
-    "auto",
-    "Direct genomes as float32 genes (original) or uint8 "
-    "pixel bytes (4x smaller); auto: uint8 for colour, float32 for MNIST.",
-)
-flags.DEFINE_bool("shard", True, "Split each generation's population over all devices (when > 1).")
-flags.DEFINE_string(
-    "coordinator_address",
-    None,
-    "Multi-host: host:port of process 0; with "
-    "--num_processes and --process_id. Only process 0 writes files.",
-)
-flags.DEFINE_bool(
-    "distributed",
-    False,
-    "Multi-host: jax.distributed.initialize() detects the "
-    "cluster itself (Cloud TPU pod slices, SLURM).",
-)
-flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
-flags.DEFINE_integer("process_id", None, "Multi-host: this process's index (0 writes files).")
-flags.DEFINE_float("mutation_rate", 0.1, "Per-gene mutation probability (direct).")
-flags.DEFINE_string(
-    "cppn_coords", "raw", "CPPN x, y inputs: raw pixel indices (original) or normalized [-1, 1]."
-)
-flags.DEFINE_string("cppn_color", "hls", "Colour CPPN outputs read as hls (original) or hsv.")
-flags.DEFINE_integer("max_nodes", 64, "CPPN node capacity (inputs and outputs included).")
-flags.DEFINE_integer("max_edges", 256, "CPPN connection capacity.")
-flags.DEFINE_string(
-    "mutation_schedule",
-    "constant",
-    "constant (original code) or halving: the rate halves every 1000 generations (paper).",
-)
-flags.DEFINE_float(
-    "crossover_rate", 0.5, "SBX probability per parent pair (direct); 0: mutation only."
-)
-flags.DEFINE_string(
-    "sbx_equal_genes",
-    "copy",
-    "SBX on equal parent genes: copy (default) or half, the original's 0.5-fill quirk.",
-)
+CHUNK = evolve.IMAGENET_EVAL_CHUNK
+# fmt: off
+for define, name, default, text in [
+    # what the run computes (experiment.RunConfig; a resumed run keeps them)
+    (STR, "model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}."),
+    (STR, "weights", None, "Weights file (default: the model's shipped weights)."),
+    (STR, "mean", None, "Mean image (.binaryproto/.npy) to subtract (default: none)."),
+    (STR, "encoding", "cppn", f"Genome encoding: {', '.join(experiment.ENCODINGS)}."),
+    (INT, "population", None, "Children per generation, even (default: 200; ImageNet CPPN 400)"),
+    (INT, "initial_population", None, "Random genomes at the start (default: --population)."),
+    (INT, "seed", 0, "Random seed; the same seed gives the same run on one machine."),
+    (STR, "classes", None, "Class indices to evolve, e.g. '0,3,7' or '0-4' (default: all)."),
+    (INT, "eval_chunk", None, f"Classifier batch per device (default: all; ImageNet {CHUNK})"),
+    (BOOL, "ten_crop", True, "caffenet/alexnet_caffe: mean softmax of the 10 crops (original)."),
+    (STR, "direct_genes", "auto", "float32 genes (original) or uint8; auto: uint8 for colour."),
+    (FLOAT, "mutation_rate", 0.1, "Per-gene mutation probability (direct)."),
+    (STR, "mutation_schedule", "constant", "constant (original) or halving every 1000 (paper)."),
+    (FLOAT, "crossover_rate", 0.5, "SBX probability per parent pair (direct); 0: mutation only."),
+    (STR, "sbx_equal_genes", "copy", "SBX on equal parent genes: copy, or half (original quirk)."),
+    (STR, "cppn_coords", "raw", "CPPN x, y inputs: raw pixel indices (original) or normalized."),
+    (STR, "cppn_color", "hls", "Colour CPPN outputs read as hls (original) or hsv."),
+    (INT, "max_nodes", 64, "CPPN node capacity (inputs and outputs included)."),
+    (INT, "max_edges", 256, "CPPN connection capacity."),
+    # how it is driven (experiment.LoopConfig)
+    (INT, "generations", None, "Generations to reach (default: 200 MNIST, 5000 ImageNet)."),
+    (STR, "out", None, "Run directory (default: runs/<time>_<model>_<encoding>_s<seed>)."),
+    (BOOL, "overwrite", False, "Replace a previous run in --out (only the files it wrote)."),
+    (INT, "log_every", 25, "Generations per host call: a progress line, a metrics row."),
+    (INT, "checkpoint_every", 0, "Also checkpoint every this many generations (0: at the end)."),
+    (STR, "resume", None, "Continue the run in this directory to --generations, exactly."),
+    (BOOL, "shard", True, "Split each generation's population over all devices (when > 1)."),
+    # multi-host: only process 0 writes files
+    (STR, "coordinator_address", None, "Multi-host: process 0's host:port."),
+    (INT, "num_processes", None, "Multi-host: number of processes."),
+    (INT, "process_id", None, "Multi-host: this process's index (0 writes files)."),
+    (BOOL, "distributed", False, "jax.distributed.initialize() finds the cluster (TPU, SLURM)."),
+]:
+    define(name, default, text)
+# fmt: on
 
 
 def join_cluster() -> None:

@@ -19,7 +19,8 @@ small convnet for smoke tests; DNN_1 is trained).
 
 Writes DIR/config.json, retrain.json (the table, rewritten after every round), retrain.md,
 confidence.png, dnn_XX.npz (every network) and round_XX/ (fooling images: fooling.npz with
-the images and log-probabilities, gallery.png). Refuses an --out that holds files.
+the images and log-probabilities, gallery.png) and manifest.json (the files it wrote: all that
+--overwrite removes). Refuses an --out that holds anything else.
 Bad flags give a one-line error and exit code 2.
 """
 
@@ -31,13 +32,21 @@ import sys
 import time
 from pathlib import Path
 
+from jaxfool import cli
+
+STOP = cli.Stop()  # first: a signal while JAX loads, compiles or trains is handled the same way
+
 from absl import flags, logging
 
-from jaxfool import cli
 from jaxfool.cli import FlagError
+from jaxfool.errors import Interrupted
+from jaxfool.rundir import RunDir
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", None, "Output directory (must not hold files).")
+flags.DEFINE_string("out", None, "Output directory (empty, or a previous run with --overwrite).")
+flags.DEFINE_bool(
+    "overwrite", False, "Replace a previous retraining run in --out (its files only)."
+)
 flags.DEFINE_enum("dataset", "mnist", ["mnist", "folder"], "MNIST IDX files or an image folder.")
 flags.DEFINE_string("data_dir", None, "MNIST directory, or a folder with train/ and val/.")
 flags.DEFINE_string("encoding", "direct", "Genome encoding: direct or cppn.")
@@ -61,30 +70,17 @@ flags.DEFINE_integer("lr_stepsize", 100000, "Folder nets: lr x0.1 every this man
 flags.DEFINE_integer("seed", 0, "Seed of the whole experiment.")
 
 
-def check_flags() -> tuple[float, ...]:
+def check_flags() -> None:
+    """The flags that RetrainConfig does not hold (the networks' training, the data)."""
     if not FLAGS.out:
         raise FlagError("--out is required")
     if FLAGS.encoding not in ("direct", "cppn"):
         raise FlagError(f"--encoding={FLAGS.encoding}: choose direct or cppn")
-    for name in ("runs_per_iteration", "generations", "log_every", "train_steps", "batch_size"):
+    for name in ("train_steps", "batch_size"):
         if FLAGS[name].value < 1:
             raise FlagError(f"--{name}={FLAGS[name].value}: must be >= 1")
-    if FLAGS.iterations < 0:
-        raise FlagError(f"--iterations={FLAGS.iterations}: must be >= 0")
-    if FLAGS.population < 2 or FLAGS.population % 2:
-        raise FlagError(f"--population={FLAGS.population}: must be an even number >= 2")
-    if not 0 <= FLAGS.holdout_runs < FLAGS.runs_per_iteration:
-        raise FlagError(
-            f"--holdout_runs={FLAGS.holdout_runs}: must be in 0..--runs_per_iteration - 1"
-        )
     if FLAGS.seed < 0:
         raise FlagError("--seed must be >= 0")
-    try:
-        thresholds = tuple(float(t) for t in FLAGS.thresholds.split(","))
-    except ValueError:
-        raise FlagError(f"--thresholds={FLAGS.thresholds}: comma-separated numbers") from None
-    if not all(0 < t <= 1 for t in thresholds):
-        raise FlagError(f"--thresholds={FLAGS.thresholds}: each must be in (0, 1]")
     if FLAGS.dataset == "folder":
         if not FLAGS.data_dir:
             raise FlagError("--data_dir is required with --dataset=folder")
@@ -98,14 +94,22 @@ def check_flags() -> tuple[float, ...]:
             raise FlagError("--image_size: caffenet takes 256 x 256 images")
     if FLAGS.dnn1 not in (None, "train") and not Path(FLAGS.dnn1).is_file():
         raise FlagError(f"--dnn1={FLAGS.dnn1}: no such file")
-    out = Path(FLAGS.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FlagError(f"--out={out} already exists and is not empty; choose another")
-    return thresholds
+
+
+def stop_if_asked(where: str) -> None:
+    """Ends the experiment at a host-side point (between training steps or runs) once SIGINT
+    or SIGTERM arrived: what is on disk stays (each finished round is written whole)."""
+    if STOP:
+        raise Interrupted(STOP.name, f"interrupted by {STOP.name} {where}")
+
+
+def log(msg: str) -> None:
+    stop_if_asked(f"in the middle of a round; finished rounds are in {FLAGS.out}")
+    print(msg, flush=True)
 
 
 def progress(step: int, loss: float, rate: float) -> None:
-    print(f"    step {step:>6}  loss {loss:.4f}  {rate:6.1f} steps/s", flush=True)
+    log(f"    step {step:>6}  loss {loss:.4f}  {rate:6.1f} steps/s")
 
 
 def mnist_setup():
@@ -123,7 +127,7 @@ def mnist_setup():
         raise FlagError(f"--data_dir: {e}") from None
     task = retrain.mnist_task(x, y, xt, yt, FLAGS.train_steps, FLAGS.batch_size, progress)
     if FLAGS.dnn1 == "train":
-        print("training DNN_1 (10 outputs) on the real digits", flush=True)
+        log("training DNN_1 (10 outputs) on the real digits")
         dnn1 = train.train_lenet(
             x,
             y,
@@ -183,7 +187,7 @@ def folder_setup():
     except ValueError as e:
         raise FlagError(f"--data_dir: {e}") from None
     if dnn1 is None:
-        print(f"training DNN_1 ({task.num_real} outputs) on the real images", flush=True)
+        log(f"training DNN_1 ({task.num_real} outputs) on the real images")
         dnn1 = train_folder.train_folder_net(
             FLAGS.arch,
             task.num_real,
@@ -208,30 +212,21 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
-    thresholds = check_flags()
+    check_flags()
+    RunDir.check_free(FLAGS.out, FLAGS.overwrite)  # refused now, not after DNN_1's training
 
     import jax
     import numpy as np
 
-    from jaxfool import fileio, images, retrain, retrain_report, runs
+    from jaxfool import fileio, images, plots, retrain, retrain_report, runs
     from jaxfool.weights.npz import save_params
 
-    try:
-        config = retrain.RetrainConfig(
-            iterations=FLAGS.iterations,
-            runs_per_iteration=FLAGS.runs_per_iteration,
-            holdout_runs=FLAGS.holdout_runs,
-            population=FLAGS.population,
-            generations=FLAGS.generations,
-            log_every=FLAGS.log_every,
-            thresholds=thresholds,
-            cumulative=FLAGS.cumulative,
-            balance=FLAGS.balance,
-        )
-    except ValueError as e:
-        raise FlagError(str(e)) from None
+    thresholds = retrain.parse_thresholds(FLAGS.thresholds)
+    config = cli.from_flags(retrain.RetrainConfig, thresholds=thresholds, eval_chunk=None)
     task, encoding, dnn1 = mnist_setup() if FLAGS.dataset == "mnist" else folder_setup()
-    out = runs.prepare_run_dir(FLAGS.out)
+    stop_if_asked("during start-up; nothing was written")
+    run = RunDir.create(FLAGS.out, FLAGS.overwrite)
+    out = run.path
     settings = {
         "command": shlex.join(sys.argv),
         "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
@@ -239,12 +234,15 @@ def main(argv: list[str]) -> None:
         "jax_version": jax.__version__,
         "devices": [str(d) for d in jax.devices()],
     }
-    fileio.write_json(out / "config.json", settings)
+    run.write_json("config.json", settings)
     rows: list[dict] = []
     t_start = time.perf_counter()
 
     def save(i, params, rnd, row):
         rows.append(row)
+        names = ("retrain.json", "retrain.md", "confidence.png", f"dnn_{i:02d}.npz")
+        rounds = (f"round_{i:02d}/fooling.npz", f"round_{i:02d}/gallery.png")
+        run.record(*(out / n for n in names + rounds))
         variables = params if "params" in params else {"params": params}  # LeNet: bare params
         save_params(out / f"dnn_{i:02d}.npz", variables, {"network": row["network"]})
         flat = rnd.images.reshape(-1, *rnd.images.shape[2:])
@@ -271,9 +269,8 @@ def main(argv: list[str]) -> None:
         }
         fileio.write_json(out / "retrain.json", summary)
         fileio.write_text(out / "retrain.md", retrain_report.markdown_table(rows, thresholds))
-        fileio.write_bytes(
-            out / "confidence.png", images.png_bytes(retrain_report.plot_confidence(rows))
-        )
+        if plots.available():
+            plots.save_figure(plots.retrain_confidence_figure(rows), out / "confidence.png")
 
     print(
         f"retraining in {out}: {config.iterations} rounds, {config.runs_per_iteration} runs "
@@ -286,11 +283,14 @@ def main(argv: list[str]) -> None:
         config,
         dnn1,
         jax.random.key(FLAGS.seed),
-        log=lambda msg: print(msg, flush=True),
+        log=log,
         on_round=save,
     )
     print(retrain_report.markdown_table(rows, thresholds), end="")
-    print(f"wrote {out}/retrain.json, retrain.md, confidence.png")
+    chart = (
+        ", confidence.png" if plots.available() else f" (no confidence.png: {plots.INSTALL_HINT})"
+    )
+    print(f"wrote {out}/retrain.json, retrain.md{chart}")
     print(json.dumps({"out": str(out), "rounds": len(rows)}))
 
 

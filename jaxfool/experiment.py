@@ -222,6 +222,27 @@ def chunk_sizes(start: int, total: int, log_every: int, checkpoint_every: int = 
         gen += n
 
 
+def chunks(
+    evolution: evolve.EvolutionConfig,
+    params: Any,
+    state: Any,
+    loop_key: jax.Array,
+    generations: int,
+    log_every: int,
+    checkpoint_every: int = 0,
+    compiled: Callable | None = None,
+) -> Iterator[tuple[Any, int, float]]:
+    """The loop every script drives: (state, generations in the chunk, seconds) after each
+    host call of `evolve.run`, from `state`'s generation to `generations` (see `chunk_sizes`).
+    `compiled`: `evolve.run` lowered and compiled for these arguments (else jitted on use)."""
+    step = compiled or (lambda *args: evolve.run(evolution, *args))
+    sizes = chunk_sizes(int(state.generation), generations, log_every, checkpoint_every)
+    for n in sizes:
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(step(params, state, loop_key, n))
+        yield state, n, time.perf_counter() - t0
+
+
 def progress_row(state, previous_takeovers: int, n: int, seconds: float, population: int):
     """The metrics row of a chunk of `n` generations that took `seconds`."""
     takeovers = int(np.sum(state.archive.takeovers))
@@ -278,10 +299,7 @@ class Run:
         """progress.png from metrics.jsonl; without matplotlib, says once how to get it."""
         if not self.writer or self.plots_note is not None:
             return
-        try:  # TEMP-PLOTS until jaxfool/plots.py lands
-            from jaxfool import plots  # matplotlib only when a chart is drawn
-        except ImportError:
-            return
+        from jaxfool import plots  # matplotlib only when a chart is drawn
 
         try:
             plots.write_progress(
@@ -289,6 +307,7 @@ class Run:
                 self.metrics(),
                 title=self.title(),
                 population=self.evolution.population,
+                num_classes=len(self.evolution.classes),
             )
         except plots.PlotsUnavailable as e:
             self.plots_note = str(e)
@@ -494,12 +513,11 @@ def drive(run: Run, stop: Stop | None = None, resuming: bool = False) -> dict:
     takeovers = int(np.sum(run.state.archive.takeovers))
     if int(run.state.nan_scores):
         status = "stopped: NaN scores"
-    sizes = chunk_sizes(int(run.state.generation), loop.generations, loop.log_every,
-                        loop.checkpoint_every)  # fmt: skip
-    for n in sizes if status == "completed" else ():
-        t0 = time.perf_counter()
-        run.state = jax.block_until_ready(compiled(run.params, run.state, run.loop_key, n))
-        row = progress_row(run.state, takeovers, n, time.perf_counter() - t0, cfg.population)
+    steps = chunks(cfg, run.params, run.state, run.loop_key, loop.generations, loop.log_every,
+                   loop.checkpoint_every, compiled)  # fmt: skip
+    for state, n, seconds in steps if status == "completed" else ():
+        run.state = state
+        row = progress_row(state, takeovers, n, seconds, cfg.population)
         takeovers += row["improved"]
         if run.writer:
             runs.append_jsonl(out / "metrics.jsonl", row)

@@ -31,9 +31,10 @@ import jax
 import numpy as np
 import optax
 
-from jaxfool import evolve, retrain_nets, train, train_folder
+from jaxfool import evolve, experiment, retrain_nets, train, train_folder
 from jaxfool.classifiers import Classifier
 from jaxfool.data.folder import FolderData, scan_image_folder
+from jaxfool.errors import ConfigError
 from jaxfool.retrain_report import format_row
 from jaxfool.transfer import score_images
 
@@ -66,19 +67,34 @@ class RetrainConfig:
     eval_chunk: int | None = None
 
     def __post_init__(self):
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
-        if self.runs_per_iteration < 1:
-            raise ValueError("runs_per_iteration must be >= 1")
-        if not 0 <= self.holdout_runs < self.runs_per_iteration:
-            raise ValueError(
-                f"holdout_runs must be in 0..runs_per_iteration-1 "
-                f"({self.runs_per_iteration - 1}), got {self.holdout_runs}"
-            )
-        if self.generations < 1 or self.log_every < 1:
-            raise ValueError("generations and log_every must be >= 1")
-        if not self.thresholds or not all(0 < t <= 1 for t in self.thresholds):
-            raise ValueError(f"thresholds must lie in (0, 1], got {self.thresholds}")
+        def check(ok: bool, field: str, message: str) -> None:
+            if not ok:
+                raise ConfigError(field, message)
+
+        check(self.iterations >= 0, "iterations", "must be >= 0")
+        check(self.runs_per_iteration >= 1, "runs_per_iteration", "must be >= 1")
+        check(
+            0 <= self.holdout_runs < self.runs_per_iteration,
+            "holdout_runs",
+            f"must be in 0..runs_per_iteration - 1 ({self.runs_per_iteration - 1})",
+        )
+        pop = self.population
+        check(pop >= 2 and pop % 2 == 0, "population", "must be an even number >= 2")
+        check(self.generations >= 1, "generations", "must be >= 1")
+        check(self.log_every >= 1, "log_every", "must be >= 1")
+        check(
+            bool(self.thresholds) and all(0 < t <= 1 for t in self.thresholds),
+            "thresholds",
+            "each must lie in (0, 1]",
+        )
+
+
+def parse_thresholds(text: str) -> tuple[float, ...]:
+    """'0.99,0.9999' -> (0.99, 0.9999); ConfigError(thresholds) otherwise."""
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise ConfigError("thresholds", "comma-separated numbers") from None
 
 
 @dataclass(frozen=True)
@@ -156,8 +172,8 @@ def evolve_fooling(
         init_key, loop_key = jax.random.split(jax.random.fold_in(key, r))
         state = evolve.init(config, params, init_key)
         row = [median_confidence(state.archive.log_prob)]
-        for start, stop in zip(checkpoints[:-1], checkpoints[1:], strict=True):
-            state = evolve.run(config, params, state, loop_key, stop - start)
+        steps = experiment.chunks(config, params, state, loop_key, generations, log_every)
+        for state, _, _ in steps:  # noqa: B007 (the last chunk's state is the run's)
             row.append(median_confidence(state.archive.log_prob))
         medians.append(row)
         log_probs.append(np.asarray(state.archive.log_prob))

@@ -62,25 +62,33 @@ class RunDir:
         self.files: list[str] = list(dict.fromkeys(files))
         self.created = created  # this run made the directory itself (it may remove it)
 
+    @staticmethod
+    def check_free(path: str | Path, overwrite: bool = False) -> dict | None:
+        """Raises what `create` would refuse, touching nothing; returns the previous run's
+        manifest when `overwrite` will replace one."""
+        path = Path(path)
+        _check_directory(path)
+        if not path.exists() or not any(path.iterdir()):
+            return None
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise RunDirError(
+                f"{path} is not empty and is not a jaxfool run (no {MANIFEST}; it holds "
+                f"{describe(path)}); choose another --out, nothing was deleted"
+            )
+        if not overwrite:
+            raise RunDirError(f"{path} already holds a run; choose another --out or --overwrite")
+        return manifest
+
     @classmethod
     def create(cls, path: str | Path, overwrite: bool = False) -> RunDir:
         """A new run in `path`: an empty or absent directory, or with `overwrite` a previous
         run's directory, whose recorded files are removed first (nothing else is)."""
         path = Path(path)
-        _check_directory(path)
+        previous = cls.check_free(path, overwrite)
         created = not path.exists()
-        if not created and any(path.iterdir()):
-            manifest = read_manifest(path)
-            if manifest is None:
-                raise RunDirError(
-                    f"{path} is not empty and is not a jaxfool run (no {MANIFEST}; it holds "
-                    f"{describe(path)}); choose another --out, nothing was deleted"
-                )
-            if not overwrite:
-                raise RunDirError(
-                    f"{path} already holds a run; choose another --out or --overwrite"
-                )
-            cls(path, manifest["files"]).remove_files()
+        if previous is not None:
+            cls(path, previous["files"]).remove_files()
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:

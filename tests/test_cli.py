@@ -7,8 +7,8 @@ import pytest
 
 from .conftest import REPO
 
-SCRIPTS = ["fool", "gradient_ascent", "transfer", "retrain", "train_lenet", "benchmark",
-           "classify", "render"]  # fmt: skip
+SCRIPTS = ["fool", "gradient_ascent", "transfer", "retrain", "train_lenet", "benchmark", "plot",
+           "classify", "render", "numpy_baseline"]  # fmt: skip
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

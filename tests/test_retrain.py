@@ -17,6 +17,7 @@ from jaxfool.classifiers import MODELS
 from jaxfool.data.folder import load_images, scan_image_folder
 from jaxfool.data.mnist import BUNDLED_DIR, load_mnist
 from jaxfool.encodings.direct import DirectEncoding
+from jaxfool.errors import ConfigError
 from jaxfool.weights.npz import flatten, load_params
 
 from .conftest import REPO
@@ -103,11 +104,22 @@ def test_fooling_repeats_balance_the_extra_class():
         retrain.fooling_repeats(0, 8000, 10, balance=True)
 
 
-def test_config_checks():
-    with pytest.raises(ValueError, match="holdout_runs"):
-        retrain.RetrainConfig(runs_per_iteration=2, holdout_runs=2)
-    with pytest.raises(ValueError, match="thresholds"):
-        retrain.RetrainConfig(thresholds=(1.5,))
+@pytest.mark.parametrize(
+    "settings,field",
+    [({"runs_per_iteration": 2, "holdout_runs": 2}, "holdout_runs"),
+     ({"thresholds": (1.5,)}, "thresholds"), ({"population": 7}, "population"),
+     ({"iterations": -1}, "iterations"), ({"log_every": 0}, "log_every")],
+)  # fmt: skip
+def test_config_checks_name_the_field(settings, field):
+    with pytest.raises(ConfigError) as e:
+        retrain.RetrainConfig(**settings)
+    assert e.value.field == field
+
+
+def test_thresholds_parse_or_name_the_flag():
+    assert retrain.parse_thresholds("0.99,0.9999") == (0.99, 0.9999)
+    with pytest.raises(ConfigError, match="comma-separated"):
+        retrain.parse_thresholds("0.99;x")
 
 
 # --- the loop on MNIST, small ---------------------------------------------------------------------
@@ -178,10 +190,13 @@ def test_outputs_table_and_plot(loop):
     assert table[0].startswith("| iteration | outputs | test acc | rejects prev. (trained)")
     assert len(table) == 4 and table[2].startswith("| DNN_1 | 10 |")
     assert table[3].startswith("| DNN_2 | 11 |")
-    plot = retrain_report.plot_confidence(rows)
-    assert plot.size == (800, 600)
-    colours = np.unique(np.asarray(plot).reshape(-1, 3), axis=0)
-    assert any((c == (200, 30, 30)).all() for c in colours)  # the median line was drawn
+    pytest.importorskip("matplotlib", reason="the chart needs the [plots] extra")
+    from jaxfool import plots
+
+    fig = plots.retrain_confidence_figure(rows)
+    medians = [r["median_confidence"] for r in rows]
+    drawn = [line for ax in fig.axes for line in ax.get_lines() if "median" in line.get_label()]
+    np.testing.assert_allclose(drawn[0].get_ydata(), np.clip(medians, 1e-12, 1 - 1e-12))
 
 
 # --- the CLI --------------------------------------------------------------------------------------
