@@ -4,7 +4,7 @@
     python experiments/classify.py --model=lenet runs/RUN/elites/*.png
 
 Also how to score someone else's fooling images. Each image gets the model's own
-preprocessing (see README, Classifiers).
+preprocessing (see README, Classifiers); 16-bit images are scaled to 8 bits first.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from absl import flags, logging
 from PIL import Image, UnidentifiedImageError
 
-from jaxfool import classifiers, cli, scoring
+from jaxfool import classifiers, cli, images, scoring
 from jaxfool.cli import FlagError
 from jaxfool.weights.npz import WeightsFileError
 
@@ -33,16 +33,29 @@ def read_image(path: Path, channels: int) -> np.ndarray:
     """uint8 [H, W, C] from an image file: grayscale (C = 1) or RGB (C = 3)."""
     try:
         with Image.open(path) as im:
-            return classifiers.photo_array(im, channels)
-    except (OSError, UnidentifiedImageError) as e:
-        raise FlagError(f"{path}: not a readable image ({e})") from None
+            return classifiers.photo_array(images.eight_bit(im), channels)
+    except UnidentifiedImageError:
+        raise FlagError(f"{path}: not a readable image (unknown format)") from None
+    except images.READ_ERRORS as e:
+        raise FlagError(f"{path}: not a readable image ({' '.join(str(e).split())})") from None
+
+
+def image_paths(args: list[str]) -> list[Path]:
+    """The image files named on the command line, each checked to exist."""
+    paths = [Path(p) for p in args]
+    if not paths:
+        raise FlagError("name at least one image file")
+    for path in paths:
+        if path.is_dir():
+            raise FlagError(f"{path}: a directory, not an image file")
+        if not path.is_file():
+            raise FlagError(f"{path}: no such image file")
+    return paths
 
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
-    paths = [Path(p) for p in argv[1:]]
-    if not paths:
-        raise FlagError("name at least one image file")
+    paths = image_paths(argv[1:])
     if FLAGS.top < 1:
         raise FlagError(f"--top={FLAGS.top}: must be >= 1")
     try:
@@ -52,8 +65,6 @@ def main(argv):
     spec = classifiers.MODELS[FLAGS.model]
     log_probs = jax.jit(lambda p, x: scoring.score(clf.logits, p, x))
     for path in paths:
-        if not path.is_file():
-            raise FlagError(f"{path}: no such image file")
         image = spec.prepare_photo(read_image(path, clf.image_shape[-1]))
         lp = np.asarray(log_probs(params, image[None]))[0].astype(np.float64)
         top = np.argsort(-lp)[: FLAGS.top]

@@ -5,6 +5,7 @@
 
 Writes <stem>_<size>.png next to each genome (or in --out). At the genome's native size the
 render is byte-identical to the image that was scored. Direct genomes have one resolution.
+Every genome is read and every target checked before the first PNG is written.
 """
 
 from __future__ import annotations
@@ -45,33 +46,76 @@ def genome_files(args: list[str]) -> list[Path]:
     return files
 
 
-def render_file(path: Path, size: int | None) -> tuple[np.ndarray, int]:
-    encoding, genome, _ = runs.load_genome(path)
+def file_in_the_way(path: Path) -> Path | None:
+    """The first of `path` and its parents that exists and is not a directory, if any."""
+    for p in (path, *path.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
+def check_out_dir(out: str | None) -> Path | None:
+    """--out as a Path; a FlagError when it, or a parent, is a file."""
+    if not out:
+        return None
+    path = Path(out)
+    blocker = file_in_the_way(path)
+    if blocker == path:
+        raise FlagError(f"--out={out}: a file, not a directory")
+    if blocker is not None:
+        raise FlagError(f"--out={out}: {blocker} is a file, not a directory")
+    return path
+
+
+def load(path: Path, size: int | None) -> tuple[object, object, int]:
+    """(encoding, genome, size to render) of a genome file, checked before any rendering."""
+    try:
+        encoding, genome, _ = runs.load_genome(path)
+    except WeightsFileError as e:
+        raise FlagError(str(e)) from None
     native = encoding.image_shape[0]
     size = size or native
-    if isinstance(encoding, CppnEncoding):
-        image = jax.jit(encoding.render, static_argnums=1)(genome, size)
-    elif size == native:
-        image = encoding.express(genome)
-    else:
+    if not isinstance(encoding, CppnEncoding) and size != native:
         raise FlagError(f"{path}: a direct genome has one resolution ({native}), not {size}")
-    return np.asarray(image[0]), size
+    return encoding, genome, size
+
+
+def render(encoding, genome, size: int) -> np.ndarray:
+    """uint8 [size, size, C]: a CPPN at any size, a direct genome at its own."""
+    if isinstance(encoding, CppnEncoding):
+        return np.asarray(jax.jit(encoding.render, static_argnums=1)(genome, size)[0])
+    return np.asarray(encoding.express(genome)[0])
+
+
+def plan(files: list[Path], out_dir: Path | None) -> list[tuple[Path, Path]]:
+    """(genome, target PNG) pairs, every genome read once and every target checked: none may
+    exist (unless --overwrite) or be named twice."""
+    jobs, seen = [], set()
+    for path in files:
+        _, _, size = load(path, FLAGS.size)
+        target = (out_dir or path.parent) / f"{path.stem}_{size}.png"
+        if target in seen:
+            raise FlagError(f"{target}: two genomes would render to the same file")
+        if target.is_dir():
+            raise FlagError(f"{target}: a directory is in the way of the PNG")
+        if target.exists() and not FLAGS.overwrite:
+            raise FlagError(f"{target} exists; pass --overwrite to replace it")
+        seen.add(target)
+        jobs.append((path, target))
+    return jobs
 
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if FLAGS.size is not None and not 2 <= FLAGS.size <= 16384:
         raise FlagError(f"--size={FLAGS.size}: must be in 2..16384")
-    for path in genome_files(argv[1:]):
+    out_dir = check_out_dir(FLAGS.out)
+    for path, target in plan(genome_files(argv[1:]), out_dir):
+        image = render(*load(path, FLAGS.size))
         try:
-            image, size = render_file(path, FLAGS.size)
-        except WeightsFileError as e:
-            raise FlagError(str(e)) from None
-        out_dir = Path(FLAGS.out) if FLAGS.out else path.parent
-        target = out_dir / f"{path.stem}_{size}.png"
-        if target.exists() and not FLAGS.overwrite:
-            raise FlagError(f"{target} exists; pass --overwrite to replace it")
-        images.save_png(target, image)
+            images.save_png(target, image)
+        except OSError as e:
+            raise FlagError(f"{target}: cannot write ({e.strerror or e})") from None
         print(target, flush=True)
 
 

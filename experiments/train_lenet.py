@@ -36,14 +36,27 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --out if it already 
 _LOG_EVERY = flags.DEFINE_integer("log_every", 500, "Print a progress line every this many steps.")
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The first of `path` and its parents that exists and is not a directory, if any."""
+    for p in (path, *path.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
 def check_flags() -> None:
     """Raises `FlagError` for the first bad flag value (checked before any training)."""
     for flag in (_STEPS, _BATCH_SIZE, _LOG_EVERY):
         if flag.value < 1:
             raise FlagError(f"--{flag.name} must be >= 1, got {flag.value}")
+    if _SEED.value < 0:
+        raise FlagError(f"--seed must be >= 0, got {_SEED.value}")
     out = Path(_OUT.value)
     if out.is_dir():
         raise FlagError(f"--out={out} is a directory; give the path of a .npz file")
+    blocker = file_in_the_way(out.parent)
+    if blocker is not None:
+        raise FlagError(f"--out={out}: {blocker} is a file, not a directory")
     if out.exists() and not _OVERWRITE.value:
         raise FlagError(f"--out={out} already exists; pass --overwrite to replace it")
 

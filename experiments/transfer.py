@@ -40,6 +40,14 @@ def split_list(flag: str, text: str | None) -> list[str]:
     return items
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The first of `path` and its parents that exists and is not a directory, if any."""
+    for p in (path, *path.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
 def check_flags() -> tuple[list[str], list[str], Path]:
     runs = split_list("runs", FLAGS.runs)
     models = split_list("models", FLAGS.models)
@@ -50,7 +58,11 @@ def check_flags() -> tuple[list[str], list[str], Path]:
     if FLAGS.eval_chunk < 1:
         raise FlagError(f"--eval_chunk={FLAGS.eval_chunk}: must be >= 1")
     out = Path(FLAGS.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        where = "" if blocker == out else f"{blocker} "
+        raise FlagError(f"--out={out}: {where}is a file, not a directory")
+    if out.exists() and any(out.iterdir()):
         raise FlagError(f"--out={out} already exists and is not empty; choose another")
     return runs, models, out
 
@@ -61,12 +73,12 @@ def main(argv: list[str]) -> None:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
     run_dirs, model_specs, out = check_flags()
 
-    from jaxfool import classifiers, fileio, transfer
+    from jaxfool import classifiers, fileio, images, transfer
     from jaxfool.weights.npz import WeightsFileError
 
     try:
         elites = [transfer.load_run(d) for d in run_dirs]
-    except transfer.TransferError as e:
+    except (transfer.TransferError, images.ImageFileError) as e:
         raise FlagError(f"--runs: {e}") from None
     defaults = {
         name: (str(spec.default_weights) if spec.default_weights else None)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from jaxfool import fileio
 
@@ -32,10 +32,39 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
     return fileio.write_bytes(path, png_bytes(to_pil(image)))
 
 
+WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit grayscale as Pillow reads it
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (Pillow mode I;16* or I) scaled to 8-bit "L": value / 257,
+    rounded, so 65535 -> 255 and 257 * v -> v. Pillow's own convert("L") clips at 255
+    instead (most of a 16-bit photo becomes white). Other modes come back unchanged; Pillow
+    already reads 16-bit RGB(A) PNGs as 8-bit RGB(A), keeping each sample's high byte."""
+    if image.mode not in WIDE_GRAY_MODES:
+        return image
+    wide = np.asarray(image).astype(np.int64)
+    narrow = (np.clip(wide, 0, 65535) * 2 + 257) // 514  # round(v / 257), half up
+    return Image.fromarray(narrow.astype(np.uint8))
+
+
+class ImageFileError(ValueError):
+    """An image file that is missing or cannot be decoded (the message names it)."""
+
+
+READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
 def load_png(path: str | Path) -> np.ndarray:
-    """Reads a PNG back as uint8 [H, W, C] (C = 1 for grayscale)."""
-    with Image.open(path) as im:
-        array = np.asarray(im)
+    """Reads a PNG back as uint8 [H, W, C] (C = 1 for grayscale; 16-bit grayscale scaled).
+    A missing or undecodable file raises `ImageFileError`."""
+    try:
+        with Image.open(path) as im:
+            array = np.asarray(eight_bit(im))
+    except UnidentifiedImageError:
+        raise ImageFileError(f"{path}: not a readable image (unknown format)") from None
+    except READ_ERRORS as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ImageFileError(f"{path}: not a readable image ({reason})") from None
     return array[..., None] if array.ndim == 2 else array
 
 

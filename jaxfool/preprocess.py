@@ -84,10 +84,11 @@ def efficientnet_center_crop_box(h: int, w: int, size: int = 224) -> tuple[int, 
     """(top, left, side) of the TF eval crop (`preprocessing._decode_and_center_crop`).
 
     side = int(size / (size + 32) * min(h, w)), computed in float32 as TF does; the offsets
-    round the odd pixel down-right: ((h - side + 1) // 2, (w - side + 1) // 2).
+    round the odd pixel down-right: ((h - side + 1) // 2, (w - side + 1) // 2). An image one
+    pixel high or wide, where TF's side would be 0, keeps a side of 1 (its central pixel).
     """
     ratio = np.float32(size / (size + EFFICIENTNET_CROP_PADDING))
-    side = int(ratio * np.float32(min(h, w)))
+    side = max(1, int(ratio * np.float32(min(h, w))))
     return (h - side + 1) // 2, (w - side + 1) // 2, side
 
 

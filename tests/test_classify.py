@@ -119,3 +119,40 @@ def test_mean_files_load_for_lenet_and_are_checked(tmp_path):
     np.save(wrong, np.zeros((3, 256, 256)))  # an ImageNet mean for an MNIST net
     with pytest.raises(WeightsFileError, match="expected \\(1, 28, 28\\)"):
         classifiers.load_classifier("lenet", mean=wrong)
+
+
+def test_eight_bit_scales_16_bit_grey_instead_of_clipping():
+    from PIL import Image
+
+    from jaxfool import images
+
+    wide = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    want = np.round(wide / 257).astype(np.uint8)
+    for array in (wide, wide.astype(np.int32)):  # Pillow modes I;16 and I
+        got = np.asarray(images.eight_bit(Image.fromarray(array)))
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want)
+    exact = np.arange(256, dtype=np.uint16).reshape(16, 16)
+    got = np.asarray(images.eight_bit(Image.fromarray(exact * 257)))
+    np.testing.assert_array_equal(got, exact)
+
+
+@pytest.mark.parametrize("model", ["lenet", "efficientnet_lite0"])
+def test_classify_reads_a_16_bit_png_as_its_8_bit_original(tmp_path, model):
+    """Grey and RGB models: 257 * v in 16 bits is v in 8 bits, the same probabilities."""
+    from PIL import Image
+
+    if classifiers.MODELS[model].default_weights is None:
+        pytest.skip(f"{model} needs its weights (the [imagenet] extra)")
+    gray = np.asarray(Image.open(PHOTOS / "coffee.png").convert("L"))
+    Image.fromarray(gray).save(tmp_path / "8bit.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "16bit.png")
+    with Image.open(tmp_path / "16bit.png") as im:
+        assert im.mode == "I;16"
+    files = [str(tmp_path / "8bit.png"), str(tmp_path / "16bit.png")]
+    res = subprocess.run(
+        CLASSIFY + [f"--model={model}", "--json", *files], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    eight, sixteen = (json.loads(line)["top"] for line in res.stdout.splitlines())
+    assert sixteen == eight

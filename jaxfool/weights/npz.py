@@ -42,6 +42,10 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict[str, Any]:
         *parents, leaf = key.split("/")
         for p in parents:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"key {key!r} lies under the array {p!r}")
+        if isinstance(node.get(leaf), dict):
+            raise ValueError(f"key {key!r} is both an array and a group")
         node[leaf] = value
     return tree
 
@@ -57,19 +61,88 @@ def save_params(path: str | Path, params: Any, meta: dict[str, Any] | None = Non
     return fileio.write_bytes(path, buf.getvalue())
 
 
-def load_params(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Reads a file written by `save_params`; returns (params, meta)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsFileError(f"{path}: no such weights file")
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first entry, or an empty one
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _check_zip(path: Path) -> None:
+    """A WeightsFileError unless `path` looks like a complete zip archive (what .npz is)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise WeightsFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not head:
+        raise WeightsFileError(f"{path}: empty file, not an .npz (zip archive) file")
+    if head.startswith(NPY_MAGIC):
+        raise WeightsFileError(f"{path}: a single .npy array, not an .npz (zip archive) file")
+    if not head.startswith(ZIP_MAGIC):
+        raise WeightsFileError(f"{path}: not an .npz file (an .npz is a zip archive)")
+    if not zipfile.is_zipfile(path):
+        raise WeightsFileError(f"{path}: truncated or corrupt .npz file (no zip directory)")
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the archive; a WeightsFileError names the entry that cannot be read."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            flat = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise WeightsFileError(f"{path}: not a readable .npz weights file ({e})") from None
-    meta_bytes = flat.pop(META_KEY, None)
-    meta = json.loads(meta_bytes.tobytes().decode()) if meta_bytes is not None else {}
-    return unflatten(flat), meta
+            flat = {}
+            for key in z.files:
+                try:
+                    flat[key] = z[key]
+                except ValueError as e:
+                    if "pickle" in str(e):
+                        msg = f"entry {key!r} holds pickled Python objects (never loaded)"
+                    else:
+                        msg = f"entry {key!r} is not a readable array ({_one_line(e)})"
+                    raise WeightsFileError(f"{path}: corrupt .npz file: {msg}") from None
+                except (OSError, EOFError, zipfile.BadZipFile) as e:
+                    msg = f"entry {key!r} is truncated or corrupt ({_one_line(e)})"
+                    raise WeightsFileError(f"{path}: corrupt .npz file: {msg}") from None
+            return flat
+    except WeightsFileError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise WeightsFileError(f"{path}: not a readable .npz file ({_one_line(e)})") from None
+
+
+def _read_meta(path: Path, entry: np.ndarray | None) -> dict[str, Any]:
+    """The JSON object of the `__meta__` entry ({} without one)."""
+    if entry is None:
+        return {}
+    try:
+        if entry.dtype != np.uint8 or entry.ndim != 1:
+            raise ValueError(f"{entry.dtype}{list(entry.shape)}, not uint8 bytes")
+        meta = json.loads(entry.tobytes().decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"JSON {type(meta).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise WeightsFileError(f"{path}: corrupt {META_KEY} entry ({_one_line(e)})") from None
+    return meta
+
+
+def load_params(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reads a file written by `save_params`; returns (params, meta).
+
+    Anything else (missing, empty, truncated, not a zip archive, pickled entries, corrupt
+    metadata) raises `WeightsFileError` naming the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WeightsFileError(f"{path}: a directory, not a weights file")
+    if not path.is_file():
+        raise WeightsFileError(f"{path}: no such weights file")
+    _check_zip(path)
+    flat = _read_arrays(path)
+    meta = _read_meta(path, flat.pop(META_KEY, None))
+    try:
+        return unflatten(flat), meta
+    except ValueError as e:
+        raise WeightsFileError(f"{path}: corrupt .npz file: {e}") from None
 
 
 def check_matches(path: str | Path, params: Any, reference: Any) -> None:
