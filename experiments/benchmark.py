@@ -264,6 +264,8 @@ def custom_case() -> Case:
         raise FlagError(f"--generations={FLAGS.generations}: must be >= 1")
     if FLAGS.weights and FLAGS.weights != "random" and not Path(FLAGS.weights).is_file():
         raise FlagError(f"--weights={FLAGS.weights}: no such file")
+    if FLAGS.weights and FLAGS.weights != "random":  # a bad file: one line now, not in the case
+        experiment.load_classifier(experiment.RunConfig(model=FLAGS.model, weights=FLAGS.weights))
     if not FLAGS.ten_crop and FLAGS.model not in experiment.TEN_CROP_MODELS:
         raise FlagError("--noten_crop: only caffenet and alexnet_caffe score 10 crops")
     name = f"custom/{FLAGS.model}/{FLAGS.encoding}/p{FLAGS.population}"

@@ -76,9 +76,11 @@ def check_flags() -> None:
         raise FlagError("--out is required")
     if FLAGS.encoding not in ("direct", "cppn"):
         raise FlagError(f"--encoding={FLAGS.encoding}: choose direct or cppn")
-    for name in ("train_steps", "batch_size"):
+    for name in ("train_steps", "batch_size", "lr_stepsize"):
         if FLAGS[name].value < 1:
             raise FlagError(f"--{name}={FLAGS[name].value}: must be >= 1")
+    if not FLAGS.base_lr > 0:
+        raise FlagError(f"--base_lr={FLAGS.base_lr}: must be > 0")
     if FLAGS.seed < 0:
         raise FlagError("--seed must be >= 0")
     if FLAGS.dataset == "folder":

@@ -178,8 +178,8 @@ def encoding_from_spec(spec: dict[str, Any]) -> Any:
     from jaxfool.encodings.direct import DirectEncoding
 
     classes = {c.__name__: c for c in (CppnEncoding, DirectEncoding)}
-    if spec.get("name") not in classes:
-        raise ValueError(f"unknown encoding {spec.get('name')!r}")
+    if not isinstance(spec, dict) or spec.get("name") not in classes:
+        raise ValueError(f"unknown encoding {spec!r:.60}")
     settings = {k: v for k, v in spec.items() if k != "name"}
     settings["image_shape"] = tuple(settings["image_shape"])
     return classes[spec["name"]](**settings)
@@ -226,7 +226,7 @@ def load_genome(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
         raise npz.WeightsFileError(f"{path}: not a jaxfool genome file (no genome/encoding)")
     try:
         encoding = encoding_from_spec(meta["encoding"])
-    except (TypeError, ValueError, KeyError) as e:
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise npz.WeightsFileError(f"{path}: bad encoding description ({e})") from None
     genome = tree["genome"]
     if isinstance(genome, dict):

@@ -518,17 +518,6 @@ BENCHMARK = (
 CASES = CLASSIFY + RENDER + TRANSFER + GRADIENT_ASCENT + TRAIN_LENET + FOOL + RETRAIN + BENCHMARK
 assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
 
-# Cases that fail today in scripts other engineers are changing: (id, what happens).
-BENCH_TWO_LINES = "the isolated case's error line is relayed, then a summary line; exit 1"
-KNOWN_FAILURES: dict[str, str] = {
-    "retrain-base_lr=-0.01": "--base_lr is not checked (the error that comes names --data_dir)",
-    "retrain-lr_stepsize=0": "--lr_stepsize is not checked (the error names --data_dir)",
-    "benchmark-weights-empty": BENCH_TWO_LINES,
-    "benchmark-weights-truncated": BENCH_TWO_LINES,
-    "benchmark-weights-random": BENCH_TWO_LINES,
-}
-assert set(KNOWN_FAILURES) <= {c.id for c in CASES}
-
 
 # --- making the damaged files ---------------------------------------------------------------------
 
@@ -694,14 +683,8 @@ def problems(case: Case, outcome: Outcome) -> list[str]:
 
 
 def params() -> list:
-    """The cases as pytest params, the known failures of other scripts marked xfail."""
-    out = []
-    for case in CASES:
-        reason = KNOWN_FAILURES.get(case.id)
-        why = f"{case.script}.py is being refactored: {reason}"
-        marks = [pytest.mark.xfail(strict=False, reason=why)] if reason else []
-        out.append(pytest.param(case, id=case.id, marks=marks))
-    return out
+    """The cases as pytest params, named by script and case."""
+    return [pytest.param(case, id=case.id) for case in CASES]
 
 
 @pytest.mark.slow
@@ -713,3 +696,34 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(case, outcomes):
     found = problems(case, outcome)
     tail = "\n".join(outcome.stderr.strip().splitlines()[-3:])
     assert not found, f"{'; '.join(found)}\nstderr (last lines):\n{tail}"
+
+
+def test_sixteen_bit_gray_folder_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from jaxfool.data.folder import load_images
+
+    path = tmp_path / "wide.png"
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 15).astype(np.uint16)).save(path)
+    image = load_images([path], 64)[0, ..., 0]
+    expected = np.round(np.arange(64 * 64).reshape(64, 64) * 15 / 257)
+    assert np.abs(image.astype(int) - expected).max() <= 1  # was 255 almost everywhere
+
+
+def test_random_bytes_npy_mean_names_the_file_without_numpy_pickle_text(tmp_path):
+    from jaxfool.weights.convert import CaffeFormatError, caffe_mean_image
+
+    bad = tmp_path / "mean.npy"
+    bad.write_bytes(np.random.default_rng(0).bytes(500))
+    with pytest.raises(CaffeFormatError) as e:
+        caffe_mean_image(bad, (28, 28, 1))
+    assert str(bad) in str(e.value) and "allow_pickle" not in str(e.value)
+
+
+def test_genome_file_with_a_non_dict_encoding_is_a_clear_error(tmp_path):
+    from jaxfool import runs
+    from jaxfool.weights import npz
+
+    path = npz.save_params(tmp_path / "g.npz", {"genome": np.zeros(3)}, {"encoding": [1, 2]})
+    with pytest.raises(npz.WeightsFileError, match="bad encoding description"):
+        runs.load_genome(path)

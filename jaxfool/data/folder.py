@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from jaxfool import images
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".webp")
 
 
@@ -42,7 +44,7 @@ def load_images(paths: Sequence[Path], size: int) -> np.ndarray:
     out = np.empty((len(paths), size, size, 3), np.uint8)
     for i, path in enumerate(paths):
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = images.eight_bit(im).convert("RGB")  # 16-bit gray: scaled, not clipped
             if im.size != (size, size):
                 im = im.resize((size, size), Image.BILINEAR)
             out[i] = np.asarray(im)

@@ -169,7 +169,9 @@ def caffe_mean_image(path: str | Path, shape: tuple[int, int, int] = (256, 256, 
         try:
             mean = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
-            raise CaffeFormatError(f"{path}: not a readable .npy array ({e})") from None
+            # NumPy's text for a non-.npy file talks about pickles; say what the file is not
+            why = "it holds pickled objects" if "pickle" in str(e) else str(e)
+            raise CaffeFormatError(f"{path}: not a readable .npy array ({why})") from None
     elif path.suffix == ".binaryproto":
         mean = read_binaryproto(path)
     else:
