@@ -25,13 +25,15 @@ from jaxfool.cli import FlagError
 from jaxfool.data.mnist import BUNDLED_DIR, MnistFormatError, load_mnist
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO_ROOT / "models" / "lenet_mnist.npz"
+SHIPPED = REPO_ROOT / "models" / "lenet_mnist.npz"  # made with --out=models/lenet_mnist.npz
 
 _DATA_DIR = flags.DEFINE_string("data_dir", str(BUNDLED_DIR), "Directory of MNIST IDX files.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed for the initial weights and the batch order.")
 _STEPS = flags.DEFINE_integer("steps", 10000, "SGD iterations (Caffe's max_iter is 10,000).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Batch size (Caffe's LeNet uses 64).")
-_OUT = flags.DEFINE_string("out", str(DEFAULT_OUT), "Path of the .npz weights file to write.")
+_OUT = flags.DEFINE_string(
+    "out", None, "The .npz weights file to write (default: runs/lenet_mnist_s<seed>.npz)."
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --out if it already exists.")
 _LOG_EVERY = flags.DEFINE_integer("log_every", 500, "Print a progress line every this many steps.")
 
@@ -51,6 +53,8 @@ def check_flags() -> None:
             raise FlagError(f"--{flag.name} must be >= 1, got {flag.value}")
     if _SEED.value < 0:
         raise FlagError(f"--seed must be >= 0, got {_SEED.value}")
+    if _OUT.value is None:  # never the shipped models/lenet_mnist.npz unless asked for
+        flags.FLAGS.out = f"runs/lenet_mnist_s{_SEED.value}.npz"
     out = Path(_OUT.value)
     if out.is_dir():
         raise FlagError(f"--out={out} is a directory; give the path of a .npz file")

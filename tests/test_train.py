@@ -178,3 +178,16 @@ def test_script_refuses_to_overwrite(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--out" in lines[0] and "--overwrite" in lines[0]
     assert out.read_bytes() == b"keep me"
+
+
+def test_script_as_written_in_readme_trains_into_runs_not_the_shipped_file(tmp_path):
+    """Defect: `python experiments/train_lenet.py` refused (its default --out was the shipped
+    weights file) and --overwrite would have replaced them."""
+    shipped = (REPO_ROOT / "models" / "lenet_mnist.npz").read_bytes()
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--steps=2", "--log_every=1"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "runs" / "lenet_mnist_s0.npz").is_file()
+    assert (REPO_ROOT / "models" / "lenet_mnist.npz").read_bytes() == shipped
