@@ -71,6 +71,7 @@ class EvolutionConfig:
     initial_population: int = 200
     eval_chunk: int | None = None
     mesh: Mesh | None = None
+    emitters: tuple[tuple[str, int], ...] = ()  # (name, children); () = ("original", population)
 
     def __post_init__(self):
         if self.population < 2 or self.population % 2:
@@ -87,11 +88,30 @@ class EvolutionConfig:
             )
         if self.mesh is not None and self.mesh.axis_names != (POP_AXIS,):
             raise ValueError(f"mesh must have the single axis {POP_AXIS!r}")
+        from jaxfool import emitters as emitters_lib
+
+        for name, count in self.emitters:
+            if name not in emitters_lib.EMITTERS or count < 2 or count % 2:
+                raise ValueError(f"bad emitter share {(name, count)}")
+        if self.emitters and sum(c for _, c in self.emitters) != self.population:
+            raise ValueError(f"emitter shares {self.emitters} do not sum to the population")
         if self.encoding.image_shape != self.classifier.image_shape:
             raise ValueError(
                 f"encoding makes {self.encoding.image_shape} images, "
                 f"{self.classifier.name} takes {self.classifier.image_shape}"
             )
+
+    @property
+    def emitter_plan(self) -> tuple[tuple[Any, int], ...]:
+        """(emitter, children) per emitter of a generation, in population order."""
+        from jaxfool import emitters as emitters_lib
+
+        shares = self.emitters or (("original", self.population),)
+        return tuple((emitters_lib.build(name, self.encoding), n) for name, n in shares)
+
+    def default_emitter_params(self) -> tuple:
+        """Each emitter's default `Params`, in plan order (what `run` uses when given None)."""
+        return tuple(e.default_params() for e, _ in self.emitter_plan)
 
 
 @struct.dataclass
@@ -149,23 +169,72 @@ def init(config: EvolutionConfig, params: Any, key: jax.Array) -> EvolutionState
     return EvolutionState(archive, jnp.int32(0), jnp.int32(config.initial_population), nans)
 
 
-def step(config: EvolutionConfig, params: Any, state: EvolutionState, key: jax.Array):
-    """One generation: select pairs, vary, express, score, insert. Returns the new state."""
-    k_select, k_vary = jax.random.split(key)
-    archive = state.archive
-    cells = archive_lib.select(archive, k_select, config.population)
-    parents = archive_lib.gather(archive, cells)
-    parents_a = jax.tree.map(lambda g: g[0::2], parents)
-    parents_b = jax.tree.map(lambda g: g[1::2], parents)
-    children = config.encoding.vary(k_vary, parents_a, parents_b, state.generation)
-    log_probs, nans = evaluate(config, params, children)
+def emit(
+    config: EvolutionConfig,
+    params: Any,
+    archive: archive_lib.Archive,
+    key: jax.Array,
+    generation: jax.Array,
+    emitter_params: tuple | None = None,
+) -> Any:
+    """The generation's children: each emitter its share, concatenated in plan order (one
+    emitter uses `key` itself; several use fold_in(key, i))."""
+    from jaxfool.emitters import EmitContext
+
+    plan = config.emitter_plan
+    emitter_params = config.default_emitter_params() if emitter_params is None else emitter_params
+    context = EmitContext(config.encoding, config.classifier, config.classes, params)
+    if len(plan) == 1:
+        ((emitter, n),) = plan
+        return emitter.emit(key, archive, emitter_params[0], generation, n, context)
+    parts = [
+        emitter.emit(jax.random.fold_in(key, i), archive, p, generation, n, context)
+        for i, ((emitter, n), p) in enumerate(zip(plan, emitter_params, strict=True))
+    ]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+
+
+def tell(config: EvolutionConfig, state: EvolutionState, children: Any, log_probs: jax.Array):
+    """Inserts children scored outside (log-probabilities [B, K] of the archive's classes;
+    rows with a NaN are counted and never inserted) as generation state.generation + 1."""
+    nans = jnp.sum(jnp.any(jnp.isnan(log_probs), axis=1), dtype=jnp.int32)
     generation = state.generation + 1
     return EvolutionState(
-        archive=archive_lib.insert(archive, children, log_probs, generation),
+        archive=archive_lib.insert(state.archive, children, log_probs, generation),
         generation=generation,
-        evaluations=state.evaluations + config.population,
+        evaluations=state.evaluations + log_probs.shape[0],
         nan_scores=state.nan_scores + nans,
     )
+
+
+def step(
+    config: EvolutionConfig,
+    params: Any,
+    state: EvolutionState,
+    key: jax.Array,
+    emitter_params: tuple | None = None,
+):
+    """One generation: emit, express, score, insert. Returns the new state."""
+    children = emit(config, params, state.archive, key, state.generation, emitter_params)
+    log_probs, _ = evaluate(config, params, children)
+    return tell(config, state, children, log_probs)
+
+
+@partial(jax.jit, static_argnums=0)
+def ask(
+    config: EvolutionConfig,
+    params: Any,
+    state: EvolutionState,
+    key: jax.Array,
+    emitter_params: tuple | None = None,
+) -> tuple[Any, jax.Array]:
+    """(children, their uint8 images) of the next generation, for scoring outside JAX; with
+    the run's generations key, `tell` then gives exactly what `run` would."""
+    children = emit(
+        config, params, state.archive, jax.random.fold_in(key, state.generation),
+        state.generation, emitter_params,
+    )  # fmt: skip
+    return children, config.encoding.express(children)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -175,13 +244,36 @@ def run(
     state: EvolutionState,
     key: jax.Array,
     num_generations: jax.Array | int,
+    emitter_params: tuple | None = None,
 ) -> EvolutionState:
-    """Runs `num_generations` generations (a traced count: no recompilation per value)."""
+    """Runs `num_generations` generations (a traced count: no recompilation per value).
+    `emitter_params`: each emitter's Params (default: theirs), traced like the rest."""
 
     def body(_, s):
-        return step(config, params, s, jax.random.fold_in(key, s.generation))
+        return step(config, params, s, jax.random.fold_in(key, s.generation), emitter_params)
 
     return jax.lax.fori_loop(0, num_generations, body, state)
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def run_many(
+    config: EvolutionConfig,
+    params: Any,
+    seeds: jax.Array,
+    num_generations: int,
+    emitter_params: tuple | None = None,
+) -> EvolutionState:
+    """R independent runs (seeds int [R]) of `num_generations` in one call, vmapped: state
+    leaves get a leading axis R. Run r equals `init` + `run` with seed seeds[r]."""
+    if config.mesh is not None:
+        raise ValueError("run_many vmaps runs on one device; use a config without a mesh")
+
+    def one(seed):
+        init_key, loop_key = run_keys(seed)
+        state = init(config, params, init_key)
+        return run(config, params, state, loop_key, num_generations, emitter_params)
+
+    return jax.vmap(one)(seeds)
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:

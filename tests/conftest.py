@@ -39,3 +39,38 @@ def weights_cache_in_tmp(tmp_path_factory):
         os.environ.pop("JAXFOOL_CACHE", None)
     else:
         os.environ["JAXFOOL_CACHE"] = old
+
+
+# The fast tier (`pytest -m "not slow"`) leaves out these end-to-end tests: each took over
+# ~8 s on the shared 2-core CPU (whole runs, multi-process and multi-device set-ups, training
+# loops). Every library module keeps faster tests in the tier. Files whose every test is slow
+# mark themselves (`pytestmark`) or their tests (`@pytest.mark.slow`).
+SLOW_TESTS = {
+    "test_retrain.py": ("test_retrained_net_rejects", "test_evolution_fitness_is_a_real",
+                        "test_outputs_table_and_plot", "test_cli_mnist_round_zero",
+                        "test_cli_folder_stand_in"),
+    "test_imagenet_fool.py": ("test_imagenet_direct_run", "test_random_weights_build_every",
+                              "test_center_crop_fitness"),
+    "test_sharding.py": ("test_four_devices_equal_one_device",),
+    "test_benchmark.py": ("test_generation_line_has_every_field", "test_insert_line"),
+    "test_train.py": ("test_short_training_learns",),
+    "test_transfer.py": ("test_cli_diagonal", "test_cli_refuses_to_overwrite",
+                         "test_cli_bad_flags"),
+    "test_fool_cli.py": ("test_overwrite_replaces_only", "test_default_run_is_cppn",
+                         "test_same_seed_gives", "test_direct_run_and_fixed",
+                         "test_resume_keeps_log_every"),
+    "test_multihost.py": ("test_",),
+    "test_resume.py": ("test_",),
+    "test_cppn_render.py": ("test_batched_and_sequential_strategies_agree",),
+    "test_classify.py": ("test_caffenet_fitness_is_the_mean_softmax",),
+    "test_emitters.py": ("test_cppn_surrogate", "test_isoline_moves_cppn",
+                         "test_cppn_gradient_matches", "test_a_mixed_generation"),
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    del config
+    for item in items:
+        prefixes = SLOW_TESTS.get(item.path.name, ())
+        if item.name.startswith(prefixes):
+            item.add_marker(pytest.mark.slow)

@@ -1,0 +1,276 @@
+"""Emitters: the original is today's variation bit for bit, iso+line's statistics, the gradient
+emitter against finite differences, mixes, ask/tell, run_many, and adding an emitter."""
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+
+from jaxfool import archive as archive_lib
+from jaxfool import classifiers, emitters, evolve, scoring
+from jaxfool.emitters import EmitContext, gradient, isoline
+from jaxfool.encodings.cppn import CppnEncoding
+from jaxfool.encodings.direct import DirectEncoding
+
+
+def config(lenet, encoding=None, shares=(), population=20):
+    clf, _ = lenet
+    return evolve.EvolutionConfig(
+        encoding=encoding or DirectEncoding(),
+        classifier=clf,
+        classes=tuple(range(10)),
+        population=population,
+        initial_population=population,
+        emitters=shares,
+    )
+
+
+def test_original_emitter_is_todays_step(lenet):
+    """What `step` did before emitters existed, written out: select, pairs, vary."""
+    cfg, params = config(lenet), lenet[1]
+    state = evolve.init(cfg, params, jax.random.key(0))
+    key = jax.random.key(1)
+    k_select, k_vary = jax.random.split(key)
+    parents = archive_lib.gather(state.archive, archive_lib.select(state.archive, k_select, 20))
+    expected = cfg.encoding.vary(k_vary, parents[0::2], parents[1::2], state.generation)
+    children = evolve.emit(cfg, params, state.archive, key, state.generation)
+    np.testing.assert_array_equal(children, expected)
+    named = config(lenet, shares=(("original", 20),))
+    np.testing.assert_array_equal(evolve.emit(named, params, state.archive, key, 0), expected)
+
+
+def test_iso_line_statistics_on_known_parents():
+    n, genes = 4000, 64
+    a = jnp.full((n, genes), 0.3)
+    b = jnp.full((n, genes), 0.7)
+    p = isoline.IsolineParams(iso_sigma=jnp.float32(0.01), line_sigma=jnp.float32(0.1))
+    child = np.asarray(isoline.iso_line(jax.random.key(0), a, b, p))
+    along = (child.mean(axis=1) - 0.3) / 0.4  # the line coordinate of each child
+    assert abs(along.mean()) < 0.01 and abs(along.std() - 0.1) < 0.01
+    across = child - child.mean(axis=1, keepdims=True)  # what is left: isotropic noise
+    assert abs(across.std() - 0.01) < 0.001
+    wide = isoline.IsolineParams(iso_sigma=jnp.float32(1.0), line_sigma=jnp.float32(0.0))
+    clipped = np.asarray(isoline.iso_line(jax.random.key(1), a, b, wide))
+    assert clipped.min() == 0.0 and clipped.max() == 1.0
+
+
+def test_isoline_moves_cppn_weights_only_and_keeps_the_genome_valid(lenet):
+    enc = CppnEncoding()
+    cfg, params = config(lenet, enc, (("isoline", 20),)), lenet[1]
+    state = evolve.init(cfg, params, jax.random.key(0))
+    children = evolve.emit(cfg, params, state.archive, jax.random.key(3), state.generation)
+    w = np.asarray(children.weight)
+    assert ((w >= 0) & (w <= 1)).all()
+    k_select, _, k_struct = jax.random.split(jax.random.key(3), 3)
+    parents = archive_lib.gather(state.archive, archive_lib.select(state.archive, k_select, 40))
+    a = jax.tree.map(lambda g: g[0::2], parents)
+    mutated = jax.vmap(enc.mutate)(jax.random.split(k_struct, 20), a)
+    for field in ("act", "node_alive", "src", "dst", "edge_alive"):  # structure: the original's
+        np.testing.assert_array_equal(getattr(children, field), getattr(mutated, field))
+    alive = np.asarray(mutated.edge_alive)
+    np.testing.assert_array_equal(w[~alive], np.asarray(mutated.weight)[~alive])
+    assert np.mean(w[alive] != np.asarray(mutated.weight)[alive]) > 0.99  # weights: iso+line
+    images = np.asarray(enc.express(children))
+    assert images.shape == (20, 28, 28, 1) and images.dtype == np.uint8
+
+
+def tiny_classifier():
+    """A linear 3-class classifier on 4 x 4 gray images: logits = W . pixels / 255."""
+    w = jax.random.normal(jax.random.key(7), (16, 3))
+
+    def logits(params, images):
+        return images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0 @ params
+
+    return classifiers.Classifier("tiny", logits, (4, 4, 1), ("a", "b", "c")), w
+
+
+def test_direct_gradient_equals_finite_differences_of_the_surrogate():
+    clf, w = tiny_classifier()
+    enc = DirectEncoding(image_shape=(4, 4, 1))
+    em = gradient.Gradient(enc)
+    genomes = enc.init(jax.random.key(0), 5)
+    targets = jnp.array([0, 1, 2, 0, 1], jnp.int32)
+    grads = np.asarray(em.log_prob_grads(EmitContext(enc, clf, (0, 1, 2), w), genomes, targets))
+
+    def log_p(images):  # the continuous function the straight-through gradient is of (float64)
+        z = images.reshape(5, -1) / 255.0 @ np.asarray(w, np.float64)
+        z = z - z.max(axis=1, keepdims=True)
+        return (z - np.log(np.exp(z).sum(axis=1, keepdims=True)))[np.arange(5), targets]
+
+    x = np.floor(np.asarray(genomes, np.float64) * 255)  # the forward pass sees the bytes
+    eps = 0.5
+    for row, col in [(0, 0), (1, 2), (3, 3)]:
+        up, down = x.copy(), x.copy()
+        up[:, row, col, 0] += eps
+        down[:, row, col, 0] -= eps
+        fd = (log_p(up) - log_p(down)) / (2 * eps)
+        np.testing.assert_allclose(grads[:, row, col, 0] / 255, fd, rtol=1e-3, atol=1e-7)
+
+
+def test_cppn_surrogate_has_the_real_images_forward_values(lenet):
+    enc = CppnEncoding()
+    genomes = enc.init(jax.random.key(0), 6)
+    surrogate = gradient.cppn_surrogate(enc, genomes, 28)
+    np.testing.assert_array_equal(np.asarray(surrogate), np.asarray(enc.express(genomes)))
+    colour = CppnEncoding(image_shape=(16, 16, 3))
+    g3 = colour.init(jax.random.key(1), 3)
+    np.testing.assert_array_equal(
+        np.asarray(gradient.cppn_surrogate(colour, g3, 16)), np.asarray(colour.express(g3))
+    )
+
+
+def test_cppn_gradient_matches_finite_differences_in_the_weights():
+    """Through the renderer: the directional derivative along the gradient, against central
+    differences of the continuous outputs |o| * 255 (a smooth 4 x 4 case: normalized inputs,
+    a linear classifier)."""
+    clf, w = tiny_classifier()
+    enc = CppnEncoding(image_shape=(4, 4, 1), coords="normalized")
+    em = gradient.Gradient(enc)
+    genomes = enc.init(jax.random.key(0), 6)
+    targets = jnp.array([0, 1, 2, 0, 1, 2], jnp.int32)
+    context = EmitContext(enc, clf, (0, 1, 2), w)
+    grads = np.asarray(em.log_prob_grads(context, genomes, targets))
+
+    def log_p(weight):
+        out = jax.vmap(lambda g: gradient.cppn_outputs_scan(enc, g, enc.coordinates(4)))(
+            genomes.replace(weight=jnp.asarray(weight, jnp.float32))
+        )
+        images = jnp.abs(out.reshape(6, 1, 4, 4).transpose(0, 2, 3, 1)) * 255
+        return np.asarray(scoring.log_softmax(clf.logits(w, images)), np.float64)[
+            np.arange(6), targets
+        ]
+
+    direction = grads / np.linalg.norm(grads, axis=1, keepdims=True)
+    eps = 1e-3
+    weight = np.asarray(genomes.weight, np.float64)
+    fd = (log_p(weight + eps * direction) - log_p(weight - eps * direction)) / (2 * eps)
+    np.testing.assert_allclose(np.sum(grads * direction, axis=1), fd, rtol=0.02, atol=1e-3)
+
+
+def test_gradient_children_improve_their_target_on_mnist(lenet):
+    cfg, params = config(lenet, shares=(("gradient", 20),)), lenet[1]
+    state = evolve.init(cfg, params, jax.random.key(0))
+    key = jax.random.key(5)
+    cells = archive_lib.select(state.archive, jax.random.split(key, 4)[0], 20)
+    children = evolve.emit(cfg, params, state.archive, key, state.generation)
+    log_probs, _ = evolve.evaluate(cfg, params, children)
+    before = np.asarray(state.archive.log_prob)[np.asarray(cells)]
+    after = np.asarray(log_probs)[np.arange(20), np.asarray(cells)]
+    assert np.mean(after > before) > 0.8  # the real uint8 images, scored as archived
+
+
+def test_mixes_split_the_population_by_fraction():
+    assert emitters.parse_spec("original", 200) == (("original", 200),)
+    assert emitters.parse_spec("original:0.5,gradient:0.5", 200) == (
+        ("original", 100),
+        ("gradient", 100),
+    )
+    assert emitters.parse_spec("original:0.3,isoline:0.7", 64) == (
+        ("original", 20),
+        ("isoline", 44),
+    )
+    bad_specs = [("nope", "unknown emitter"), ("original:0.5", "sum to"),
+                 ("original:x", "not a number"), ("original:.5,original:.5", "twice")]  # fmt: skip
+    for bad, why in bad_specs:
+        with pytest.raises(ValueError, match=why):
+            emitters.parse_spec(bad, 200)
+
+
+def test_a_mixed_generation_concatenates_each_emitters_children(lenet):
+    shares = (("original", 8), ("isoline", 12))
+    cfg, params = config(lenet, shares=shares), lenet[1]
+    state = evolve.init(cfg, params, jax.random.key(0))
+    key = jax.random.key(2)
+    mixed = np.asarray(evolve.emit(cfg, params, state.archive, key, state.generation))
+    alone = [
+        np.asarray(config(lenet, shares=((name, n),), population=n).emitter_plan[0][0].emit(
+            jax.random.fold_in(key, i), state.archive, p, state.generation, n, None))
+        for i, ((name, n), p) in enumerate(zip(shares, cfg.default_emitter_params(), strict=True))
+    ]  # fmt: skip
+    np.testing.assert_array_equal(mixed, np.concatenate(alone))
+
+
+def test_ask_tell_equals_run(lenet):
+    cfg, params = config(lenet, shares=(("original", 10), ("gradient", 10))), lenet[1]
+    init_key, loop_key = evolve.run_keys(4)
+    state = evolve.init(cfg, params, init_key)
+    ran = evolve.run(cfg, params, state, loop_key, 3)
+    told = state
+    for _ in range(3):
+        children, images = evolve.ask(cfg, params, told, loop_key)
+        log_probs = scoring.score(cfg.classifier.logits, params, images)[:, jnp.arange(10)]
+        told = evolve.tell(cfg, told, children, log_probs)
+    np.testing.assert_array_equal(
+        np.asarray(ran.archive.log_prob), np.asarray(told.archive.log_prob)
+    )
+    np.testing.assert_array_equal(  # the images; float genes may differ in the last bit, as
+        np.asarray(cfg.encoding.express(ran.archive.genomes)),  # XLA fuses them differently
+        np.asarray(cfg.encoding.express(told.archive.genomes)),
+    )
+    np.testing.assert_allclose(
+        np.asarray(ran.archive.genomes), np.asarray(told.archive.genomes), rtol=0, atol=1e-6
+    )
+
+
+def test_emitter_params_are_traced_not_static(lenet):
+    """A new step size reuses the compiled run (evosax style)."""
+    cfg, params = config(lenet, shares=(("gradient", 20),)), lenet[1]
+    init_key, loop_key = evolve.run_keys(0)
+    state = evolve.init(cfg, params, init_key)
+    p0 = cfg.default_emitter_params()
+    compiled = evolve.run.lower(cfg, params, state, loop_key, 1, p0).compile()
+    small = (p0[0].replace(step_min=jnp.float32(1e-6), step_max=jnp.float32(1e-6)),)
+    a, b = compiled(params, state, loop_key, 2, p0), compiled(params, state, loop_key, 2, small)
+    assert not np.array_equal(np.asarray(a.archive.log_prob), np.asarray(b.archive.log_prob))
+
+
+def test_run_many_equals_separate_runs(lenet):
+    cfg, params = config(lenet), lenet[1]
+    seeds = jnp.arange(3)
+    many = evolve.run_many(cfg, params, seeds, 4)
+    for r, seed in enumerate(seeds):
+        init_key, loop_key = evolve.run_keys(int(seed))
+        one = evolve.run(cfg, params, evolve.init(cfg, params, init_key), loop_key, 4)
+        np.testing.assert_allclose(
+            np.asarray(many.archive.log_prob[r]), np.asarray(one.archive.log_prob), rtol=1e-5
+        )  # vmapped LeNet batches round differently from one run's
+        np.testing.assert_array_equal(
+            np.asarray(many.archive.takeovers[r]), np.asarray(one.archive.takeovers)
+        )
+
+
+@struct.dataclass
+class ResetParams:
+    pass
+
+
+@dataclass(frozen=True)
+class UniformReset:
+    """A toy emitter from outside the library: fresh random genomes (no parents)."""
+
+    encoding: object
+
+    def default_params(self):
+        return ResetParams()
+
+    def emit(self, key, archive, params, generation, n, context):
+        del archive, params, generation, context
+        return self.encoding.init(key, n)
+
+
+def test_adding_an_emitter_is_one_class_and_one_registry_line(lenet, tmp_path):
+    from jaxfool import experiment
+
+    emitters.register("uniform_reset", UniformReset)
+    try:
+        config_ = experiment.RunConfig(
+            encoding="direct", population=20, emitter="original:0.5,uniform_reset:0.5"
+        )
+        loop = experiment.LoopConfig(out=str(tmp_path / "run"), generations=3, log_every=3)
+        summary = experiment.drive(experiment.start(config_, loop, log=lambda m: None))
+        assert summary["status"] == "completed" and summary["evaluations"] == 20 + 3 * 20
+    finally:
+        emitters.EMITTERS.pop("uniform_reset")
