@@ -45,6 +45,7 @@ for define, name, default, text in [
     (STR, "classes", None, "Class indices to evolve, e.g. '0,3,7' or '0-4' (default: all)."),
     (INT, "eval_chunk", None, f"Classifier batch per device (default: all; ImageNet {CHUNK})"),
     (BOOL, "ten_crop", True, "caffenet/alexnet_caffe: mean softmax of the 10 crops (original)."),
+    (STR, "compute_dtype", "float32", "Classifier forward dtype: float32 or bfloat16 (GPU/TPU)."),
     (STR, "direct_genes", "auto", "float32 genes (original) or uint8; auto: uint8 for colour."),
     (FLOAT, "mutation_rate", 0.1, "Per-gene mutation probability (direct)."),
     (STR, "mutation_schedule", "constant", "constant (original) or halving every 1000 (paper)."),

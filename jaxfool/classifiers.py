@@ -3,6 +3,10 @@
 A `Classifier` is static (hashable) and maps uint8 images [B, H, W, C] to logits [B, N] with
 its own preprocessing; its parameters are a separate pytree, passed to jitted code as an
 argument (never baked in as constants).
+
+`compute_dtype` ("float32", or "bfloat16" for accelerators) is the dtype of the network's forward
+pass only: preprocessing stays float32, and the logits come back float32, so fitness is
+compared in float32 log-probabilities either way (`with_compute_dtype`, `load_classifier`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +35,25 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "models"
 DIGIT_LABELS = tuple(str(d) for d in range(10))
 MNIST_SHAPE = (28, 28, 1)
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def cast_floats(tree: Any, dtype: Any) -> Any:
+    """`tree` with its floating-point leaves cast to `dtype` (a no-op where they already are)."""
+
+    def cast(a):
+        return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    return jax.tree.map(cast, tree)
+
+
+def forward(module: nn.Module, variables: Any, x: jax.Array, compute_dtype: str) -> jax.Array:
+    """`module.apply(variables, x)` in `compute_dtype` (weights and input cast), float32 out.
+
+    At float32 every cast is a no-op: the network's computation is unchanged.
+    """
+    dtype = jnp.dtype(compute_dtype)
+    return module.apply(cast_floats(variables, dtype), x.astype(dtype)).astype(jnp.float32)
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,11 @@ class Classifier:
     def num_classes(self) -> int:
         return len(self.labels)
 
+    @property
+    def compute_dtype(self) -> str:
+        """The network's forward-pass dtype (float32 for logits without the setting)."""
+        return getattr(self.logits, "compute_dtype", "float32")
+
 
 @dataclass(frozen=True)
 class LeNetLogits:
@@ -56,10 +84,12 @@ class LeNetLogits:
     """
 
     num_classes: int = 10
+    compute_dtype: str = "float32"
+    net_params: ClassVar[str | None] = "net"  # the params entry holding the network's weights
 
     def __call__(self, params: Any, images: jax.Array) -> jax.Array:
         x = (images.astype(jnp.float32) - params["mean"]) * jnp.float32(1 / 256)
-        return LeNet(self.num_classes).apply(params["net"], x)
+        return forward(LeNet(self.num_classes), params["net"], x, self.compute_dtype)
 
 
 def lenet_classifier(
@@ -117,17 +147,19 @@ class CaffeNetLogits:
 
     lrn_before_pool: bool = False
     ten_crop: bool = True
+    compute_dtype: str = "float32"
+    net_params: ClassVar[str | None] = "net"
 
     def __call__(self, params: Any, images: jax.Array) -> jax.Array:
         net = CaffeNet(lrn_before_pool=self.lrn_before_pool)
         bgr = images[..., ::-1].astype(jnp.float32)
         if not self.ten_crop:
-            return net.apply(params["net"], preprocess.caffe_center_crop(bgr, params["mean_227"]))
+            x = preprocess.caffe_center_crop(bgr, params["mean_227"])
+            return forward(net, params["net"], x, self.compute_dtype)
         crops = preprocess.caffe_ten_crops(bgr, params["mean_227"])  # [B, 10, 227, 227, 3]
         b, n = crops.shape[:2]
-        log_probs = scoring.log_softmax(
-            net.apply(params["net"], crops.reshape(b * n, *crops.shape[2:]))
-        )
+        x = crops.reshape(b * n, *crops.shape[2:])
+        log_probs = scoring.log_softmax(forward(net, params["net"], x, self.compute_dtype))
         return jax.nn.logsumexp(log_probs.reshape(b, n, -1), axis=1) - jnp.log(jnp.float32(n))
 
 
@@ -135,8 +167,12 @@ class CaffeNetLogits:
 class AlexNetTorchvisionLogits:
     """torchvision AlexNet on uint8 RGB [B, H, W, 3] with torchvision's eval transform."""
 
+    compute_dtype: str = "float32"
+    net_params: ClassVar[str | None] = None  # params are the network's variables
+
     def __call__(self, params: Any, images: jax.Array) -> jax.Array:
-        return AlexNetTorchvision().apply(params, preprocess.torchvision_alexnet_input(images))
+        x = preprocess.torchvision_alexnet_input(images)
+        return forward(AlexNetTorchvision(), params, x, self.compute_dtype)
 
 
 @dataclass(frozen=True)
@@ -144,10 +180,13 @@ class EfficientNetLiteLogits:
     """EfficientNet-Lite on uint8 RGB [B, H, W, 3] with the official eval crop and (x-127)/128."""
 
     variant: str = "lite0"
+    compute_dtype: str = "float32"
+    net_params: ClassVar[str | None] = None
 
     def __call__(self, params: Any, images: jax.Array) -> jax.Array:
         model = EfficientNetLite.variant(self.variant)
-        return model.apply(params, preprocess.efficientnet_eval_crop(images, model.resolution))
+        x = preprocess.efficientnet_eval_crop(images, model.resolution)
+        return forward(model, params, x, self.compute_dtype)
 
 
 def _caffe_mean_227(mean: np.ndarray | None) -> jnp.ndarray:
@@ -372,13 +411,36 @@ def with_center_crop(clf: Classifier) -> Classifier:
     return dataclasses.replace(clf, logits=dataclasses.replace(clf.logits, ten_crop=False))
 
 
+def with_compute_dtype(clf: Classifier, params: Any, compute_dtype: str) -> tuple[Classifier, Any]:
+    """`clf` running its network in `compute_dtype`, and `params` with the network's weights
+    stored in it (cast once here, not in every call). ValueError for an unknown dtype, or a
+    classifier without the setting."""
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype {compute_dtype!r}: choose one of {COMPUTE_DTYPES}")
+    if compute_dtype == clf.compute_dtype:
+        return clf, params
+    if not hasattr(clf.logits, "compute_dtype"):
+        raise ValueError(f"{clf.name} has no compute_dtype setting")
+    logits = dataclasses.replace(clf.logits, compute_dtype=compute_dtype)
+    dtype, key = jnp.dtype(compute_dtype), clf.logits.net_params
+    if key is None:
+        params = cast_floats(params, dtype)
+    else:
+        params = {**params, key: cast_floats(params[key], dtype)}
+    return dataclasses.replace(clf, logits=logits), params
+
+
 RANDOM_WEIGHTS = "random"
 
 
 def load_classifier(
-    name: str, weights: str | Path | None = None, mean: str | Path | None = None
+    name: str,
+    weights: str | Path | None = None,
+    mean: str | Path | None = None,
+    compute_dtype: str = "float32",
 ) -> tuple[Classifier, Any]:
-    """Builds classifier `name` with its weights (default: the shipped file) and optional mean.
+    """Builds classifier `name` with its weights (default: the shipped file) and optional mean,
+    its network computing in `compute_dtype` (see `with_compute_dtype`).
 
     weights="random": randomly initialised parameters (fixed key), for benchmarks and memory
     studies of models whose weight files are not at hand.
@@ -391,11 +453,15 @@ def load_classifier(
         from jaxfool.weights.convert import caffe_mean_image
 
         mean_image = caffe_mean_image(mean, spec.image_shape)
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype {compute_dtype!r}: choose one of {COMPUTE_DTYPES}")
     if str(weights) == RANDOM_WEIGHTS:
-        return spec.build(spec.random_variables(jax.random.key(0)), mean_image)
-    path = Path(weights) if weights else spec.default_weights
-    if path is None:
-        raise npz.WeightsFileError(f"model {name} has no default weights: {spec.description}")
-    if not path.is_file():
-        raise npz.WeightsFileError(f"{path}: no such weights file for model {name}")
-    return spec.loader(path, mean_image)
+        clf, params = spec.build(spec.random_variables(jax.random.key(0)), mean_image)
+    else:
+        path = Path(weights) if weights else spec.default_weights
+        if path is None:
+            raise npz.WeightsFileError(f"model {name} has no default weights: {spec.description}")
+        if not path.is_file():
+            raise npz.WeightsFileError(f"{path}: no such weights file for model {name}")
+        clf, params = spec.loader(path, mean_image)
+    return with_compute_dtype(clf, params, compute_dtype)

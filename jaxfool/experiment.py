@@ -61,6 +61,7 @@ class RunConfig:
     classes: str | None = None
     eval_chunk: int | None = None
     ten_crop: bool = True
+    compute_dtype: str = "float32"
     direct_genes: str = "auto"
     mutation_rate: float = 0.1
     mutation_schedule: str = "constant"
@@ -74,6 +75,7 @@ class RunConfig:
     def __post_init__(self):
         choices = {
             "model": tuple(classifiers.MODELS),
+            "compute_dtype": classifiers.COMPUTE_DTYPES,
             "encoding": ENCODINGS,
             "direct_genes": ("auto", "float32", "uint8"),
             "mutation_schedule": ("constant", "halving"),
@@ -138,7 +140,9 @@ def replace_checked(config, **changes):
 def load_classifier(config: RunConfig):
     """The classifier and params of `config` (10-crop setting applied); ConfigError(model)."""
     try:
-        clf, params = classifiers.load_classifier(config.model, config.weights, config.mean)
+        clf, params = classifiers.load_classifier(
+            config.model, config.weights, config.mean, config.compute_dtype
+        )
     except (WeightsFileError, ValueError, OSError) as e:
         raise ConfigError("model", str(e)) from None
     if not config.ten_crop:

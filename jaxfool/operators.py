@@ -38,14 +38,15 @@ def polynomial_mutation(
     rate: float | jax.Array,
     eta: float,
     offset: jax.Array | int = 0,
+    backend: str = "auto",
 ) -> jax.Array:
     """Each gene, with probability `rate`, moves by a polynomial step and is clipped to [0, 1].
 
     One uniform u per gene decides both: the gene mutates if u < rate, and then u / rate is
     itself uniform on [0, 1) and drives the step. `offset` (see `rng.bits`) mutates a block of a
-    larger array with that array's draws.
+    larger array with that array's draws; `backend` is the random words' (same values).
     """
-    u = rng.uniform(key, genes.shape, offset)
+    u = rng.uniform(key, genes.shape, offset, backend)
     rate = jnp.asarray(rate, jnp.float32)
     picked = u < rate
     delta = polynomial_delta(jnp.where(picked, u / rate, 0.5), eta)
@@ -65,6 +66,7 @@ def sbx_children(
     eta: float,
     equal_genes: str = "copy",
     offset: jax.Array | int = 0,
+    backend: str = "auto",
 ) -> jax.Array:
     """Simulated binary crossover, bounded to [0, 1], per gene (Deb's code, as in Sferes).
 
@@ -77,12 +79,13 @@ def sbx_children(
 
     Both children are computed in one elementwise pass over [pairs, 2, ...], choosing each
     child's side before the powers (2 per child, not 4), with no stacking afterwards. `offset`
-    (see `rng.bits`) crosses a block of larger parent arrays with those arrays' draws.
+    (see `rng.bits`) crosses a block of larger parent arrays with those arrays' draws;
+    `backend` is the random words' (same values).
     """
     if equal_genes not in ("copy", "half"):
         raise ValueError(f"equal_genes must be 'copy' or 'half', got {equal_genes!r}")
     # one random word per gene pair, shared by its two children
-    bits = rng.bits(key, a.shape, offset)[:, None]
+    bits = rng.bits(key, a.shape, offset, backend)[:, None]
     a, b = a[:, None], b[:, None]
     u = rng.unit_float(bits)
     swap = (bits & 1) == 1  # the low bit is unused by u

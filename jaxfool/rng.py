@@ -7,6 +7,10 @@ cost more than the rest of its variation. Written out here as plain unrolled arr
 XLA fuses the 20 rounds into one elementwise loop, 8x faster, with bit-identical results, so
 switching to it changes no run. Keys of other generators, jax_threefry_partitionable=False
 (a different counter layout) and arrays of 2**32 or more elements fall back to jax.random.
+
+The unrolled form is the CPU's: lowered for an accelerator (`backend="auto"`, see
+`jaxfool.platforms`), or with `backend="accelerator"`, the words come from JAX's own Threefry
+primitive on the same counters (jax.random.bits' op: a CUDA kernel or XLA's unrolled rounds).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.extend.random import threefry2x32_p
+
+from jaxfool import platforms
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = 0x1BD11BDA  # Threefish's key-schedule constant
@@ -54,12 +61,30 @@ def _threefry_words(key: jax.Array) -> jax.Array | None:
     return key if key.dtype == jnp.uint32 and key.shape == (2,) else None  # a raw PRNGKey
 
 
-def bits(key: jax.Array, shape: tuple[int, ...], offset: jax.Array | int = 0) -> jax.Array:
+def _unrolled_bits(words: jax.Array, high: jax.Array, low: jax.Array) -> jax.Array:
+    """The CPU form: `threefry2x32` as fused elementwise operations."""
+    b1, b2 = threefry2x32(words[0], words[1], high, low)
+    return b1 ^ b2
+
+
+def _primitive_bits(words: jax.Array, high: jax.Array, low: jax.Array) -> jax.Array:
+    """The accelerator form: JAX's threefry2x32 primitive, as jax.random.bits binds it."""
+    b1, b2 = threefry2x32_p.bind(words[0], words[1], high, low)
+    return b1 ^ b2
+
+
+def bits(
+    key: jax.Array,
+    shape: tuple[int, ...],
+    offset: jax.Array | int = 0,
+    backend: str = "auto",
+) -> jax.Array:
     """uint32 words equal to jax.random.bits(key, shape).
 
     With `offset`, the words are elements [offset, offset + size) of a larger draw from the same
     key (flattened): a block of a big array computed on its own, with the same numbers. Offsets
-    need the larger draw to be under 2**32 elements.
+    need the larger draw to be under 2**32 elements. `backend` picks the unrolled (CPU) or the
+    primitive (accelerator) form (`jaxfool.platforms`); both give the same words.
     """
     shape = tuple(int(d) for d in shape)
     words = _threefry_words(key)
@@ -69,8 +94,8 @@ def bits(key: jax.Array, shape: tuple[int, ...], offset: jax.Array | int = 0) ->
         raise ValueError("rng.bits: offsets need the default threefry key and under 2**32 words")
     # the 64-bit counter is (high word, low word) = (0, flat index) below 2**32 elements
     count = _flat_index(shape) + jnp.asarray(offset).astype(jnp.uint32)
-    b1, b2 = threefry2x32(words[0], words[1], jnp.zeros(shape, jnp.uint32), count)
-    return b1 ^ b2
+    high = jnp.zeros(shape, jnp.uint32)
+    return platforms.select(backend, _unrolled_bits, _primitive_bits, words, high, count)
 
 
 def unit_float(words: jax.Array) -> jax.Array:
@@ -79,6 +104,12 @@ def unit_float(words: jax.Array) -> jax.Array:
     return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
 
 
-def uniform(key: jax.Array, shape: tuple[int, ...], offset: jax.Array | int = 0) -> jax.Array:
-    """float32 values equal to jax.random.uniform(key, shape) (on [0, 1)); `offset` as in bits."""
-    return unit_float(bits(key, shape, offset))
+def uniform(
+    key: jax.Array,
+    shape: tuple[int, ...],
+    offset: jax.Array | int = 0,
+    backend: str = "auto",
+) -> jax.Array:
+    """float32 values equal to jax.random.uniform(key, shape) (on [0, 1)); `offset` and
+    `backend` as in bits."""
+    return unit_float(bits(key, shape, offset, backend))

@@ -12,17 +12,22 @@ depth = longest path + 1. Edges are sorted by the longest-path depth of their so
 an edge is processed its source is final: acc[dst] += w * act_src(acc[src]). The loop runs
 over live edges only, vmapped over genomes and vectorised over pixels, in chunks of at most
 `max_genome_pixels` genome-pixels so memory stays bounded.
+
+Two renderers: "sequential" (one genome after another, `lax.switch` per edge: the CPU's) and
+"batched" (all genomes of a chunk per edge: the accelerators'). `render_strategy="auto"` takes
+the one of the platform the render is lowered for (`backend`, see `jaxfool.platforms`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxfool import color, operators
+from jaxfool import color, operators, platforms
 
 ACTIVATIONS = ("sine", "sigmoid", "gaussian", "linear")
 IDENTITY = len(ACTIVATIONS)  # activation id of the input nodes
@@ -156,7 +161,8 @@ class CppnEncoding:
     add_neuron_rate: float = 0.5
     delete_neuron_rate: float = 0.2
     max_genome_pixels: int = 2**20
-    render_strategy: str = "auto"  # "sequential" (one genome at a time), "batched", or auto
+    render_strategy: str = "auto"  # "sequential" (a genome at a time), "batched", auto: by backend
+    backend: str = "auto"  # auto: by lowering platform; or "cpu" / "accelerator" forms
 
     def __post_init__(self):
         s, s2, c = self.image_shape
@@ -172,6 +178,7 @@ class CppnEncoding:
             raise ValueError(f"max_nodes must be >= {NUM_INPUTS + c} (inputs + outputs)")
         if self.render_strategy not in ("auto", "sequential", "batched"):
             raise ValueError("render_strategy must be auto, sequential or batched")
+        platforms.check_backend(self.backend)
         if (self.max_nodes + 1) * self.max_edges >= 2**31:
             raise ValueError("(max_nodes + 1) * max_edges must stay below 2**31")
         if self.max_edges < NUM_INPUTS * c:
@@ -220,7 +227,7 @@ class CppnEncoding:
 
         # 1. every weight gene: polynomial mutation with probability 0.1
         weight = operators.polynomial_mutation(
-            keys[0], g.weight, self.weight_mutation_rate, self.eta_m
+            keys[0], g.weight, self.weight_mutation_rate, self.eta_m, backend=self.backend
         )
         g = g.replace(weight=jnp.where(g.edge_alive, weight, g.weight))
 
@@ -375,10 +382,15 @@ class CppnEncoding:
     def outputs(self, genomes: CppnGenome, size: int | None = None) -> jax.Array:
         """float32 [B, size, size, C]: raw CPPN outputs in [-1, 1] (default size: native)."""
         size = size or self.image_shape[0]
+        if self.render_strategy != "auto":
+            return self._outputs(self.render_strategy, size, genomes)
+        sequential = partial(self._outputs, "sequential", size)
+        batched = partial(self._outputs, "batched", size)
+        return platforms.select(self.backend, sequential, batched, genomes)
+
+    def _outputs(self, strategy: str, size: int, genomes: CppnGenome) -> jax.Array:
+        """`outputs` by one renderer ("sequential" or "batched")."""
         pixels = size * size
-        strategy = self.render_strategy
-        if strategy == "auto":
-            strategy = "sequential" if jax.default_backend() == "cpu" else "batched"
         block = min(pixels, self.max_genome_pixels)
         if strategy == "sequential":  # a genome's node rows then stay in a CPU core's cache
             block = min(block, SEQUENTIAL_PIXEL_BLOCK)

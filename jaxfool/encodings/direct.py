@@ -15,17 +15,22 @@ is 197 MB instead of 786 MB) and the stored genome *is* the image. Variation dec
 to the gene (b + 0.5) / 255 (clipped to 1), the centre of the genes that make that byte, so
 expressing an undecoded child gives the same bytes; what is lost is the sub-byte remainder a
 float gene would carry into the next generation.
+
+Variation has a CPU form (children varied in blocks looped over, random words unrolled) and an
+accelerator form (one pass, JAX's Threefry), chosen by `backend` (`jaxfool.platforms`); both
+give the same children.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 
-from jaxfool import color, operators
+from jaxfool import color, operators, platforms
 
 SCHEDULES = ("constant", "halving")
 GENE_FORMATS = ("float32", "uint8")
@@ -47,7 +52,8 @@ class DirectEncoding:
     sbx_equal_genes: str = "copy"  # "half" reproduces the original's 0.5-fill quirk
     genes: str = "float32"  # or "uint8": store each gene as its pixel byte (compact archive)
     color: str = "hls"  # colour bytes are OpenCV HLS (original) or HSV (the paper's wording)
-    vary_block_genes: int = 2**22  # children's genes varied per loop step (bounds memory)
+    vary_block_genes: int = 2**22  # children's genes varied per loop step (CPU form)
+    backend: str = "auto"  # variation's CPU or accelerator form, or auto (jaxfool.platforms)
 
     def __post_init__(self):
         if self.mutation_schedule not in SCHEDULES:
@@ -60,6 +66,7 @@ class DirectEncoding:
             raise ValueError(f"images need 1 or 3 channels, got shape {self.image_shape}")
         if self.vary_block_genes < 1:
             raise ValueError(f"vary_block_genes must be >= 1, got {self.vary_block_genes}")
+        platforms.check_backend(self.backend)
 
     def init(self, key: jax.Array, n: int) -> jax.Array:
         return self.encode(jax.random.uniform(key, (n, *self.image_shape), jnp.float32))
@@ -95,43 +102,52 @@ class DirectEncoding:
         flip = jax.random.bernoulli(k_order, 0.5, (n, 1))  # copy as (b, a) rather than (a, b)
         cross = jax.random.uniform(k_do, (n, 1)) < self.crossover_rate
         rate = self.rate(generation)
+        a, b = parents_a.reshape(n, genes), parents_b.reshape(n, genes)
+
+        cpu = partial(self._children, "cpu", (k_cross, k_mut), rate)
+        accelerator = partial(self._children, "accelerator", (k_cross, k_mut), rate)
+        children = platforms.select(self.backend, cpu, accelerator, a, b, flip, cross)
+        return children.reshape((2 * n,) + parents_a.shape[1:])
+
+    def _children(self, backend, keys, rate, a, b, flip, cross) -> jax.Array:
+        """Children [2n, genes] of flat parent rows [n, genes], by the CPU form (blocks of
+        pairs looped over) or the accelerator form (all pairs at once): the same numbers."""
+        k_cross, k_mut = keys
+        n, genes = a.shape
 
         def pairs_block(first, a, b, flip, cross):
             """Children [pairs, 2, genes] of flat parent rows [pairs, genes]; pair 0 of the
             block is pair `first` of the population (its random draws are that pair's)."""
             a, b = self.decode(a), self.decode(b)
             crossed = operators.sbx_children(
-                k_cross, a, b, self.eta_c, self.sbx_equal_genes, offset=first * genes
+                k_cross, a, b, self.eta_c, self.sbx_equal_genes, first * genes, backend
             )
             second = jax.lax.broadcasted_iota(jnp.int32, (1, 2, 1), 1) == 1
             copies = jnp.where(second != flip[:, None], b[:, None], a[:, None])
             children = jnp.where(cross[:, None], crossed, copies)
             mutated = operators.polynomial_mutation(
-                k_mut, children, rate, self.eta_m, offset=first * 2 * genes
+                k_mut, children, rate, self.eta_m, first * 2 * genes, backend
             )
             return self.encode(mutated)
 
-        # Flat rows, in blocks of pairs looped over: XLA's CPU loops over [..., 3] colour
+        # CPU: flat rows, in blocks of pairs looped over: XLA's CPU loops over [..., 3] colour
         # genomes run 3 elements long (4x slower), and without the loop XLA fused the variation
         # into each consumer of the children, recomputing it (2-3x slower generations).
-        a, b = parents_a.reshape(n, genes), parents_b.reshape(n, genes)
         per_block = max(1, self.vary_block_genes // (2 * genes))
         num_blocks = -(-n // per_block)
-        if num_blocks == 1 or 2 * n * genes >= 2**32:
-            children = pairs_block(0, a, b, flip, cross)
-        else:
-            per_block = -(-n // num_blocks)  # equal blocks; the padding pairs are dropped
+        if backend == "accelerator" or num_blocks == 1 or 2 * n * genes >= 2**32:
+            return pairs_block(0, a, b, flip, cross).reshape(2 * n, genes)
+        per_block = -(-n // num_blocks)  # equal blocks; the padding pairs are dropped
 
-            def blocked(x):
-                x = jnp.pad(x, [(0, num_blocks * per_block - n)] + [(0, 0)] * (x.ndim - 1))
-                return x.reshape((num_blocks, per_block) + x.shape[1:])
+        def blocked(x):
+            x = jnp.pad(x, [(0, num_blocks * per_block - n)] + [(0, 0)] * (x.ndim - 1))
+            return x.reshape((num_blocks, per_block) + x.shape[1:])
 
-            firsts = jnp.arange(num_blocks, dtype=jnp.uint32) * per_block  # < 2**32
-            children = jax.lax.map(
-                lambda xs: pairs_block(*xs), (firsts, *map(blocked, (a, b, flip, cross)))
-            )
-        children = children.reshape(-1, genes)[: 2 * n]
-        return children.reshape((2 * n,) + parents_a.shape[1:])
+        firsts = jnp.arange(num_blocks, dtype=jnp.uint32) * per_block  # < 2**32
+        children = jax.lax.map(
+            lambda xs: pairs_block(*xs), (firsts, *map(blocked, (a, b, flip, cross)))
+        )
+        return children.reshape(-1, genes)[: 2 * n]
 
     def express(self, genomes: jax.Array) -> jax.Array:
         raw = genomes if self.genes == "uint8" else self.to_bytes(genomes)

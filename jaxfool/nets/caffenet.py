@@ -14,6 +14,9 @@ Caffe's semantics, which differ from Flax's defaults in two places:
 Dropout is the identity at test time and is left out. Layer names follow Caffe's, so converted
 `.caffemodel` weights map one to one (`jaxfool.weights.convert`). Input is NHWC float32
 [B, 227, 227, 3] in **BGR**, 0..255 scale with the ImageNet mean image already subtracted.
+
+`backend` (`jaxfool.platforms`) picks the CPU's convolutions (grouped ones one per group,
+conv1 with an unread padding row; `jaxfool.nets.conv`) or the plain XLA ones.
 """
 
 import functools
@@ -62,6 +65,7 @@ class CaffeNet(nn.Module):
 
     num_classes: int = 1000
     lrn_before_pool: bool = False
+    backend: str = "auto"  # auto: by lowering platform; or "cpu" / "accelerator" convolutions
 
     def _pool_and_norm(self, x: jnp.ndarray) -> jnp.ndarray:
         if self.lrn_before_pool:
@@ -70,8 +74,10 @@ class CaffeNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        conv = functools.partial(nn.Conv, conv_general_dilated=grouped_conv)
-        conv1 = functools.partial(nn.Conv, conv_general_dilated=strided_valid_conv)
+        grouped = functools.partial(grouped_conv, backend=self.backend)
+        conv = functools.partial(nn.Conv, conv_general_dilated=grouped)
+        padded = functools.partial(strided_valid_conv, backend=self.backend)
+        conv1 = functools.partial(nn.Conv, conv_general_dilated=padded)
         x = nn.relu(conv1(96, (11, 11), strides=(4, 4), padding="VALID", name="conv1")(x))
         x = self._pool_and_norm(x)
         x = nn.relu(conv(256, (5, 5), padding=2, feature_group_count=2, name="conv2")(x))

