@@ -55,6 +55,8 @@ for define, name, default, text in [
     (STR, "cppn_color", "hls", "Colour CPPN outputs read as hls (original) or hsv."),
     (INT, "max_nodes", 64, "CPPN node capacity (inputs and outputs included)."),
     (INT, "max_edges", 256, "CPPN connection capacity."),
+    (STR, "emitter", "original", "Variation: original, isoline, gradient, or a mix 'a:0.5,b:0.5'."),
+    (STR, "emitter_params", "", "Emitter settings, e.g. 'gradient.step_max=0.1' (see README)."),
     # how it is driven (experiment.LoopConfig)
     (INT, "generations", None, "Generations to reach (default: 200 MNIST, 5000 ImageNet)."),
     (STR, "out", None, "Run directory (default: runs/<time>_<model>_<encoding>_s<seed>)."),

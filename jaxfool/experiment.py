@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfool import classifiers, evolve, fileio, images, runs
+from jaxfool import classifiers, emitters, evolve, fileio, images, runs
 from jaxfool.errors import ConfigError, Interrupted
 from jaxfool.rundir import RunDir, RunDirError
 from jaxfool.signals import Stop
@@ -71,6 +71,8 @@ class RunConfig:
     cppn_color: str = "hls"
     max_nodes: int = 64
     max_edges: int = 256
+    emitter: str = "original"
+    emitter_params: str = ""
 
     def __post_init__(self):
         choices = {
@@ -94,6 +96,12 @@ class RunConfig:
         _check(self.eval_chunk is None or self.eval_chunk >= 1, "eval_chunk", "must be >= 1")
         for name in ("mutation_rate", "crossover_rate"):
             _check(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
+        try:
+            emitters.parse_spec(self.emitter, 2 * 10**6)  # names and fractions
+            parse_emitter_params(self.emitter_params, self.emitter)
+        except ValueError as e:
+            field = "emitter_params" if "emitter_params" in str(e) else "emitter"
+            raise ConfigError(field, str(e)) from None
         _check(self.max_nodes >= 1, "max_nodes", "must be >= 1")
         _check(self.max_edges >= 1, "max_edges", "must be >= 1")
         _check(
@@ -124,6 +132,39 @@ class LoopConfig:
         _check(gens is None or gens >= 0, "generations", "must be >= 0")
         _check(self.log_every >= 1, "log_every", "must be >= 1")
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
+
+
+def parse_emitter_params(text: str, spec: str) -> dict[str, dict[str, float]]:
+    """'gradient.step_size=0.1,isoline.iso_sigma=0.02' -> {emitter: {field: value}}, each
+    emitter one of `spec`'s and each field one of its Params'. ValueError naming the part."""
+    names = {name.partition(":")[0].strip() for name in spec.split(",")}
+    out: dict[str, dict[str, float]] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        target, _, value = part.partition("=")
+        name, _, field = target.partition(".")
+        if name not in names:
+            raise ValueError(f"emitter_params {part!r}: {name!r} is not in --emitter={spec}")
+        fields = dataclasses.fields(emitters.EMITTERS[name](None).default_params())
+        if field not in {f.name for f in fields}:
+            known = ", ".join(f.name for f in fields) or "none"
+            raise ValueError(f"emitter_params {part!r}: {name} has no {field!r} ({known})")
+        try:
+            out.setdefault(name, {})[field] = float(value)
+        except ValueError:
+            raise ValueError(f"emitter_params {part!r}: {value!r} is not a number") from None
+    return out
+
+
+def emitter_params(config: RunConfig, evolution: evolve.EvolutionConfig) -> tuple:
+    """Each emitter's runtime Params: its defaults with `config.emitter_params` applied."""
+    import jax.numpy as jnp
+
+    given = parse_emitter_params(config.emitter_params, config.emitter)
+    names = [n for n, _ in evolution.emitters] or ["original"]
+    return tuple(
+        p.replace(**{k: jnp.float32(v) for k, v in given.get(name, {}).items()})
+        for name, p in zip(names, evolution.default_emitter_params(), strict=True)
+    )
 
 
 def replace_checked(config, **changes):
@@ -200,6 +241,11 @@ def evolution_config(config: RunConfig, clf, mesh=None) -> evolve.EvolutionConfi
         classes = runs.parse_classes(config.classes, clf.num_classes)
     except ValueError as e:
         raise ConfigError("classes", str(e)) from None
+    shares = () if config.emitter == "original" else config.emitter
+    try:
+        shares = emitters.parse_spec(shares, config.population) if shares else ()
+    except ValueError as e:
+        raise ConfigError("emitter", str(e)) from None
     return evolve.EvolutionConfig(
         encoding=build_encoding(config, clf.image_shape),
         classifier=clf,
@@ -208,6 +254,7 @@ def evolution_config(config: RunConfig, clf, mesh=None) -> evolve.EvolutionConfi
         initial_population=config.initial_population or config.population,
         eval_chunk=config.eval_chunk,
         mesh=mesh,
+        emitters=shares,
     )
 
 
@@ -235,15 +282,17 @@ def chunks(
     log_every: int,
     checkpoint_every: int = 0,
     compiled: Callable | None = None,
+    emitter_params: tuple | None = None,
 ) -> Iterator[tuple[Any, int, float]]:
     """The loop every script drives: (state, generations in the chunk, seconds) after each
     host call of `evolve.run`, from `state`'s generation to `generations` (see `chunk_sizes`).
     `compiled`: `evolve.run` lowered and compiled for these arguments (else jitted on use)."""
     step = compiled or (lambda *args: evolve.run(evolution, *args))
+    extra = () if emitter_params is None else (emitter_params,)
     sizes = chunk_sizes(int(state.generation), generations, log_every, checkpoint_every)
     for n in sizes:
         t0 = time.perf_counter()
-        state = jax.block_until_ready(step(params, state, loop_key, n))
+        state = jax.block_until_ready(step(params, state, loop_key, n, *extra))
         yield state, n, time.perf_counter() - t0
 
 
@@ -505,7 +554,9 @@ def drive(run: Run, stop: Stop | None = None, resuming: bool = False) -> dict:
     writes the outputs. Returns summary.json's dict; its status says how the run ended."""
     loop, cfg = run.loop, run.evolution
     out = run.dir.path
-    compiled = evolve.run.lower(cfg, run.params, run.state, run.loop_key, 1).compile()
+    custom = run.config.emitter != "original" or run.config.emitter_params
+    extra = (emitter_params(run.config, cfg),) if custom else ()  # none: the defaults
+    compiled = evolve.run.lower(cfg, run.params, run.state, run.loop_key, 1, *extra).compile()
     _check_stop(stop, run.dir, resuming)
     if resuming and run.writer:
         drop_metrics_after(out / "metrics.jsonl", int(run.state.generation))
@@ -518,7 +569,7 @@ def drive(run: Run, stop: Stop | None = None, resuming: bool = False) -> dict:
     if int(run.state.nan_scores):
         status = "stopped: NaN scores"
     steps = chunks(cfg, run.params, run.state, run.loop_key, loop.generations, loop.log_every,
-                   loop.checkpoint_every, compiled)  # fmt: skip
+                   loop.checkpoint_every, compiled, *extra)  # fmt: skip
     for state, n, seconds in steps if status == "completed" else ():
         run.state = state
         row = progress_row(state, takeovers, n, seconds, cfg.population)

@@ -139,3 +139,31 @@ def test_all_nan_classifier_stops_with_outputs(tmp_path, lenet):
     assert summary["generations_completed"] == 0 and summary["nan_scores"] == 20
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["status"] == summary["status"]
+
+
+@pytest.mark.parametrize(
+    "changes,field",
+    [({"emitter": "annealing"}, "emitter"), ({"emitter": "original:0.5"}, "emitter"),
+     ({"emitter_params": "gradient.step_max=0.1"}, "emitter_params"),
+     ({"emitter": "gradient", "emitter_params": "gradient.rate=2"}, "emitter_params"),
+     ({"emitter": "gradient", "emitter_params": "gradient.step_max=x"}, "emitter_params")],
+)  # fmt: skip
+def test_emitter_settings_are_checked_once(changes, field):
+    with pytest.raises(ConfigError) as e:
+        RunConfig(**changes)
+    assert e.value.field == field
+
+
+def test_emitter_params_reach_the_emitters():
+    from jaxfool import classifiers
+
+    config = RunConfig(
+        encoding="direct", population=20, emitter="original:0.5,gradient:0.5",
+        emitter_params="gradient.step_max=0.2,gradient.random_target=0.5",
+    )  # fmt: skip
+    clf, _ = classifiers.load_classifier("lenet")
+    evolution = experiment.evolution_config(config, clf)
+    assert evolution.emitters == (("original", 10), ("gradient", 10))
+    original, grad = experiment.emitter_params(config, evolution)
+    assert float(grad.step_max) == pytest.approx(0.2) and float(grad.random_target) == 0.5
+    assert float(grad.step_min) == pytest.approx(0.05)  # the direct default, untouched

@@ -1,0 +1,105 @@
+"""Generations (and evaluations) until every class's elite reaches --threshold, per emitter.
+
+    python experiments/compare_emitters.py --encodings=direct,cppn \
+        --emitters="original;isoline;gradient;isoline:0.5,gradient:0.5" --seeds=0-4
+
+For each encoding and emitter spec, the --seeds runs go in one vmapped call per generation
+(`evolve.run` over a batch of states) until all of them have every class >= --threshold or
+--max_generations pass. Prints a markdown table (median and per-seed generations; "-" for a
+run that did not get there) and a final JSON line.
+"""
+
+from jaxfool import cli
+
+STOP = cli.Stop()
+
+import json  # noqa: E402
+import time  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from jaxfool import experiment, runs  # noqa: E402
+from jaxfool.cli import FlagError  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "lenet", "Classifier (see fool.py --model).")
+flags.DEFINE_string("weights", None, "Weights file (default: the model's shipped weights).")
+flags.DEFINE_string("encodings", "direct,cppn", "Comma-separated encodings.")
+flags.DEFINE_string("emitters", "original;isoline;gradient", "Emitter specs, ';'-separated.")
+flags.DEFINE_string("seeds", "0-4", "Seeds, e.g. '0-4' or '0,3'.")
+flags.DEFINE_integer("population", 200, "Children per generation.")
+flags.DEFINE_integer("max_generations", 200, "Give up on a run after this many generations.")
+flags.DEFINE_float("threshold", 0.9999, "Every class's elite must reach this confidence.")
+flags.DEFINE_string("classes", None, "Class indices (default: all).")
+
+
+def first_passing(config: experiment.RunConfig, seeds: list[int]) -> list[int | None]:
+    """Per seed, the first generation at which every cell is >= --threshold (None: never)."""
+    import jax
+    import numpy as np
+
+    from jaxfool import evolve
+
+    clf, params = experiment.load_classifier(config)
+    config, _ = experiment.with_original_defaults(config, experiment.LoopConfig(), clf.image_shape)
+    evolution = experiment.evolution_config(config, clf)
+    eparams = experiment.emitter_params(config, evolution)
+    keys = [evolve.run_keys(s) for s in seeds]
+    init = jax.vmap(lambda k: evolve.init(evolution, params, k))
+    states = init(jax.numpy.stack([k for k, _ in keys]))
+    loop_keys = jax.numpy.stack([k for _, k in keys])
+    one = jax.jit(jax.vmap(lambda s, k: evolve.run(evolution, params, s, k, 1, eparams)))
+    limit = np.log(FLAGS.threshold)
+    done: list[int | None] = [None] * len(seeds)
+    for generation in range(FLAGS.max_generations + 1):
+        passing = np.all(np.asarray(states.archive.log_prob) >= limit, axis=1)
+        for r, ok in enumerate(passing):
+            if ok and done[r] is None:
+                done[r] = generation
+        if all(d is not None for d in done) or generation == FLAGS.max_generations or STOP:
+            return done
+        states = one(states, loop_keys)
+    return done
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        seeds = list(runs.parse_classes(FLAGS.seeds, 10**6))
+    except ValueError as e:
+        raise FlagError(f"--seeds: {e}") from None
+    if FLAGS.max_generations < 0:
+        raise FlagError(f"--max_generations={FLAGS.max_generations}: must be >= 0")
+    if not 0 < FLAGS.threshold < 1:
+        raise FlagError(f"--threshold={FLAGS.threshold}: must be in (0, 1)")
+    specs = [s.strip() for s in FLAGS.emitters.split(";") if s.strip()]
+    rows = []
+    print("| encoding | emitter | median generations | per seed | evaluations (median) | s |")
+    print("|---|---|---|---|---|---|")
+    for encoding in FLAGS.encodings.split(","):
+        for spec in specs:
+            config = experiment.RunConfig(
+                model=FLAGS.model, weights=FLAGS.weights, encoding=encoding.strip(),
+                population=FLAGS.population, classes=FLAGS.classes, emitter=spec,
+            )  # fmt: skip
+            t0 = time.perf_counter()
+            gens = first_passing(config, seeds)
+            seconds = time.perf_counter() - t0
+            finite = sorted(g for g in gens if g is not None)
+            median = finite[len(gens) // 2] if len(finite) > len(gens) // 2 else None
+            evals = None if median is None else FLAGS.population * (median + 1)
+            rows.append({"encoding": encoding, "emitter": spec, "generations": gens,
+                         "median_generations": median, "median_evaluations": evals,
+                         "seconds": round(seconds, 1)})  # fmt: skip
+            shown = ", ".join("-" if g is None else str(g) for g in gens)
+            print(f"| {encoding} | `{spec}` | {'-' if median is None else median} | {shown} | "
+                  f"{'-' if evals is None else evals} | {seconds:.0f} |", flush=True)  # fmt: skip
+            if STOP:
+                break
+    print(json.dumps({"model": FLAGS.model, "threshold": FLAGS.threshold, "seeds": seeds,
+                      "max_generations": FLAGS.max_generations, "rows": rows}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    cli.run(main)
