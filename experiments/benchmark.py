@@ -22,6 +22,12 @@ barely change), per-stage times, peak memory, and the limits:
 - numpy_generations_per_s (MNIST direct): the same algorithm as a per-individual NumPy loop
   (`numpy_baseline.py`), timed interleaved with jaxfool in the same process.
 
+--suite=gpu runs every generation case in float32 and again with the classifier in bfloat16
+(`compute_dtype`, name suffix /bf16): the bf16 case's device FLOP/s come from bf16 probes, and
+it reports its log-probability error against float32 on the initial population's images.
+Memory: `run_device_mib` is XLA's memory analysis of the compiled generation loop (the case's
+own, even when cases share a process), `peak_device_mib` the process's peak so far.
+
 Timings are the best of `repeats` runs, with the generation, the classifier alone and the
 throughput probes timed in turn within each repeat. `load_avg_1m` and `cpu_cores_used` say how
 much of the machine the case had; compare ratios, not absolute figures, across loaded runs.
@@ -87,6 +93,7 @@ class Case:
     size: int = 256  # render: image size; classifier: unused
     channels: int = 3  # render: 1 (MNIST) or 3 (ImageNet)
     cells: int = 1000  # insert: archive cells
+    compute_dtype: str = "float32"  # generation: the classifier's forward pass (or "bfloat16")
 
 
 # --- suites: tables of cases ------------------------------------------------------------------
@@ -100,6 +107,15 @@ def gen(model: str, encoding: str, population: int, **kw) -> Case:
     tag = f"{model}-10crop" if model == "caffenet" else model
     name = f"{{suite}}/{tag}/{encoding}/p{population}"
     return Case("generation", "", name, model, weights, True, encoding, population, **kw)
+
+
+def in_both_dtypes(case: Case) -> tuple[Case, Case]:
+    """A generation case as it is (float32) and with its classifier in bfloat16 (its speed and
+    confidence error; no stage profile or NumPy baseline, which do not depend on the dtype)."""
+    bf16 = dataclasses.replace(
+        case, name=f"{case.name}/bf16", compute_dtype="bfloat16", stages=False, numpy_generations=0
+    )
+    return case, bf16
 
 
 def net(model: str, batch: int) -> Case:
@@ -136,15 +152,15 @@ BASIC: dict[str, dict[str, tuple[Case, ...]]] = {
     "mnist-direct": {
         "cpu": (gen("lenet", "direct", 200, generations=200, numpy_generations=3),),
         "gpu": (
-            gen("lenet", "direct", 200, generations=1000, numpy_generations=3),
-            gen("lenet", "direct", 4000, generations=200, numpy_generations=3),
+            *in_both_dtypes(gen("lenet", "direct", 200, generations=1000, numpy_generations=3)),
+            *in_both_dtypes(gen("lenet", "direct", 4000, generations=200, numpy_generations=3)),
         ),
     },
     "mnist-cppn": {
         "cpu": (gen("lenet", "cppn", 200, generations=100),),
         "gpu": (
-            gen("lenet", "cppn", 200, generations=500),
-            gen("lenet", "cppn", 4000, generations=100),
+            *in_both_dtypes(gen("lenet", "cppn", 200, generations=500)),
+            *in_both_dtypes(gen("lenet", "cppn", 4000, generations=100)),
         ),
     },
     "imagenet-direct": {
@@ -153,8 +169,8 @@ BASIC: dict[str, dict[str, tuple[Case, ...]]] = {
             gen("caffenet", "direct", 64, generations=1, repeats=2),
         ),
         "gpu": (
-            gen("efficientnet_lite0", "direct", 200, generations=10),
-            gen("caffenet", "direct", 200, generations=10),
+            *in_both_dtypes(gen("efficientnet_lite0", "direct", 200, generations=10)),
+            *in_both_dtypes(gen("caffenet", "direct", 200, generations=10)),
         ),
     },
     "imagenet-cppn": {
@@ -165,8 +181,8 @@ BASIC: dict[str, dict[str, tuple[Case, ...]]] = {
             gen("caffenet", "cppn", 400, repeats=1, classifier_only=False, stages=False),
         ),
         "gpu": (
-            gen("efficientnet_lite0", "cppn", 400, generations=10),
-            gen("caffenet", "cppn", 400, generations=10),
+            *in_both_dtypes(gen("efficientnet_lite0", "cppn", 400, generations=10)),
+            *in_both_dtypes(gen("caffenet", "cppn", 400, generations=10)),
         ),
     },
     "classifiers": {
@@ -363,16 +379,16 @@ def environment() -> dict:
     }
 
 
-def throughput_probes() -> dict[str, tuple]:
-    """{name: (blocking fn, FLOPs per call)}: a large float32 matmul and a large 3 x 3
-    convolution (the kinds of work a classifier is made of), at the default precision;
+def throughput_probes(dtype: str = "float32") -> dict[str, tuple]:
+    """{name: (blocking fn, FLOPs per call)}: a large matmul and a large 3 x 3 convolution
+    (the kinds of work a classifier is made of) in `dtype`, at the default precision;
     compiled and run once."""
     cpu = jax.default_backend() == "cpu"
     n = 2048 if cpu else 8192
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     batch, hw, ch = (16, 56, 128) if cpu else (128, 56, 256)
-    x = jax.random.normal(jax.random.key(1), (batch, hw, hw, ch), jnp.float32)
-    w = jax.random.normal(jax.random.key(2), (3, 3, ch, ch), jnp.float32)
+    x = jax.random.normal(jax.random.key(1), (batch, hw, hw, ch), dtype)
+    w = jax.random.normal(jax.random.key(2), (3, 3, ch, ch), dtype)
     matmul = jax.jit(lambda a: a @ a)
     conv = jax.jit(
         lambda x, w: jax.lax.conv_general_dilated(
@@ -438,6 +454,7 @@ def run_config(case: Case) -> experiment.RunConfig:
         population=case.population,
         eval_chunk=case.eval_chunk,
         ten_crop=case.ten_crop,
+        compute_dtype=case.compute_dtype,
     )
 
 
@@ -525,6 +542,44 @@ def numpy_baseline_timer(params, population: int, generations: int):
     return run, lambda: (before, float(np.median(arch.log_prob)))
 
 
+def run_device_mib(compiled) -> dict | None:
+    """XLA's memory analysis of a compiled function, in MiB: its arguments, outputs, temporaries
+    and their total (arguments + outputs - aliased + temporaries); None where unavailable."""
+    stats = compiled.memory_analysis()
+    if stats is None:
+        return None
+    mib = {
+        "arguments": stats.argument_size_in_bytes,
+        "outputs": stats.output_size_in_bytes,
+        "temp": stats.temp_size_in_bytes,
+    }
+    mib["total"] = sum(mib.values()) - stats.alias_size_in_bytes
+    return {k: round(v / 2**20, 1) for k, v in mib.items()}
+
+
+def log_prob_error(case: Case, config, params, init_key) -> dict:
+    """The case's dtype against float32: log p of the archive's classes on the initial
+    population's images, max |difference| over all of them and over each image's best class,
+    and how often the best class agrees."""
+    _, f32_params, f32_config = case_setup(dataclasses.replace(case, compute_dtype="float32"))
+    images = jax.jit(config.encoding.express)(config.encoding.init(init_key, case.population))
+    classes = jnp.asarray(config.classes)
+
+    def scores(cfg, p):
+        fn = jax.jit(lambda p, x: scoring.score(cfg.classifier.logits, p, x, cfg.eval_chunk))
+        return np.asarray(fn(p, images)[:, classes])
+
+    want, got = scores(f32_config, f32_params), scores(config, params)
+    top = want.argmax(axis=1)
+    rows = np.arange(len(top))
+    delta = np.abs(got - want)
+    return {
+        "max_abs_delta_log_prob": sig(float(delta.max())),
+        "max_abs_delta_log_prob_top": sig(float(delta[rows, top].max())),
+        "top_class_agreement": round(float(np.mean(got.argmax(axis=1) == top)), 4),
+    }
+
+
 def limit_fields(flops: float, throughput: dict, population: int, gen_s: float, clf_s) -> dict:
     limit_s = flops * population / throughput["device_flops_per_s"]
     return {
@@ -563,7 +618,8 @@ def generation_case_row(case: Case) -> dict:
         fns["numpy"], numpy_result = numpy_baseline_timer(
             params, case.population, case.numpy_generations
         )
-    probes = throughput_probes()  # timed with the rest: the same load on a shared machine
+    # timed with the rest (the same load on a shared machine), in the classifier's dtype
+    probes = throughput_probes(case.compute_dtype)
     fns.update({k: fn for k, (fn, _) in probes.items()})
     cpu, wall = process_cpu_s(), time.perf_counter()
     cpu_times = {}
@@ -576,6 +632,7 @@ def generation_case_row(case: Case) -> dict:
         "model": clf.name,
         "weights": case.weights or "shipped",
         "fitness": fitness_name(clf),
+        "compute_dtype": case.compute_dtype,
         "encoding": case.encoding,
         "population": case.population,
         "image_shape": list(clf.image_shape),
@@ -597,6 +654,7 @@ def generation_case_row(case: Case) -> dict:
         if clf_s is None
         else round(cpu_times["generation"] / cpu_times["classifier"], 3),
         "cpu_cores_used": round(cores_used, 2),  # while timing; below cpu_count: contention
+        "run_device_mib": run_device_mib(run),
     }
     if case.stages:
         stages = stage_times(config, params, state, loop_key, case.repeats, n)
@@ -611,6 +669,8 @@ def generation_case_row(case: Case) -> dict:
     row["original_evaluations_per_s"] = sig(original["evaluations_per_s"])
     row["original_hardware"] = original["hardware"]
     row["speedup_over_original"] = sig(case.population / gen_s / original["evaluations_per_s"])
+    if case.compute_dtype != "float32":
+        row["log_prob_error_vs_float32"] = log_prob_error(case, config, params, init_key)
     if numpy_result is not None:
         numpy_s = times["numpy"] / case.numpy_generations
         before, after = numpy_result()

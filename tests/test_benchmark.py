@@ -25,7 +25,7 @@ GENERATION_FIELDS = (
     "device_flops_per_s", "limit_generation_s", "fraction_of_limit",
     "original_evaluations_per_s", "speedup_over_original", "numpy_generations_per_s",
     "speedup_over_numpy", "peak_host_rss_mib", "peak_device_mib", "overhead_ratio_cpu",
-    "cpu_cores_used", "load_avg_1m", "isolated",
+    "cpu_cores_used", "load_avg_1m", "isolated", "compute_dtype", "run_device_mib",
 )  # fmt: skip
 
 
@@ -118,10 +118,12 @@ SUITES = (
 CUSTOM = ["--suite=custom", "--model=caffenet", "--encoding=cppn", "--population=10",
           "--generations=3", "--noten_crop", "--weights=random"]  # fmt: skip
 CHOICES = [[f"--suite={s}", *extra] for s in SUITES for extra in ([], ["--tiny"])] + [CUSTOM]
-# sha256 of json.dumps(cases of CHOICES, sort_keys=True), taken before the suites became tables:
-# every field of every case of every suite, with and without --tiny. A change meant to be made
-# (a new configuration) changes it: print the new digest and put it here.
-CHOICES_SHA256 = "6084ad28524e304bca494ad522a48d5eadf051abdf629d6473df0a2bc22da190"
+# sha256 of json.dumps(cases of CHOICES, sort_keys=True): every field of every case of every
+# suite, with and without --tiny. A change meant to be made (a new configuration) changes it:
+# print the new digest and put it here. Taken when --suite=gpu got its bf16 twins (issue 15);
+# without them and the compute_dtype field, the cases gave the digest of before the suites
+# became tables, 6084ad28524e304bca494ad522a48d5eadf051abdf629d6473df0a2bc22da190.
+CHOICES_SHA256 = "a51c9ce1507151771eba7c5b855a0ac1335bc43cb533c60ccff364a0c0c003d6"
 
 BASIC_NAMES = ["device", "mnist-direct/lenet/direct/p200", "mnist-cppn/lenet/cppn/p200",
     "imagenet-direct/efficientnet_lite0/direct/p64", "imagenet-direct/caffenet-10crop/direct/p64",
@@ -135,10 +137,12 @@ BASIC_NAMES = ["device", "mnist-direct/lenet/direct/p200", "mnist-cppn/lenet/cpp
 BASIC_SUITES = ["device", "mnist-direct", "mnist-cppn", *["imagenet-direct"] * 2,
                 *["imagenet-cppn"] * 3, *["classifiers"] * 5, *["render"] * 3,
                 *["archive-insert"] * 3]  # fmt: skip
-GPU_NAMES = ["device", "mnist-direct/lenet/direct/p200", "mnist-direct/lenet/direct/p4000",
+GPU_GENERATIONS = ["mnist-direct/lenet/direct/p200", "mnist-direct/lenet/direct/p4000",
     "mnist-cppn/lenet/cppn/p200", "mnist-cppn/lenet/cppn/p4000",
     "imagenet-direct/efficientnet_lite0/direct/p200", "imagenet-direct/caffenet-10crop/direct/p200",
     "imagenet-cppn/efficientnet_lite0/cppn/p400", "imagenet-cppn/caffenet-10crop/cppn/p400",
+]  # fmt: skip
+GPU_NAMES = ["device", *(n + dtype for n in GPU_GENERATIONS for dtype in ("", "/bf16")),
     "classifiers/lenet", "classifiers/caffenet", "classifiers/alexnet_caffe",
     "classifiers/alexnet_torchvision", "classifiers/efficientnet_lite0", "render/28x28x1/b4000",
     "render/256x256x3/b400", "render/1024x1024x3/b64", "insert/mnist-direct",
@@ -148,7 +152,8 @@ QUICK_NAMES = ["quick/lenet/direct/p200", "quick/lenet/cppn/p200", "render/256x2
 # a Case's defaults, then the smoke suite's two cases in full
 DEFAULTS = dict(model="lenet", weights=None, ten_crop=True, encoding="direct", population=200,
                 generations=1, repeats=3, eval_chunk=None, classifier_only=True, stages=True,
-                numpy_generations=0, size=256, channels=3, cells=1000)  # fmt: skip
+                numpy_generations=0, size=256, channels=3, cells=1000,
+                compute_dtype="float32")  # fmt: skip
 SMOKE = [
     dict(DEFAULTS, kind="generation", suite="smoke", name="smoke/lenet/direct/p8", population=8,
          generations=2, repeats=1, numpy_generations=1),
@@ -196,6 +201,27 @@ def test_suite_names_and_order(chosen):
         model="caffenet", weights="random", ten_crop=False, encoding="cppn", population=10,
         generations=3,
     )  # fmt: skip
+
+
+def test_gpu_suite_times_every_generation_case_in_bf16_too(chosen):
+    cases = {c["name"]: c for c in chosen["--suite=gpu"]}
+    for name in GPU_GENERATIONS:
+        f32, bf16 = cases[name], cases[name + "/bf16"]
+        assert f32["compute_dtype"] == "float32"
+        assert bf16 == dict(f32, name=name + "/bf16", compute_dtype="bfloat16", stages=False,
+                            numpy_generations=0)  # fmt: skip
+
+
+def test_bf16_generation_line():
+    res = benchmark("--suite=gpu", "--tiny", "--only=mnist-direct/lenet/direct/p200/bf16")
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert row["compute_dtype"] == "bfloat16" and row["generations_per_s"] > 0
+    assert row["device_flops_per_s"] > 1e8 and 0 < row["fraction_of_limit"]  # bf16 probes
+    error = row["log_prob_error_vs_float32"]
+    assert 0 < error["max_abs_delta_log_prob"] < 1 and 0 <= error["top_class_agreement"] <= 1
+    assert error["max_abs_delta_log_prob_top"] <= error["max_abs_delta_log_prob"]
+    assert row["run_device_mib"]["total"] > 0
 
 
 def test_tiny_shrinks_every_case(chosen):
