@@ -68,9 +68,17 @@ SLOW_TESTS = {
 }  # fmt: skip
 
 
+MEASURED_SLOW = {
+    line.strip()
+    for line in (Path(__file__).parent / "slow_tests.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+}
+
+
 def pytest_collection_modifyitems(config, items):
     del config
     for item in items:
         prefixes = SLOW_TESTS.get(item.path.name, ())
-        if item.name.startswith(prefixes):
+        node = f"{item.path.name}::{item.name}"
+        if item.name.startswith(prefixes) or node in MEASURED_SLOW:
             item.add_marker(pytest.mark.slow)
