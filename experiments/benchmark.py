@@ -34,7 +34,8 @@ much of the machine the case had; compare ratios, not absolute figures, across l
 
 Suites: quick, all, gpu, smoke (a seconds-long check of the machinery), device, mnist-direct,
 mnist-cppn, imagenet-direct, imagenet-cppn, classifiers (each network alone, beside torch where
-installed), render (CPPN renderer alone), archive-insert (MAP-Elites insert alone), custom (one
+installed), render (CPPN renderer alone), archive-insert (MAP-Elites insert alone), emitters
+(each `--emitter` and a mix: MNIST at population 200, Lite0 at 64, both encodings), custom (one
 generation case from --model/--encoding/--population/...). The suites are the tables `BASIC`
 and `OWN` below: adding a configuration is adding its line there.
 """
@@ -94,6 +95,7 @@ class Case:
     channels: int = 3  # render: 1 (MNIST) or 3 (ImageNet)
     cells: int = 1000  # insert: archive cells
     compute_dtype: str = "float32"  # generation: the classifier's forward pass (or "bfloat16")
+    emitter: str = "original"  # generation: fool.py's --emitter spec
 
 
 # --- suites: tables of cases ------------------------------------------------------------------
@@ -106,6 +108,8 @@ def gen(model: str, encoding: str, population: int, **kw) -> Case:
     weights = "random" if model == "caffenet" else None
     tag = f"{model}-10crop" if model == "caffenet" else model
     name = f"{{suite}}/{tag}/{encoding}/p{population}"
+    if kw.get("emitter", "original") != "original":
+        name += f"/{kw['emitter']}"
     return Case("generation", "", name, model, weights, True, encoding, population, **kw)
 
 
@@ -208,8 +212,24 @@ BASIC: dict[str, dict[str, tuple[Case, ...]]] = {
 }
 COMBINED = {"all": "cpu", "gpu": "gpu"}  # every basic suite, at one size
 
+# issue 13: each emitter (and a mix) at MNIST's paper population and on Lite0 at population 64;
+# the overhead ratio against the classifier alone is each emitter's cost in forward passes
+EMITTER_SPECS = ("original", "isoline", "gradient", "original:0.5,gradient:0.5")
+
 # Suites of their own cases (CPU-sized).
 OWN: dict[str, tuple[Case, ...]] = {
+    "emitters": (
+        *(
+            gen("lenet", e, 200, generations=20, stages=False, emitter=s)
+            for e in ENCODINGS
+            for s in EMITTER_SPECS
+        ),
+        *(
+            gen("efficientnet_lite0", e, 64, generations=1, repeats=2, stages=False, emitter=s)
+            for e in ENCODINGS
+            for s in EMITTER_SPECS
+        ),
+    ),  # fmt: skip
     # ~2 minutes on a 2-core CPU: MNIST at the paper's population (with the stage profile and
     # the NumPy baseline for direct), the renderer and the insert at ImageNet size, and one
     # small ImageNet CPPN generation on EfficientNet-Lite0
@@ -227,7 +247,7 @@ OWN: dict[str, tuple[Case, ...]] = {
         insert("mnist", "direct", 8, 2, repeats=1),
     ),
 }
-SUITES = ("quick", "all", "gpu", "smoke", *BASIC, "custom")
+SUITES = ("quick", "all", "gpu", "smoke", *BASIC, "emitters", "custom")
 
 
 FLAGS = flags.FLAGS
@@ -455,6 +475,7 @@ def run_config(case: Case) -> experiment.RunConfig:
         eval_chunk=case.eval_chunk,
         ten_crop=case.ten_crop,
         compute_dtype=case.compute_dtype,
+        emitter=case.emitter,
     )
 
 
@@ -633,6 +654,7 @@ def generation_case_row(case: Case) -> dict:
         "weights": case.weights or "shipped",
         "fitness": fitness_name(clf),
         "compute_dtype": case.compute_dtype,
+        "emitter": case.emitter,
         "encoding": case.encoding,
         "population": case.population,
         "image_shape": list(clf.image_shape),

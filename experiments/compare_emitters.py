@@ -30,6 +30,7 @@ flags.DEFINE_integer("population", 200, "Children per generation.")
 flags.DEFINE_integer("max_generations", 200, "Give up on a run after this many generations.")
 flags.DEFINE_float("threshold", 0.9999, "Every class's elite must reach this confidence.")
 flags.DEFINE_string("classes", None, "Class indices (default: all).")
+flags.DEFINE_enum("cppn_coords", "raw", ["raw", "normalized"], "CPPN inputs (see fool.py).")
 
 
 def first_passing(config: experiment.RunConfig, seeds: list[int]) -> list[int | None]:
@@ -81,6 +82,7 @@ def main(argv):
             config = experiment.RunConfig(
                 model=FLAGS.model, weights=FLAGS.weights, encoding=encoding.strip(),
                 population=FLAGS.population, classes=FLAGS.classes, emitter=spec,
+                cppn_coords=FLAGS.cppn_coords,
             )  # fmt: skip
             t0 = time.perf_counter()
             gens = first_passing(config, seeds)
@@ -97,6 +99,7 @@ def main(argv):
             if STOP:
                 break
     print(json.dumps({"model": FLAGS.model, "threshold": FLAGS.threshold, "seeds": seeds,
+                      "cppn_coords": FLAGS.cppn_coords,
                       "max_generations": FLAGS.max_generations, "rows": rows}))  # fmt: skip
 
 

@@ -113,7 +113,7 @@ print(json.dumps(out))
 """
 SUITES = (
     "quick", "all", "gpu", "smoke", "device", "mnist-direct", "mnist-cppn", "imagenet-direct",
-    "imagenet-cppn", "classifiers", "render", "archive-insert", "custom",
+    "imagenet-cppn", "classifiers", "render", "archive-insert", "emitters", "custom",
 )  # fmt: skip
 CUSTOM = ["--suite=custom", "--model=caffenet", "--encoding=cppn", "--population=10",
           "--generations=3", "--noten_crop", "--weights=random"]  # fmt: skip
@@ -153,7 +153,7 @@ QUICK_NAMES = ["quick/lenet/direct/p200", "quick/lenet/cppn/p200", "render/256x2
 DEFAULTS = dict(model="lenet", weights=None, ten_crop=True, encoding="direct", population=200,
                 generations=1, repeats=3, eval_chunk=None, classifier_only=True, stages=True,
                 numpy_generations=0, size=256, channels=3, cells=1000,
-                compute_dtype="float32")  # fmt: skip
+                compute_dtype="float32", emitter="original")  # fmt: skip
 SMOKE = [
     dict(DEFAULTS, kind="generation", suite="smoke", name="smoke/lenet/direct/p8", population=8,
          generations=2, repeats=1, numpy_generations=1),
@@ -181,7 +181,13 @@ def names(cases):
 
 
 def test_every_case_of_every_suite_is_as_before(chosen):
-    text = json.dumps([chosen[" ".join(args)] for args in CHOICES], sort_keys=True)
+    # the emitters suite (issue 13) is new, and so is the `emitter` field (original elsewhere):
+    # without them the digest is the one of before
+    old = [a for a in CHOICES if a[0] != "--suite=emitters"]
+    cases = [[dict(c) for c in chosen[" ".join(args)]] for args in old]
+    for case in (c for cs in cases for c in cs):
+        assert case.pop("emitter") == "original", case["name"]
+    text = json.dumps(cases, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()
     assert digest == CHOICES_SHA256, f"the suites' cases changed; new digest {digest}"
 
@@ -210,6 +216,24 @@ def test_gpu_suite_times_every_generation_case_in_bf16_too(chosen):
         assert f32["compute_dtype"] == "float32"
         assert bf16 == dict(f32, name=name + "/bf16", compute_dtype="bfloat16", stages=False,
                             numpy_generations=0)  # fmt: skip
+
+
+def test_emitters_suite_has_every_emitter_on_mnist_and_lite0(chosen):
+    specs = ["original", "isoline", "gradient", "original:0.5,gradient:0.5"]
+    want = [f"emitters/{m}/{e}/p{p}" + ("" if s == "original" else f"/{s}")
+            for m, p in (("lenet", 200), ("efficientnet_lite0", 64))
+            for e in ("direct", "cppn") for s in specs]  # fmt: skip
+    cases = chosen["--suite=emitters"]
+    assert names(cases) == want
+    assert [c["emitter"] for c in cases] == specs * 4
+
+
+def test_gradient_emitter_generation_line():
+    res = benchmark("--suite=emitters", "--tiny", "--only=lenet/direct/p200/gradient")
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert row["emitter"] == "gradient" and row["generations_per_s"] > 0
+    assert row["overhead_ratio"] > 0
 
 
 def test_bf16_generation_line():

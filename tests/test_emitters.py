@@ -162,6 +162,27 @@ def test_gradient_children_improve_their_target_on_mnist(lenet):
     assert np.mean(after > before) > 0.8  # the real uint8 images, scored as archived
 
 
+def test_cppn_gradient_children_are_mutated_then_stepped_uphill(lenet):
+    enc = CppnEncoding(image_shape=(28, 28, 1), coords="normalized")
+    cfg, params = config(lenet, enc, shares=(("gradient", 40),), population=40), lenet[1]
+    state = evolve.run(cfg, params, evolve.init(cfg, params, jax.random.key(0)),
+                       jax.random.key(1), 3, None)  # fmt: skip
+    key = jax.random.key(7)
+    cells = archive_lib.select(state.archive, jax.random.split(key, 4)[0], 40)
+    parents = archive_lib.gather(state.archive, cells)
+    mutated = jax.vmap(enc.mutate)(jax.random.split(jax.random.fold_in(key, 1), 40), parents)
+    children = evolve.emit(cfg, params, state.archive, key, state.generation)
+    # the structure is the mutation's (some grew or lost nodes/edges), the weights moved
+    for leaf in ("src", "dst", "act", "edge_alive", "node_alive"):
+        np.testing.assert_array_equal(getattr(children, leaf), getattr(mutated, leaf))
+    assert np.any(np.asarray(mutated.edge_alive) != np.asarray(parents.edge_alive))
+    assert np.any(np.asarray(children.weight) != np.asarray(mutated.weight))
+    rows, targets = np.arange(40), np.asarray(cells)
+    stepped = np.asarray(evolve.evaluate(cfg, params, children)[0])[rows, targets]
+    unstepped = np.asarray(evolve.evaluate(cfg, params, mutated)[0])[rows, targets]
+    assert np.mean(stepped > unstepped) > 0.6, np.mean(stepped > unstepped)
+
+
 def test_mixes_split_the_population_by_fraction():
     assert emitters.parse_spec("original", 200) == (("original", 200),)
     assert emitters.parse_spec("original:0.5,gradient:0.5", 200) == (
