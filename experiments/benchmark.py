@@ -74,7 +74,8 @@ class Case:
     """One measured configuration (JSON-serialisable, so a subprocess can run it).
 
     kind: "device" (matmul/conv throughput), "generation" (whole generations), "classifier"
-    (one network's forward pass), "render" (CPPN rendering), "insert" (archive insertion).
+    (one network's forward pass), "render" (CPPN rendering), "insert" (archive insertion),
+    "runs" (`runs` whole runs vmapped in one call against one call per run).
     """
 
     kind: str
@@ -96,6 +97,7 @@ class Case:
     cells: int = 1000  # insert: archive cells
     compute_dtype: str = "float32"  # generation: the classifier's forward pass (or "bfloat16")
     emitter: str = "original"  # generation: fool.py's --emitter spec
+    runs: int = 1  # runs: independent runs vmapped in one call (evolve.run_many)
 
 
 # --- suites: tables of cases ------------------------------------------------------------------
@@ -216,6 +218,13 @@ COMBINED = {"all": "cpu", "gpu": "gpu"}  # every basic suite, at one size
 # the overhead ratio against the classifier alone is each emitter's cost in forward passes
 EMITTER_SPECS = ("original", "isoline", "gradient", "original:0.5,gradient:0.5")
 
+
+def many(encoding: str, runs: int, generations: int, **kw) -> Case:
+    """`runs` MNIST runs (population 200) in one `evolve.run_many` call vs one call per run."""
+    name = f"runs/lenet/{encoding}/p200/r{runs}"
+    return Case("runs", "", name, encoding=encoding, generations=generations, runs=runs, **kw)
+
+
 # Suites of their own cases (CPU-sized).
 OWN: dict[str, tuple[Case, ...]] = {
     "emitters": (
@@ -229,7 +238,9 @@ OWN: dict[str, tuple[Case, ...]] = {
             for e in ENCODINGS
             for s in EMITTER_SPECS
         ),
-    ),  # fmt: skip
+        many("direct", 8, 50, repeats=2),
+        many("cppn", 8, 25, repeats=2),
+    ),
     # ~2 minutes on a 2-core CPU: MNIST at the paper's population (with the stage profile and
     # the NumPy baseline for direct), the renderer and the insert at ImageNet size, and one
     # small ImageNet CPPN generation on EfficientNet-Lite0
@@ -862,6 +873,52 @@ def insert_case_row(case: Case) -> dict:
     }
 
 
+def runs_case_row(case: Case) -> dict:
+    """`case.runs` runs of `case.generations` generations (seeds 0..R-1): one vmapped call
+    (`evolve.run_many`) against one call per run, and how far apart their archives are."""
+    _, params, config = case_setup(case)
+    n, r = case.generations, case.runs
+    seeds = jnp.arange(r)
+    t = time.perf_counter()
+    together = jax.jit(lambda p, s: evolve.run_many(config, p, s, n)).lower(params, seeds).compile()
+    alone = jax.jit(lambda p, s: evolve.run_many(config, p, s, n)).lower(params, seeds[:1])
+    alone = alone.compile()
+    compile_s = time.perf_counter() - t
+
+    def separately():
+        return [alone(params, seeds[i : i + 1]) for i in range(r)]
+
+    fns = {"together": blocking(together, params, seeds), "separately": lambda: [
+        jax.block_until_ready(s) for s in separately()]}  # fmt: skip
+    times = interleaved(fns, case.repeats)
+    many_state, one_states = together(params, seeds), separately()
+    delta = max(
+        float(np.max(np.abs(np.asarray(many_state.archive.log_prob[i])
+                            - np.asarray(one.archive.log_prob[0]))))
+        for i, one in enumerate(one_states)
+    )  # fmt: skip
+    same_takeovers = all(
+        np.array_equal(
+            np.asarray(many_state.archive.takeovers[i]), np.asarray(one.archive.takeovers[0])
+        )
+        for i, one in enumerate(one_states)
+    )
+    return {
+        "encoding": case.encoding,
+        "emitter": case.emitter,
+        "population": case.population,
+        "runs": r,
+        "generations_timed": n,
+        "repeats": case.repeats,
+        "compile_s": sig(compile_s),
+        "run_many_s_per_run": sig(times["together"] / r),
+        "separate_calls_s_per_run": sig(times["separately"] / r),
+        "run_many_speedup": round(times["separately"] / times["together"], 3),
+        "max_abs_delta_log_prob": sig(delta),
+        "same_takeovers": same_takeovers,
+    }
+
+
 def device_case_row(case: Case) -> dict:
     return {k: sig(v) for k, v in device_throughput(case.repeats).items()}
 
@@ -872,6 +929,7 @@ ROWS = {
     "classifier": classifier_case_row,
     "render": render_case_row,
     "insert": insert_case_row,
+    "runs": runs_case_row,
 }
 
 

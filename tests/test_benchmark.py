@@ -153,7 +153,7 @@ QUICK_NAMES = ["quick/lenet/direct/p200", "quick/lenet/cppn/p200", "render/256x2
 DEFAULTS = dict(model="lenet", weights=None, ten_crop=True, encoding="direct", population=200,
                 generations=1, repeats=3, eval_chunk=None, classifier_only=True, stages=True,
                 numpy_generations=0, size=256, channels=3, cells=1000,
-                compute_dtype="float32", emitter="original")  # fmt: skip
+                compute_dtype="float32", emitter="original", runs=1)  # fmt: skip
 SMOKE = [
     dict(DEFAULTS, kind="generation", suite="smoke", name="smoke/lenet/direct/p8", population=8,
          generations=2, repeats=1, numpy_generations=1),
@@ -187,6 +187,7 @@ def test_every_case_of_every_suite_is_as_before(chosen):
     cases = [[dict(c) for c in chosen[" ".join(args)]] for args in old]
     for case in (c for cs in cases for c in cs):
         assert case.pop("emitter") == "original", case["name"]
+        assert case.pop("runs") == 1, case["name"]
     text = json.dumps(cases, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()
     assert digest == CHOICES_SHA256, f"the suites' cases changed; new digest {digest}"
@@ -224,8 +225,9 @@ def test_emitters_suite_has_every_emitter_on_mnist_and_lite0(chosen):
             for m, p in (("lenet", 200), ("efficientnet_lite0", 64))
             for e in ("direct", "cppn") for s in specs]  # fmt: skip
     cases = chosen["--suite=emitters"]
-    assert names(cases) == want
-    assert [c["emitter"] for c in cases] == specs * 4
+    assert names(cases) == [*want, "runs/lenet/direct/p200/r8", "runs/lenet/cppn/p200/r8"]
+    assert [c["emitter"] for c in cases] == specs * 4 + ["original"] * 2
+    assert [c["runs"] for c in cases] == [1] * 16 + [8, 8]
 
 
 def test_gradient_emitter_generation_line():
@@ -234,6 +236,14 @@ def test_gradient_emitter_generation_line():
     (row,) = [json.loads(line) for line in res.stdout.splitlines()]
     assert row["emitter"] == "gradient" and row["generations_per_s"] > 0
     assert row["overhead_ratio"] > 0
+
+
+def test_run_many_line():
+    res = benchmark("--suite=emitters", "--tiny", "--only=runs/lenet/direct")
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert row["runs"] == 8 and row["run_many_speedup"] > 0 and row["same_takeovers"]
+    assert row["max_abs_delta_log_prob"] < 1e-3
 
 
 def test_bf16_generation_line():
