@@ -262,13 +262,18 @@ def _load_zip(data: bytes) -> Any:
 
 
 def load_state_dict(path: str | Path) -> dict[str, Any]:
-    """Reads a torch `.pth`/`.pt` file (legacy or zip) into {name: numpy array}, in file order.
+    """Reads a torch `.pth`/`.pt` file (legacy or zip) into {name: numpy array}, in file order
+    (a `.safetensors` file goes to `safetensors_file.load_state_dict`).
 
     Nested containers come back as they were saved (dicts, lists, tuples; `OrderedDict`s become
     plain dicts, dropping `_metadata`). Raises `TorchFileError` (one line, starting with the path)
     for a missing, truncated, corrupt or unsafe file.
     """
     path = Path(path)
+    if path.suffix == ".safetensors":  # the same state dict in the other format users have
+        from jaxfool.weights import safetensors_file
+
+        return safetensors_file.load_state_dict(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
