@@ -22,7 +22,11 @@ from jaxfool.cli import FlagError
 from jaxfool.weights.npz import WeightsFileError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "efficientnet_lite0", f"Classifier: {', '.join(classifiers.MODELS)}.")
+flags.DEFINE_string(
+    "model",
+    "efficientnet_lite0",
+    f"Classifier: {', '.join(classifiers.MODELS)}, or your own as 'package.module:factory'.",
+)
 flags.DEFINE_string("weights", None, "Weights file (default: the model's own).")
 flags.DEFINE_string("mean", None, "Mean image file (models that subtract one).")
 flags.DEFINE_integer("top", 5, "How many classes to print per image.")
@@ -53,6 +57,18 @@ def image_paths(args: list[str]) -> list[Path]:
     return paths
 
 
+def custom_photo(shape):
+    """A custom model's photos: resized (bilinear, aspect not kept) to its image shape."""
+
+    def prepare(image: np.ndarray) -> np.ndarray:
+        if image.shape[:2] == tuple(shape[:2]):
+            return image
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        return classifiers.photo_array(pil.resize(shape[1::-1], Image.BILINEAR), shape[-1])
+
+    return prepare
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     paths = image_paths(argv[1:])
@@ -62,10 +78,12 @@ def main(argv):
         clf, params = classifiers.load_classifier(FLAGS.model, FLAGS.weights, FLAGS.mean)
     except (WeightsFileError, ValueError, OSError) as e:
         raise FlagError(f"--model={FLAGS.model}: {e}") from None
-    spec = classifiers.MODELS[FLAGS.model]
+    prepare = custom_photo(clf.image_shape)
+    if FLAGS.model in classifiers.MODELS:
+        prepare = classifiers.MODELS[FLAGS.model].prepare_photo
     log_probs = jax.jit(lambda p, x: scoring.score(clf.logits, p, x))
     for path in paths:
-        image = spec.prepare_photo(read_image(path, clf.image_shape[-1]))
+        image = prepare(read_image(path, clf.image_shape[-1]))
         lp = np.asarray(log_probs(params, image[None]))[0].astype(np.float64)
         top = np.argsort(-lp)[: FLAGS.top]
         rows = [(int(k), clf.labels[k], float(np.exp(lp[k]))) for k in top]

@@ -35,7 +35,7 @@ CHUNK = evolve.IMAGENET_EVAL_CHUNK
 # fmt: off
 for define, name, default, text in [
     # what the run computes (experiment.RunConfig; a resumed run keeps them)
-    (STR, "model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}."),
+    (STR, "model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}, or mod:factory."),
     (STR, "weights", None, "Weights file (default: the model's shipped weights)."),
     (STR, "mean", None, "Mean image (.binaryproto/.npy) to subtract (default: none)."),
     (STR, "encoding", "cppn", f"Genome encoding: {', '.join(experiment.ENCODINGS)}."),

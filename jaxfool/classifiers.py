@@ -443,10 +443,20 @@ def load_classifier(
     its network computing in `compute_dtype` (see `with_compute_dtype`).
 
     weights="random": randomly initialised parameters (fixed key), for benchmarks and memory
-    studies of models whose weight files are not at hand.
+    studies of models whose weight files are not at hand. `name` may also be
+    'package.module:factory' (`custom_model`): the factory gets `weights` as given.
     """
+    from jaxfool import custom_model
+
+    if name not in MODELS and custom_model.is_spec(name):  # your own: package.module:factory
+        if mean:
+            raise ValueError(f"{name}: a mean image is for the Caffe models, not a custom model")
+        clf, params = custom_model.load(name, weights)
+        return with_compute_dtype(clf, params, compute_dtype)
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise ValueError(
+            f"unknown model {name!r}; choose one of {', '.join(MODELS)} or 'package.module:factory'"
+        )
     spec = MODELS[name]
     mean_image = None
     if mean:

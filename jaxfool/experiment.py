@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfool import classifiers, emitters, evolve, fileio, images, runs
+from jaxfool import classifiers, custom_model, emitters, evolve, fileio, images, runs
 from jaxfool.errors import ConfigError, Interrupted
 from jaxfool.rundir import RunDir, RunDirError
 from jaxfool.signals import Stop
@@ -87,6 +87,8 @@ class RunConfig:
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
+            if name == "model" and custom_model.is_spec(value):
+                continue  # your own model: checked when it loads
             _check(value in allowed, name, f"{value!r}: choose one of {', '.join(allowed)}")
         pop = self.population
         _check(pop is None or (pop >= 2 and pop % 2 == 0), "population", "must be even, >= 2")
@@ -444,7 +446,9 @@ def run_record(config: RunConfig, loop: LoopConfig, classes, command: str) -> di
     return {
         "command": command,
         "flags": {**dataclasses.asdict(config), **dataclasses.asdict(loop)},
-        "weights": str(config.weights or classifiers.MODELS[config.model].default_weights),
+        "weights": None
+        if custom_model.is_spec(config.model) and not config.weights
+        else str(config.weights or classifiers.MODELS[config.model].default_weights),
         "classes": list(classes),
         "jax_version": jax.__version__,
         "devices": [str(d) for d in jax.devices()],
