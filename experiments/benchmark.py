@@ -880,9 +880,9 @@ def runs_case_row(case: Case) -> dict:
     n, r = case.generations, case.runs
     seeds = jnp.arange(r)
     t = time.perf_counter()
-    together = jax.jit(lambda p, s: evolve.run_many(config, p, s, n)).lower(params, seeds).compile()
-    alone = jax.jit(lambda p, s: evolve.run_many(config, p, s, n)).lower(params, seeds[:1])
-    alone = alone.compile()
+    runs_jit = jax.jit(lambda p, s: evolve.run_many(config, p, s, n))
+    together = runs_jit.lower(params, seeds).compile()
+    alone = runs_jit.lower(params, seeds[:1]).compile()
     compile_s = time.perf_counter() - t
 
     def separately():

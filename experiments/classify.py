@@ -9,6 +9,7 @@ preprocessing (see README, Classifiers); 16-bit images are scaled to 8 bits firs
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -57,18 +58,6 @@ def image_paths(args: list[str]) -> list[Path]:
     return paths
 
 
-def custom_photo(shape):
-    """A custom model's photos: resized (bilinear, aspect not kept) to its image shape."""
-
-    def prepare(image: np.ndarray) -> np.ndarray:
-        if image.shape[:2] == tuple(shape[:2]):
-            return image
-        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-        return classifiers.photo_array(pil.resize(shape[1::-1], Image.BILINEAR), shape[-1])
-
-    return prepare
-
-
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     paths = image_paths(argv[1:])
@@ -78,9 +67,11 @@ def main(argv):
         clf, params = classifiers.load_classifier(FLAGS.model, FLAGS.weights, FLAGS.mean)
     except (WeightsFileError, ValueError, OSError) as e:
         raise FlagError(f"--model={FLAGS.model}: {e}") from None
-    prepare = custom_photo(clf.image_shape)
     if FLAGS.model in classifiers.MODELS:
         prepare = classifiers.MODELS[FLAGS.model].prepare_photo
+    else:  # your own model: photos resized to its image shape
+        height, width = clf.image_shape[:2]
+        prepare = functools.partial(classifiers.resize_photo, height=height, width=width)
     log_probs = jax.jit(lambda p, x: scoring.score(clf.logits, p, x))
     for path in paths:
         image = prepare(read_image(path, clf.image_shape[-1]))

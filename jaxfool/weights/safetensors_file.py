@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxfool.weights.npz import WeightsFileError
+from jaxfool.weights.torch_file import read_bytes
 
 SUFFIX = ".safetensors"
 
@@ -30,12 +31,7 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             f"{path}: reading .safetensors needs the safetensors package "
             "(pip install safetensors, or the [safetensors] extra)"
         ) from None
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SafetensorsFileError(f"{path}: no such file") from None
-    except OSError as e:
-        raise SafetensorsFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    data = read_bytes(path, SafetensorsFileError)
     if len(data) < 8:
         raise SafetensorsFileError(f"{path}: not a safetensors file ({len(data)} bytes)")
     try:

@@ -261,6 +261,16 @@ def _load_zip(data: bytes) -> Any:
     return _materialize(obj, storages)
 
 
+def read_bytes(path: Path, error: type[Exception]) -> bytes:
+    """A weights file's bytes, or `error` in one line naming it: missing, or unreadable (why)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None
+
+
 def load_state_dict(path: str | Path) -> dict[str, Any]:
     """Reads a torch `.pth`/`.pt` file (legacy or zip) into {name: numpy array}, in file order
     (a `.safetensors` file goes to `safetensors_file.load_state_dict`).
@@ -270,16 +280,11 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
     for a missing, truncated, corrupt or unsafe file.
     """
     path = Path(path)
-    if path.suffix == ".safetensors":  # the same state dict in the other format users have
-        from jaxfool.weights import safetensors_file
+    from jaxfool.weights import safetensors_file
 
+    if path.suffix == safetensors_file.SUFFIX:  # the same state dict in the other format
         return safetensors_file.load_state_dict(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TorchFileError(f"{path}: no such file") from None
-    except OSError as e:
-        raise TorchFileError(f"{path}: cannot read ({e.strerror or e})") from None
+    data = read_bytes(path, TorchFileError)
     try:
         if not data:
             raise _Bad("empty file")
