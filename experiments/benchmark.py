@@ -874,24 +874,31 @@ def insert_case_row(case: Case) -> dict:
 
 
 def runs_case_row(case: Case) -> dict:
-    """`case.runs` runs of `case.generations` generations (seeds 0..R-1): one vmapped call
-    (`evolve.run_many`) against one call per run, and how far apart their archives are."""
+    """`case.runs` runs of `case.generations` generations (seeds 0..R-1): one `evolve.run_many`
+    call (its default batching, and vmapped) against one call per run, and how far apart
+    their archives are."""
     _, params, config = case_setup(case)
     n, r = case.generations, case.runs
     seeds = jnp.arange(r)
+    batch = evolve.default_batch()
     t = time.perf_counter()
-    runs_jit = jax.jit(lambda p, s: evolve.run_many(config, p, s, n))
-    together = runs_jit.lower(params, seeds).compile()
-    alone = runs_jit.lower(params, seeds[:1]).compile()
+    compiled = {
+        b: jax.jit(lambda p, s, b=b: evolve.run_many(config, p, s, n, None, b))
+        .lower(params, seeds).compile()
+        for b in (batch, "vmap")
+    }  # fmt: skip
+    alone = jax.jit(lambda p, s: evolve.run_many(config, p, s, n, None, batch))
+    alone = alone.lower(params, seeds[:1]).compile()
     compile_s = time.perf_counter() - t
 
     def separately():
         return [alone(params, seeds[i : i + 1]) for i in range(r)]
 
-    fns = {"together": blocking(together, params, seeds), "separately": lambda: [
-        jax.block_until_ready(s) for s in separately()]}  # fmt: skip
+    fns = {"together": blocking(compiled[batch], params, seeds),
+           "vmapped": blocking(compiled["vmap"], params, seeds),
+           "separately": lambda: [jax.block_until_ready(s) for s in separately()]}  # fmt: skip
     times = interleaved(fns, case.repeats)
-    many_state, one_states = together(params, seeds), separately()
+    many_state, one_states = compiled[batch](params, seeds), separately()
     delta = max(
         float(np.max(np.abs(np.asarray(many_state.archive.log_prob[i])
                             - np.asarray(one.archive.log_prob[0]))))
@@ -908,12 +915,14 @@ def runs_case_row(case: Case) -> dict:
         "emitter": case.emitter,
         "population": case.population,
         "runs": r,
+        "batch": batch,
         "generations_timed": n,
         "repeats": case.repeats,
         "compile_s": sig(compile_s),
         "run_many_s_per_run": sig(times["together"] / r),
         "separate_calls_s_per_run": sig(times["separately"] / r),
         "run_many_speedup": round(times["separately"] / times["together"], 3),
+        "vmap_speedup": round(times["separately"] / times["vmapped"], 3),
         "max_abs_delta_log_prob": sig(delta),
         "same_takeovers": same_takeovers,
     }

@@ -255,25 +255,97 @@ def run(
     return jax.lax.fori_loop(0, num_generations, body, state)
 
 
+def step_many(
+    config: EvolutionConfig,
+    params: Any,
+    states: EvolutionState,
+    keys: jax.Array,
+    emitter_params: tuple | None = None,
+    batch: str = "map",
+) -> EvolutionState:
+    """One generation of R runs (state leaves and keys with a leading axis R).
+
+    batch="vmap" vectorises the whole generation over runs (one classifier call of R x
+    population images: what an accelerator wants). batch="map" vectorises only the insert and
+    loops over runs for emit + score (`lax.map`), so the classifier sees one run's batch as in
+    `run` and the result is bit-identical to separate runs: on XLA's CPU a LeNet call of 1600
+    images costs 1.4-1.9x per image what 8 calls of 200 cost (measured, 2 cores), so vmapping
+    the classifier made run_many 0.25x as fast as separate calls.
+    """
+
+    def children_of(state, key):
+        return emit(config, params, state.archive, key, state.generation, emitter_params)
+
+    def scored_children(state_key):
+        children = children_of(*state_key)
+        return children, evaluate(config, params, children)[0]
+
+    if batch == "vmap":
+        children, log_probs = jax.vmap(scored_children)((states, keys))
+    elif batch == "map":
+        children, log_probs = jax.lax.map(scored_children, (states, keys))
+    else:
+        raise ValueError(f"batch must be 'map' or 'vmap', got {batch!r}")
+    return jax.vmap(partial(tell, config))(states, children, log_probs)
+
+
+def default_batch() -> str:
+    """How `run_many` batches runs by default: "map" on CPU, "vmap" on accelerators."""
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
 @partial(jax.jit, static_argnums=(0, 3))
+def init_many(
+    config: EvolutionConfig, params: Any, init_keys: jax.Array, batch: str | None = None
+) -> EvolutionState:
+    """`init` for R runs (keys [R]): states with a leading axis R (`batch` as in `step_many`)."""
+    one = partial(init, config, params)
+    if (default_batch() if batch is None else batch) == "vmap":
+        return jax.vmap(one)(init_keys)
+    return jax.lax.map(one, init_keys)
+
+
+@partial(jax.jit, static_argnums=(0, 6))
+def run_many_states(
+    config: EvolutionConfig,
+    params: Any,
+    states: EvolutionState,
+    loop_keys: jax.Array,
+    num_generations: jax.Array | int,
+    emitter_params: tuple | None = None,
+    batch: str | None = None,
+) -> EvolutionState:
+    """`run` for R runs at once: states and generation keys with a leading axis R, the same
+    traced generation count for all (so a caller can go on in chunks, as `run`'s callers do)."""
+    if config.mesh is not None:
+        raise ValueError("run_many batches runs on one device; use a config without a mesh")
+    batch = default_batch() if batch is None else batch
+
+    def body(_, s):
+        keys = jax.vmap(jax.random.fold_in)(loop_keys, s.generation)
+        return step_many(config, params, s, keys, emitter_params, batch)
+
+    return jax.lax.fori_loop(0, num_generations, body, states)
+
+
 def run_many(
     config: EvolutionConfig,
     params: Any,
     seeds: jax.Array,
     num_generations: int,
     emitter_params: tuple | None = None,
+    batch: str | None = None,
 ) -> EvolutionState:
-    """R independent runs (seeds int [R]) of `num_generations` in one call, vmapped: state
-    leaves get a leading axis R. Run r equals `init` + `run` with seed seeds[r]."""
+    """R independent runs (seeds int [R]) of `num_generations` in one call: state leaves get a
+    leading axis R. Run r equals `init` + `run` with seed seeds[r] (bit for bit with
+    batch="map", the CPU default; see `step_many`)."""
     if config.mesh is not None:
-        raise ValueError("run_many vmaps runs on one device; use a config without a mesh")
-
-    def one(seed):
-        init_key, loop_key = run_keys(seed)
-        state = init(config, params, init_key)
-        return run(config, params, state, loop_key, num_generations, emitter_params)
-
-    return jax.vmap(one)(seeds)
+        raise ValueError("run_many batches runs on one device; use a config without a mesh")
+    init_keys, loop_keys = jax.vmap(run_keys)(seeds)
+    states = init_many(config, params, init_keys, batch)
+    return run_many_states(
+        config, params, states, loop_keys, num_generations, emitter_params, batch
+    )
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array]:

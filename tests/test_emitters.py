@@ -248,19 +248,29 @@ def test_emitter_params_are_traced_not_static(lenet):
     assert not np.array_equal(np.asarray(a.archive.log_prob), np.asarray(b.archive.log_prob))
 
 
-def test_run_many_equals_separate_runs(lenet):
+@pytest.mark.parametrize("batch", ["map", "vmap"])
+def test_run_many_equals_separate_runs(lenet, batch):
     cfg, params = config(lenet), lenet[1]
     seeds = jnp.arange(3)
-    many = evolve.run_many(cfg, params, seeds, 4)
+    many = evolve.run_many(cfg, params, seeds, 4, None, batch)
     for r, seed in enumerate(seeds):
         init_key, loop_key = evolve.run_keys(int(seed))
         one = evolve.run(cfg, params, evolve.init(cfg, params, init_key), loop_key, 4)
+        if batch == "map":  # each run's classifier batch as in `run`: bit for bit
+            for a, b in zip(jax.tree.leaves(many), jax.tree.leaves(one), strict=True):
+                np.testing.assert_array_equal(np.asarray(a[r]), np.asarray(b))
+            continue
         np.testing.assert_allclose(
             np.asarray(many.archive.log_prob[r]), np.asarray(one.archive.log_prob), rtol=1e-5
         )  # vmapped LeNet batches round differently from one run's
         np.testing.assert_array_equal(
             np.asarray(many.archive.takeovers[r]), np.asarray(one.archive.takeovers)
         )
+
+
+def test_run_many_rejects_unknown_batch(lenet):
+    with pytest.raises(ValueError, match="batch must be"):
+        evolve.run_many(config(lenet), lenet[1], jnp.arange(2), 1, None, "loop")
 
 
 @struct.dataclass

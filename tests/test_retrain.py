@@ -322,3 +322,28 @@ def test_cli_folder_stand_in_for_imagenet(image_folder, tmp_path):
     assert dnn2["params"]["fc"]["bias"].shape == (3,)
     gallery = images.load_png(out / "round_02" / "gallery.png")
     assert gallery.shape[-1] == 3
+
+
+def test_fooling_runs_in_one_call_equal_the_runs_one_by_one():
+    """evolve_fooling batches its runs (evolve.run_many_states): each run, its medians at every
+    host call and its elites' images are those of evolve.init + evolve.run alone, bit for bit."""
+    from jaxfool import classifiers, evolve
+
+    clf, params = classifiers.load_classifier("lenet")
+    cfg = evolve.EvolutionConfig(
+        DirectEncoding(image_shape=(28, 28, 1)), clf, tuple(range(10)), 40, 40
+    )
+    key = jax.random.key(5)
+    got = retrain.evolve_fooling(cfg, params, key, 3, 9, 4)
+    assert got.generations.tolist() == [0, 4, 8, 9] and got.medians.shape == (4, 3)
+    for r in range(3):
+        init_key, loop_key = jax.random.split(jax.random.fold_in(key, r))
+        state = evolve.init(cfg, params, init_key)
+        medians = [retrain.median_confidence(state.archive.log_prob)]
+        for n in (4, 4, 1):
+            state = evolve.run(cfg, params, state, loop_key, n)
+            medians.append(retrain.median_confidence(state.archive.log_prob))
+        assert got.medians[:, r].tolist() == medians
+        np.testing.assert_array_equal(got.log_prob[r], np.asarray(state.archive.log_prob))
+        expected = np.asarray(cfg.encoding.express(state.archive.genomes))
+        np.testing.assert_array_equal(got.images[r], expected)
