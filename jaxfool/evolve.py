@@ -273,11 +273,9 @@ def step_many(
     the classifier made run_many 0.25x as fast as separate calls.
     """
 
-    def children_of(state, key):
-        return emit(config, params, state.archive, key, state.generation, emitter_params)
-
     def scored_children(state_key):
-        children = children_of(*state_key)
+        state, key = state_key
+        children = emit(config, params, state.archive, key, state.generation, emitter_params)
         return children, evaluate(config, params, children)[0]
 
     if batch == "vmap":
@@ -336,9 +334,10 @@ def run_many(
     emitter_params: tuple | None = None,
     batch: str | None = None,
 ) -> EvolutionState:
-    """R independent runs (seeds int [R]) of `num_generations` in one call: state leaves get a
-    leading axis R. Run r equals `init` + `run` with seed seeds[r] (bit for bit with
-    batch="map", the CPU default; see `step_many`)."""
+    """R independent runs (seeds int [R]) of `num_generations`, all runs in each of two jitted
+    calls (`init_many`, `run_many_states`): state leaves get a leading axis R. Run r equals
+    `init` + `run` with seed seeds[r] (bit for bit with batch="map", the CPU default; see
+    `step_many`)."""
     if config.mesh is not None:
         raise ValueError("run_many batches runs on one device; use a config without a mesh")
     init_keys, loop_keys = jax.vmap(run_keys)(seeds)
