@@ -68,12 +68,30 @@ flags.DEFINE_string("mean", None, "CaffeNet mean image (.npy/.binaryproto); defa
 flags.DEFINE_float("base_lr", 0.01, "Folder nets: Caffe 'step' policy base learning rate.")
 flags.DEFINE_integer("lr_stepsize", 100000, "Folder nets: lr x0.1 every this many steps.")
 flags.DEFINE_integer("seed", 0, "Seed of the whole experiment.")
+flags.DEFINE_string("cppn_coords", "raw", "CPPN x, y inputs: raw (original) or normalized.")
+flags.DEFINE_string("emitter", "original", "Search of the trained-on runs (fool.py's syntax).")
+flags.DEFINE_string("emitter_params", "", "Its settings, e.g. 'gradient.step_min=0.002'.")
+flags.DEFINE_string("probe_emitter", "", "Also attack each net with this search (not trained on).")
+flags.DEFINE_string("probe_emitter_params", "", "The probe emitter's settings.")
+flags.DEFINE_integer("probe_runs", 2, "Probe runs per network.")
+flags.DEFINE_string(
+    "resume", None, "Continue the experiment in this directory (to --iterations, exactly)."
+)
+# settings a resumed experiment may change (the rest must be as saved)
+RESUMABLE = ("iterations", "resume", "out")
 
 
 def check_flags() -> None:
     """The flags that RetrainConfig does not hold (the networks' training, the data)."""
+    if FLAGS.resume and FLAGS.out and Path(FLAGS.out).resolve() != Path(FLAGS.resume).resolve():
+        raise FlagError("--out and --resume name different directories; a run resumes in place")
+    if FLAGS.resume and FLAGS.overwrite:
+        raise FlagError("--overwrite with --resume: a resumed experiment keeps its files")
+    FLAGS.out = FLAGS.out or FLAGS.resume
     if not FLAGS.out:
         raise FlagError("--out is required")
+    if FLAGS.cppn_coords not in ("raw", "normalized"):
+        raise FlagError(f"--cppn_coords={FLAGS.cppn_coords}: choose raw or normalized")
     if FLAGS.encoding not in ("direct", "cppn"):
         raise FlagError(f"--encoding={FLAGS.encoding}: choose direct or cppn")
     for name in ("train_steps", "batch_size", "lr_stepsize"):
@@ -151,7 +169,10 @@ def mnist_setup():
         except (npz.WeightsFileError, KeyError, TypeError):
             raise FlagError(f"--dnn1={path}: not a LeNet weights .npz") from None
     shape = (28, 28, 1)
-    encoding = DirectEncoding(shape) if FLAGS.encoding == "direct" else CppnEncoding(shape)
+    if FLAGS.encoding == "direct":
+        encoding = DirectEncoding(shape)
+    else:
+        encoding = CppnEncoding(shape, coords=FLAGS.cppn_coords)
     return task, encoding, dnn1
 
 
@@ -207,15 +228,91 @@ def folder_setup():
             f"--dnn1 has {retrain_nets.num_outputs(dnn1)} outputs but --data_dir has "
             f"{task.num_real} classes"
         )
-    return task, CppnEncoding((size, size, 3)), dnn1
+    return task, CppnEncoding((size, size, 3), coords=FLAGS.cppn_coords), dnn1
+
+
+def resumed_flags() -> dict:
+    """config.json of --resume: its settings become the flags (a given flag that differs, other
+    than --iterations, is a one-line error); returns the saved record."""
+    path = Path(FLAGS.resume) / "config.json"
+    try:
+        record = json.loads(path.read_text())
+        saved = record["flags"]
+        if not isinstance(saved, dict):
+            raise TypeError
+    except FileNotFoundError:
+        raise FlagError(
+            f"--resume={FLAGS.resume}: no config.json there (not a retraining run)"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise FlagError(f"--resume: {path} is not a retraining run's config") from None
+    for name, value in saved.items():
+        if name in RESUMABLE or name not in FLAGS:
+            continue
+        if FLAGS[name].present and FLAGS[name].value != value:
+            raise FlagError(
+                f"--{name}={FLAGS[name].value} conflicts with the resumed run's {value!r}; "
+                "a resumed experiment keeps its settings (only --iterations may change)"
+            )
+        FLAGS[name].value = value
+    return record
+
+
+def load_resume(out: Path, config, task):
+    """What retrain.json and the round files of a stopped experiment hold (`retrain.Resume`),
+    checked against `config`; a file that does not fit is a one-line error naming it."""
+    import numpy as np
+
+    from jaxfool import retrain, train
+    from jaxfool.weights import npz
+
+    try:
+        rows = json.loads((out / "retrain.json").read_text())["rows"]
+        if not isinstance(rows, list) or not rows:
+            raise TypeError
+    except FileNotFoundError:
+        raise FlagError(f"--resume: {out}/retrain.json is missing (no round finished)") from None
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise FlagError(f"--resume: {out}/retrain.json is not a retraining table") from None
+    images, probes = [], []
+    for i in range(1, len(rows) + 1):
+        for name, into in (("fooling.npz", images), ("probe.npz", probes)):
+            path = out / f"round_{i:02d}" / name
+            if name == "probe.npz" and not config.probe_emitter:
+                into.append(None)
+                continue
+            runs = config.runs_per_iteration if name == "fooling.npz" else config.probe_runs
+            try:
+                arrays, _ = npz.load_params(path)
+                x = np.asarray(arrays["images"])
+                if x.dtype != np.uint8 or x.ndim != 5 or x.shape[:2] != (runs, task.num_real):
+                    raise KeyError
+            except (npz.WeightsFileError, KeyError):
+                raise FlagError(f"--resume: {path} is missing or not this run's images") from None
+            into.append(x)
+    nxt = out / f"dnn_{len(rows) + 1:02d}.npz"
+    next_network = None
+    if nxt.is_file():
+        try:
+            variables, meta = npz.load_params(nxt)
+            params = variables["params"]
+            fields = meta["trained_on"]
+            if task.num_real <= 10 and train.num_outputs(params) != task.num_real + 1:
+                raise KeyError
+        except (npz.WeightsFileError, KeyError, TypeError):
+            raise FlagError(f"--resume: {nxt} is not this run's next network") from None
+        next_network = (params, fields)
+    return retrain.Resume(rows, images, probes, next_network)
 
 
 def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
+    record = resumed_flags() if FLAGS.resume else None
     check_flags()
-    RunDir.check_free(FLAGS.out, FLAGS.overwrite)  # refused now, not after DNN_1's training
+    if not FLAGS.resume:
+        RunDir.check_free(FLAGS.out, FLAGS.overwrite)  # refused now, not after DNN_1's training
 
     import jax
     import numpy as np
@@ -226,57 +323,80 @@ def main(argv: list[str]) -> None:
     thresholds = retrain.parse_thresholds(FLAGS.thresholds)
     config = cli.from_flags(retrain.RetrainConfig, thresholds=thresholds, eval_chunk=None)
     task, encoding, dnn1 = mnist_setup() if FLAGS.dataset == "mnist" else folder_setup()
+    resume = load_resume(Path(FLAGS.out), config, task) if FLAGS.resume else None
     stop_if_asked("during start-up; nothing was written")
-    run = RunDir.create(FLAGS.out, FLAGS.overwrite)
+    run = RunDir.existing(FLAGS.out) if resume else RunDir.create(FLAGS.out, FLAGS.overwrite)
     out = run.path
-    settings = {
-        "command": shlex.join(sys.argv),
-        "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
-        "encoding": runs.encoding_spec(encoding),
-        "jax_version": jax.__version__,
-        "devices": [str(d) for d in jax.devices()],
-    }
+    flag_values = {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])}
+    if record is None:
+        settings = {
+            "command": shlex.join(sys.argv),
+            "flags": flag_values,
+            "encoding": runs.encoding_spec(encoding),
+            "jax_version": jax.__version__,
+            "devices": [str(d) for d in jax.devices()],
+        }
+    else:  # the saved settings, with the new --iterations and this command
+        settings = {**record, "flags": {**record["flags"], "iterations": FLAGS.iterations}}
+        settings["resumed"] = [*record.get("resumed", []), shlex.join(sys.argv)]
     run.write_json("config.json", settings)
-    rows: list[dict] = []
+    rows: list[dict] = list(resume.rows) if resume else []
+    earlier_seconds = 0.0
+    if resume:
+        earlier = json.loads((out / "retrain.json").read_text())
+        earlier_seconds = float(earlier.get("wall_seconds", 0.0))
     t_start = time.perf_counter()
 
-    def save(i, params, rnd, row):
-        rows.append(row)
-        names = ("retrain.json", "retrain.md", "confidence.png", f"dnn_{i:02d}.npz")
-        rounds = (f"round_{i:02d}/fooling.npz", f"round_{i:02d}/gallery.png")
-        run.record(*(out / n for n in names + rounds))
+    def save_network(i, params, fields):
+        run.record(out / f"dnn_{i:02d}.npz")
         variables = params if "params" in params else {"params": params}  # LeNet: bare params
-        save_params(out / f"dnn_{i:02d}.npz", variables, {"network": row["network"]})
+        meta = {"network": f"DNN_{i}", "trained_on": fields}
+        save_params(out / f"dnn_{i:02d}.npz", variables, meta)
+
+    def save_images(path, rnd, network):
+        save_params(
+            path,
+            {"images": rnd.images, "log_prob": rnd.log_prob, "medians": rnd.medians},
+            {"network": network, "generations": rnd.generations.tolist()},
+        )
         flat = rnd.images.reshape(-1, *rnd.images.shape[2:])
         conf = np.exp(rnd.log_prob.astype(np.float64)).reshape(-1)
         n = rnd.images.shape[1]
-        save_params(
-            out / f"round_{i:02d}" / "fooling.npz",
-            {"images": rnd.images, "log_prob": rnd.log_prob, "medians": rnd.medians},
-            {"network": row["network"], "generations": rnd.generations.tolist()},
-        )
         captions = [
             f"run {k // n} class {k % n}\n{runs.format_confidence(c)}" for k, c in enumerate(conf)
         ]
-        images.save_gallery(
-            out / f"round_{i:02d}" / "gallery.png",
-            flat,
-            captions,
-            tile=56 if len(flat) > 20 else 112,
-        )
+        gallery = path.with_name(path.stem.replace("fooling", "gallery") + ".png")
+        tile = 56 if len(flat) > 20 else 112
+        images.save_gallery(gallery, flat, captions, tile=tile)
+
+    def save(i, params, rnd, row, probe_rnd):
+        rows.append(row)
+        names = ("retrain.json", "retrain.md", "confidence.png")
+        rounds = [f"round_{i:02d}/fooling.npz", f"round_{i:02d}/gallery.png"]
+        if probe_rnd is not None:
+            rounds += [f"round_{i:02d}/probe.npz", f"round_{i:02d}/probe.png"]
+        run.record(*(out / n for n in names + tuple(rounds)))
+        trained = {k: row[k] for k in row if k.startswith("train")}
+        save_network(i, params, trained)
+        save_images(out / f"round_{i:02d}" / "fooling.npz", rnd, row["network"])
+        if probe_rnd is not None:
+            save_images(out / f"round_{i:02d}" / "probe.npz", probe_rnd, row["network"])
         summary = {
             "config": settings,
             "rows": rows,
-            "wall_seconds": round(time.perf_counter() - t_start, 1),
+            "wall_seconds": round(earlier_seconds + time.perf_counter() - t_start, 1),
         }
         fileio.write_json(out / "retrain.json", summary)
         fileio.write_text(out / "retrain.md", retrain_report.markdown_table(rows, thresholds))
         if plots.available():
-            plots.save_figure(plots.retrain_confidence_figure(rows), out / "confidence.png")
+            series = retrain_report.chart_series(rows, FLAGS.emitter)
+            plots.save_figure(plots.retrain_confidence_figure(series), out / "confidence.png")
 
+    verb = "resuming" if resume else "retraining"
     print(
-        f"retraining in {out}: {config.iterations} rounds, {config.runs_per_iteration} runs "
-        f"x {config.generations} generations per network",
+        f"{verb} in {out}: {config.iterations} rounds, {config.runs_per_iteration} runs "
+        f"x {config.generations} generations per network"
+        + (f" ({len(rows)} networks done)" if resume else ""),
         flush=True,
     )
     retrain.retrain(
@@ -287,6 +407,8 @@ def main(argv: list[str]) -> None:
         jax.random.key(FLAGS.seed),
         log=log,
         on_round=save,
+        on_trained=save_network,
+        resume=resume,
     )
     print(retrain_report.markdown_table(rows, thresholds), end="")
     chart = (

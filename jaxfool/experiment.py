@@ -161,9 +161,15 @@ def parse_emitter_params(text: str, spec: str) -> dict[str, dict[str, float]]:
 
 def emitter_params(config: RunConfig, evolution: evolve.EvolutionConfig) -> tuple:
     """Each emitter's runtime Params: its defaults with `config.emitter_params` applied."""
+    return spec_emitter_params(config.emitter, config.emitter_params, evolution)
+
+
+def spec_emitter_params(spec: str, text: str, evolution: evolve.EvolutionConfig) -> tuple:
+    """The runtime Params of `evolution`'s emitters (built from `spec`): their defaults with
+    the `--emitter_params` text `text` applied."""
     import jax.numpy as jnp
 
-    given = parse_emitter_params(config.emitter_params, config.emitter)
+    given = parse_emitter_params(text, spec)
     names = [n for n, _ in evolution.emitters] or ["original"]
     return tuple(
         p.replace(**{k: jnp.float32(v) for k, v in given.get(name, {}).items()})

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxfool import evolve, experiment, retrain_nets, train, train_folder
+from jaxfool import emitters, evolve, experiment, retrain_nets, train, train_folder
 from jaxfool.classifiers import Classifier
 from jaxfool.data.folder import FolderData, scan_image_folder
 from jaxfool.errors import ConfigError
@@ -54,6 +54,12 @@ class RetrainConfig:
     log_every: generations per host call; the resolution of "generations to threshold".
     cumulative: DNN_{i+1}'s fooling class holds F_1..F_i (True) or only F_i.
     balance: repeat the fooling images so the class is as large as a mean real class.
+    emitter / emitter_params: the search of the runs whose images are trained on (the
+        `--emitter` / `--emitter_params` syntax of fool.py; "original": the original code's).
+    probe_emitter / probe_emitter_params / probe_runs: optionally, `probe_runs` more runs
+        against each DNN_i with another search, same population and generations, whose images
+        are only measured (never trained on): is a net retrained on one search's images still
+        fooled by another's? ("": no probe.)
     """
 
     iterations: int = 15
@@ -66,6 +72,11 @@ class RetrainConfig:
     cumulative: bool = True
     balance: bool = True
     eval_chunk: int | None = None
+    emitter: str = "original"
+    emitter_params: str = ""
+    probe_emitter: str = ""
+    probe_emitter_params: str = ""
+    probe_runs: int = 2
 
     def __post_init__(self):
         def check(ok: bool, field: str, message: str) -> None:
@@ -88,6 +99,27 @@ class RetrainConfig:
             "thresholds",
             "each must lie in (0, 1]",
         )
+        check(self.probe_runs >= 1, "probe_runs", "must be >= 1")
+        check(
+            bool(self.probe_emitter) or not self.probe_emitter_params,
+            "probe_emitter_params",
+            "given without --probe_emitter",
+        )
+        for field, params in (
+            ("emitter", "emitter_params"),
+            ("probe_emitter", "probe_emitter_params"),
+        ):
+            spec = getattr(self, field)
+            if field == "probe_emitter" and not spec:
+                continue
+            try:
+                emitters.parse_spec(spec, pop)
+            except ValueError as e:
+                raise ConfigError(field, str(e)) from None
+            try:
+                experiment.parse_emitter_params(getattr(self, params), spec)
+            except ValueError as e:
+                raise ConfigError(params, str(e)) from None
 
 
 def parse_thresholds(text: str) -> tuple[float, ...]:
@@ -121,9 +153,16 @@ class Task:
 
 
 def fooling_evolution_config(
-    encoding: Any, classifier: Classifier, num_real: int, population: int, eval_chunk=None
+    encoding: Any,
+    classifier: Classifier,
+    num_real: int,
+    population: int,
+    eval_chunk=None,
+    emitter: str = "original",
 ) -> evolve.EvolutionConfig:
-    """MAP-Elites over the real classes only (cells 0..n-1), whatever the net's output count."""
+    """MAP-Elites over the real classes only (cells 0..n-1), whatever the net's output count,
+    searching with the emitter spec `emitter` ("original": exactly the original code's)."""
+    shares = () if emitter == "original" else emitters.parse_spec(emitter, population)
     return evolve.EvolutionConfig(
         encoding=encoding,
         classifier=classifier,
@@ -131,6 +170,7 @@ def fooling_evolution_config(
         population=population,
         initial_population=population,
         eval_chunk=eval_chunk,
+        emitters=shares,
     )
 
 
@@ -161,11 +201,13 @@ def evolve_fooling(
     runs: int,
     generations: int,
     log_every: int,
+    emitter_params: tuple | None = None,
 ) -> FoolingRound:
     """`runs` independent MAP-Elites runs of `generations` generations (run r uses fold_in(key, r)),
     all in each host call (`evolve.run_many_states`; on CPU bit for bit the runs one by one).
 
     Records each run's median confidence every `log_every` generations (host calls).
+    `emitter_params`: the emitters' runtime Params (None: their defaults).
     """
     t0 = time.perf_counter()
     checkpoints = list(range(0, generations, log_every)) + [generations]
@@ -179,14 +221,16 @@ def evolve_fooling(
 
     medians = [medians_of(state)]
     for n in experiment.chunk_sizes(0, generations, log_every, 0):
-        state = evolve.run_many_states(config, params, state, loop_keys, n)
+        state = evolve.run_many_states(config, params, state, loop_keys, n, emitter_params)
         medians.append(medians_of(state))
     log_probs = np.asarray(state.archive.log_prob)
     genomes = state.archive.genomes
     images = np.stack(
-        [np.asarray(_express(config.encoding, jax.tree.map(lambda g, r=r: g[r], genomes)))
-         for r in range(runs)]
-    )  # fmt: skip
+        [
+            np.asarray(_express(config.encoding, jax.tree.map(lambda g, r=r: g[r], genomes)))
+            for r in range(runs)
+        ]
+    )
     return FoolingRound(
         images=images,
         log_prob=log_probs,
@@ -280,6 +324,32 @@ def rejection_rate(task: Task, net_params: Params, images: np.ndarray) -> float 
 # --- the loop ------------------------------------------------------------------------------------
 
 
+@dataclass
+class Resume:
+    """Where a stopped experiment goes on from: its rows (DNN_1..DNN_k), each finished round's
+    fooling images uint8 [R, n, ...] and probe images (or None), and DNN_{k+1} as
+    (params, its row's training fields) if it was trained before the stop (None: it is trained
+    again, from the same seed, which gives the same network on the same machine)."""
+
+    rows: list[dict[str, Any]]
+    images: list[np.ndarray]
+    probe_images: list[np.ndarray | None]
+    next_network: tuple[Params, dict[str, Any]] | None = None
+
+
+def _split_round(config: RetrainConfig, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A round's images [R, n, ...] -> (trained-on, held-out) images, flat [*, ...]: the first
+    `holdout_runs` runs are held out."""
+    flat = images.reshape(-1, *images.shape[2:])
+    held = config.holdout_runs * images.shape[1]
+    return flat[held:], flat[:held]
+
+
+def _grow_pool(config: RetrainConfig, pool: np.ndarray | None, fresh: np.ndarray) -> np.ndarray:
+    """The fooling class after a round: all rounds' trained-on images (cumulative) or its own."""
+    return fresh if pool is None or not config.cumulative else np.concatenate([pool, fresh])
+
+
 def retrain(
     task: Task,
     encoding: Any,
@@ -287,22 +357,59 @@ def retrain(
     dnn1: Params,
     key: jax.Array,
     log: LogFn | None = None,
-    on_round: Callable[[int, Params, FoolingRound, dict[str, Any]], None] | None = None,
+    on_round: Callable[..., None] | None = None,
+    on_trained: Callable[[int, Params, dict[str, Any]], None] | None = None,
+    resume: Resume | None = None,
 ) -> list[dict[str, Any]]:
     """Runs the loop from DNN_1 = `dnn1`; returns one row per network DNN_1..DNN_{N+1}.
 
     Round i: evaluate DNN_i (test accuracy; how many of round i-1's fooling images it puts in
-    the fooling class, trained-on and held-out), evolve against it, then train DNN_{i+1}.
-    `on_round(i, params_i, round, row)` is called after each round's evolution (for saving).
-    Keys: round i uses fold_in(key, i), split into evolution and training keys.
+    the fooling class, trained-on and held-out), evolve against it (and probe it with the probe
+    emitter, if any), then train DNN_{i+1}. `on_round(i, params_i, round, row, probe_round)`
+    is called after each round's evolution, `on_trained(i + 1, params, fields)` after each
+    training (both for saving). With `resume`, the loop goes on after its last row, exactly
+    as if it had not stopped. Keys: round i uses fold_in(key, i), split into evolution and
+    training keys; the probe uses fold_in(fold_in(key, i), 1).
     """
     log = log or (lambda _: None)
-    params, pool = dnn1, None
+    rows = list(resume.rows) if resume else []
+    pool: np.ndarray | None = None
     previous: tuple[np.ndarray, np.ndarray] | None = None
-    trained_on: dict[str, Any] = {}
-    rows = []
-    for i in range(1, config.iterations + 2):
-        evo_key, train_key = jax.random.split(jax.random.fold_in(key, i))
+    previous_probe: np.ndarray | None = None
+    for images in resume.images if resume else ():
+        fresh, held = _split_round(config, images)
+        pool, previous = _grow_pool(config, pool, fresh), (fresh, held)
+    if resume and resume.probe_images and resume.probe_images[-1] is not None:
+        probe = resume.probe_images[-1]
+        previous_probe = probe.reshape(-1, *probe.shape[2:])
+
+    def train_next(i: int) -> tuple[Params, dict[str, Any]]:
+        """DNN_{i+1}, trained on the pool after round i with round i's training key."""
+        _, train_key = jax.random.split(jax.random.fold_in(key, i))
+        repeats = fooling_repeats(len(pool), task.num_train, task.num_real, config.balance)
+        seed = int(jax.random.randint(train_key, (), 0, 2**31 - 1))
+        t0 = time.perf_counter()
+        log(f"training DNN_{i + 1} on the real data + {len(pool)} fooling images x{repeats}")
+        params = task.train(pool, repeats, seed)
+        fields = {
+            "trained_fooling_images": int(len(pool)),
+            "trained_fooling_repeats": repeats,
+            "train_seed": seed,
+            "train_seconds": round(time.perf_counter() - t0, 1),
+        }
+        if on_trained is not None:
+            on_trained(i + 1, params, fields)
+        return params, fields
+
+    first = len(rows) + 1
+    params, trained_on = dnn1, {}
+    if rows and first <= config.iterations + 1:
+        if resume.next_network is not None:
+            params, trained_on = resume.next_network
+        else:
+            params, trained_on = train_next(first - 1)
+    for i in range(first, config.iterations + 2):
+        evo_key, _ = jax.random.split(jax.random.fold_in(key, i))
         clf, clf_params = task.classifier(params)
         row: dict[str, Any] = {
             "iteration": i,
@@ -314,42 +421,59 @@ def retrain(
         if previous is not None:
             row["rejects_previous_trained"] = rejection_rate(task, params, previous[0])
             row["rejects_previous_heldout"] = rejection_rate(task, params, previous[1])
-        evo = fooling_evolution_config(
-            encoding, clf, task.num_real, config.population, config.eval_chunk
-        )
-        rnd = evolve_fooling(
-            evo,
+        rnd = _search(
+            task,
+            encoding,
+            config,
+            clf,
             clf_params,
-            evo_key,
+            config.emitter,
+            config.emitter_params,
             config.runs_per_iteration,
-            config.generations,
-            config.log_every,
+            evo_key,
         )
         row.update(round_stats(rnd, config.thresholds))
+        probe_rnd = None
+        if config.probe_emitter:
+            probe_key = jax.random.fold_in(jax.random.fold_in(key, i), 1)
+            probe_rnd = _search(
+                task,
+                encoding,
+                config,
+                clf,
+                clf_params,
+                config.probe_emitter,
+                config.probe_emitter_params,
+                config.probe_runs,
+                probe_key,
+            )
+            row["probe"] = {
+                "emitter": config.probe_emitter,
+                **round_stats(probe_rnd, config.thresholds),
+            }
+            if previous_probe is not None:
+                row["probe"]["rejects_previous"] = rejection_rate(task, params, previous_probe)
+            previous_probe = probe_rnd.images.reshape(-1, *probe_rnd.images.shape[2:])
         rows.append(row)
         log(format_row(row, config.thresholds))
         if on_round is not None:
-            on_round(i, params, rnd, row)
+            on_round(i, params, rnd, row, probe_rnd)
         if i == config.iterations + 1:
             break
-        flat = rnd.images.reshape(-1, *rnd.images.shape[2:])
-        per_run = rnd.images.shape[1]
-        held = flat[: config.holdout_runs * per_run]
-        fresh = flat[config.holdout_runs * per_run :]
-        pool = fresh if pool is None or not config.cumulative else np.concatenate([pool, fresh])
-        repeats = fooling_repeats(len(pool), task.num_train, task.num_real, config.balance)
-        seed = int(jax.random.randint(train_key, (), 0, 2**31 - 1))
-        t0 = time.perf_counter()
-        log(f"training DNN_{i + 1} on the real data + {len(pool)} fooling images x{repeats}")
-        params = task.train(pool, repeats, seed)
-        trained_on = {
-            "trained_fooling_images": int(len(pool)),
-            "trained_fooling_repeats": repeats,
-            "train_seed": seed,
-            "train_seconds": round(time.perf_counter() - t0, 1),
-        }
-        previous = (fresh, held)
+        fresh, held = _split_round(config, rnd.images)
+        pool, previous = _grow_pool(config, pool, fresh), (fresh, held)
+        params, trained_on = train_next(i)
     return rows
+
+
+def _search(task, encoding, config, clf, clf_params, emitter, emitter_params, runs, key):
+    """`runs` runs of `emitter` (with its `--emitter_params` text) against one network."""
+    evo = fooling_evolution_config(
+        encoding, clf, task.num_real, config.population, config.eval_chunk, emitter
+    )
+    custom = emitter != "original" or emitter_params
+    params = experiment.spec_emitter_params(emitter, emitter_params, evo) if custom else None
+    return evolve_fooling(evo, clf_params, key, runs, config.generations, config.log_every, params)
 
 
 # --- the tasks: MNIST in memory, ImageNet-format folders from disk --------------------------------
