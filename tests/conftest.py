@@ -48,7 +48,8 @@ def weights_cache_in_tmp(tmp_path_factory):
 SLOW_TESTS = {
     "test_retrain.py": ("test_retrained_net_rejects", "test_evolution_fitness_is_a_real",
                         "test_outputs_table_and_plot", "test_cli_mnist_round_zero",
-                        "test_cli_folder_stand_in"),
+                        "test_cli_folder_stand_in", "test_probe_runs_are_measured",
+                        "test_resumed_loop_equals", "test_cli_resume_goes_on"),
     "test_imagenet_fool.py": ("test_imagenet_direct_run", "test_random_weights_build_every",
                               "test_center_crop_fitness"),
     "test_sharding.py": ("test_four_devices_equal_one_device",),

@@ -504,6 +504,8 @@ RETRAIN = (
     + numbers("retrain", "image_size", ["4"], RETRAIN_FOLDER)
     + numbers("retrain", "base_lr", ["-0.01", "x"], RETRAIN_FOLDER)
     + numbers("retrain", "lr_stepsize", ["0"], RETRAIN_FOLDER)
+    + numbers("retrain", "probe_runs", ["0"], (*RETRAIN_BASE, "--probe_emitter=isoline"))
+    + [Case("retrain", "resume-not-a-run", ("--resume={outdir}",), mention=("--resume",))]
 )
 
 BENCH_BASE = ("--suite=custom", "--population=2", "--generations=1", "--repeats=1")

@@ -137,7 +137,8 @@ def loop(mnist):
     )
     saved = {}
 
-    def on_round(i, params, rnd, row):
+    def on_round(i, params, rnd, row, probe):
+        assert probe is None  # no --probe_emitter
         saved[i] = (params, rnd)
 
     rows = retrain.retrain(
@@ -250,6 +251,14 @@ def test_cli_mnist_round_zero(tmp_path):
         (["--dataset=folder", "--data_dir=/x", "--encoding=direct"], "--encoding"),
         (["--dnn1=/no/such.npz"], "/no/such.npz"),
         (["--data_dir=/no/such/dir"], "--data_dir"),
+        (["--emitter=annealing"], "--emitter"),
+        (["--emitter_params=gradient.step_min=0.1"], "--emitter_params"),
+        (["--emitter=gradient", "--emitter_params=gradient.speed=2"], "--emitter_params"),
+        (["--probe_emitter=isoline:0.5"], "--probe_emitter"),
+        (["--probe_emitter_params=isoline.iso_sigma=0.1"], "--probe_emitter_params"),
+        (["--probe_emitter=isoline", "--probe_runs=0"], "--probe_runs"),
+        (["--cppn_coords=polar"], "--cppn_coords"),
+        (["--resume=/no/such/run"], "--resume"),
     ],
 )
 def test_cli_bad_flags_give_one_line_errors(tmp_path, args, message):
@@ -347,3 +356,129 @@ def test_fooling_runs_in_one_call_equal_the_runs_one_by_one():
         np.testing.assert_array_equal(got.log_prob[r], np.asarray(state.archive.log_prob))
         expected = np.asarray(cfg.encoding.express(state.archive.genomes))
         np.testing.assert_array_equal(got.images[r], expected)
+
+
+# --- probes and resuming ------------------------------------------------------------------------
+
+
+def _without_seconds(rows):
+    drop = ("train_seconds", "evolution_seconds")
+    return [
+        {k: _without_seconds([v])[0] if isinstance(v, dict) else v
+         for k, v in r.items() if k not in drop}
+        for r in rows
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_loop(mnist):
+    """Two retraining rounds (DNN_1..DNN_3), tiny, with a probe emitter, and everything the
+    callbacks saw."""
+    (x, y), (xt, yt) = mnist
+    task = retrain.mnist_task(x, y, xt, yt, steps=30)
+    dnn1 = load_params(MODELS["lenet"].default_weights)[0]["params"]
+    config = retrain.RetrainConfig(
+        iterations=2, runs_per_iteration=2, holdout_runs=1, population=10, generations=4,
+        log_every=2, probe_emitter="isoline", probe_runs=1,
+    )  # fmt: skip
+    seen = {"rounds": {}, "trained": {}}
+
+    def on_round(i, params, rnd, row, probe):
+        seen["rounds"][i] = (rnd, probe)
+
+    def on_trained(i, params, fields):
+        seen["trained"][i] = (params, fields)
+
+    rows = retrain.retrain(task, DirectEncoding(), config, dnn1, jax.random.key(3),
+                           on_round=on_round, on_trained=on_trained)  # fmt: skip
+    return task, config, dnn1, rows, seen
+
+
+def test_probe_runs_are_measured_not_trained_on(small_loop):
+    task, config, dnn1, rows, seen = small_loop
+    assert [r["probe"]["emitter"] for r in rows] == ["isoline"] * 3
+    for i, row in enumerate(rows, 1):
+        rnd, probe = seen["rounds"][i]
+        assert probe.images.shape == (1, 10, 28, 28, 1)
+        p = np.exp(probe.log_prob.astype(np.float64))
+        assert row["probe"]["median_confidence"] == pytest.approx(float(np.median(p)))
+        assert not np.array_equal(probe.images[0], rnd.images[0])  # its own key
+    # DNN_{i+1} is trained on round i's trained-on runs only: 1 run x 10 images per round
+    assert [r.get("trained_fooling_images") for r in rows] == [None, 10, 20]
+    # the previous probe's images, as DNN_i classifies them
+    dnn2 = seen["trained"][2][0]
+    prev = seen["rounds"][1][1].images.reshape(-1, 28, 28, 1)
+    assert rows[1]["probe"]["rejects_previous"] == retrain.rejection_rate(task, dnn2, prev)
+    assert "rejects_previous" not in rows[0]["probe"]
+    # the probe changes nothing else: the same loop without it has the same rows and images
+    plain = retrain.RetrainConfig(**{**config.__dict__, "probe_emitter": ""})
+    alone = retrain.retrain(task, DirectEncoding(), plain, dnn1, jax.random.key(3))
+    strip = [{k: v for k, v in r.items() if k != "probe"} for r in _without_seconds(rows)]
+    assert _without_seconds(alone) == strip
+
+
+@pytest.mark.parametrize("done, trained", [(1, False), (1, True), (2, False)])
+def test_resumed_loop_equals_the_uninterrupted_loop(small_loop, done, trained):
+    """Stopped after `done` rounds (with DNN_{done+1} trained or not), the loop goes on to the
+    same rows, images and networks, bit for bit."""
+    task, config, dnn1, rows, seen = small_loop
+    rounds = [seen["rounds"][i] for i in range(1, done + 1)]
+    resume = retrain.Resume(
+        rows=rows[:done],
+        images=[r.images for r, _ in rounds],
+        probe_images=[p.images for _, p in rounds],
+        next_network=seen["trained"][done + 1] if trained else None,
+    )
+    again = {"rounds": {}, "trained": {}}
+    got = retrain.retrain(
+        task, DirectEncoding(), config, dnn1, jax.random.key(3), resume=resume,
+        on_round=lambda i, params, rnd, row, probe: again["rounds"].__setitem__(i, (rnd, probe)),
+        on_trained=lambda i, params, fields: again["trained"].__setitem__(i, params),
+    )  # fmt: skip
+    assert _without_seconds(got) == _without_seconds(rows)
+    assert sorted(again["rounds"]) == list(range(done + 1, 4))
+    for i, (rnd, probe) in again["rounds"].items():
+        np.testing.assert_array_equal(rnd.images, seen["rounds"][i][0].images)
+        np.testing.assert_array_equal(probe.images, seen["rounds"][i][1].images)
+    for i, params in again["trained"].items():
+        want = jax.tree.leaves(seen["trained"][i][0])
+        for a, b in zip(jax.tree.leaves(params), want, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert (done + 1 in again["trained"]) == (not trained)
+
+
+def test_cli_resume_goes_on_to_more_iterations(tmp_path):
+    """--iterations=0, then --resume with --iterations=1: the files of a run with
+    --iterations=1; settings other than --iterations cannot change on resume."""
+    small = ["--runs_per_iteration=2", "--holdout_runs=1", "--population=10",
+             "--generations=3", "--log_every=3", "--train_steps=20"]  # fmt: skip
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert run(f"--out={whole}", "--iterations=1", *small).returncode == 0
+    assert run(f"--out={part}", "--iterations=0", *small).returncode == 0
+    res = run(f"--resume={part}", "--iterations=1", "--generations=3")  # same value: fine
+    assert res.returncode == 0, res.stderr
+    assert "1 networks done" in res.stdout
+    a = json.loads((whole / "retrain.json").read_text())
+    b = json.loads((part / "retrain.json").read_text())
+    assert _without_seconds(a["rows"]) == _without_seconds(b["rows"])
+    assert b["config"]["flags"]["iterations"] == 1 and len(b["config"]["resumed"]) == 1
+    for name in ("round_01/fooling.npz", "round_02/fooling.npz", "dnn_02.npz"):
+        x, y = np.load(whole / name), np.load(part / name)
+        for k in x.files:
+            if k != "__meta__":
+                np.testing.assert_array_equal(x[k], y[k], err_msg=name)
+    manifest = json.loads((part / "manifest.json").read_text())["files"]
+    assert "round_02/fooling.npz" in manifest and "dnn_02.npz" in manifest
+    before = (part / "retrain.json").read_bytes()
+    for args, flag in (
+        (["--generations=5"], "--generations"),
+        (["--overwrite"], "--overwrite"),
+        ([f"--out={whole}"], "--out"),
+    ):
+        res = run(f"--resume={part}", "--iterations=2", *args)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert flag in res.stderr
+    (part / "round_02" / "fooling.npz").write_bytes(b"garbage")
+    res = run(f"--resume={part}", "--iterations=2")
+    assert res.returncode == 2 and "round_02/fooling.npz" in res.stderr, res.stderr
+    assert (part / "retrain.json").read_bytes() == before
