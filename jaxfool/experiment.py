@@ -138,9 +138,10 @@ class LoopConfig:
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
 
 
-def parse_emitter_params(text: str, spec: str) -> dict[str, dict[str, float]]:
+def parse_emitter_params(text: str, spec: str, encoding: Any = None) -> dict[str, dict[str, float]]:
     """'gradient.step_size=0.1,isoline.iso_sigma=0.02' -> {emitter: {field: value}}, each
-    emitter one of `spec`'s and each field one of its Params'. ValueError naming the part."""
+    emitter one of `spec`'s and each field one of its Params' over `encoding` (None: over
+    either encoding). ValueError naming the part."""
     names = {name.partition(":")[0].strip() for name in spec.split(",")}
     out: dict[str, dict[str, float]] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
@@ -148,9 +149,9 @@ def parse_emitter_params(text: str, spec: str) -> dict[str, dict[str, float]]:
         name, _, field = target.partition(".")
         if name not in names:
             raise ValueError(f"emitter_params {part!r}: {name!r} is not in --emitter={spec}")
-        fields = dataclasses.fields(emitters.EMITTERS[name](None).default_params())
-        if field not in {f.name for f in fields}:
-            known = ", ".join(f.name for f in fields) or "none"
+        fields = emitters.param_names(name, encoding)
+        if field not in fields:
+            known = ", ".join(fields) or "none"
             raise ValueError(f"emitter_params {part!r}: {name} has no {field!r} ({known})")
         try:
             out.setdefault(name, {})[field] = float(value)
@@ -169,7 +170,7 @@ def spec_emitter_params(spec: str, text: str, evolution: evolve.EvolutionConfig)
     the `--emitter_params` text `text` applied."""
     import jax.numpy as jnp
 
-    given = parse_emitter_params(text, spec)
+    given = parse_emitter_params(text, spec, evolution.encoding)
     names = [n for n, _ in evolution.emitters] or ["original"]
     return tuple(
         p.replace(**{k: jnp.float32(v) for k, v in given.get(name, {}).items()})
@@ -256,8 +257,13 @@ def evolution_config(config: RunConfig, clf, mesh=None) -> evolve.EvolutionConfi
         shares = emitters.parse_spec(shares, config.population) if shares else ()
     except ValueError as e:
         raise ConfigError("emitter", str(e)) from None
+    encoding = build_encoding(config, clf.image_shape)
+    try:  # the fields of this encoding's Params (the original emitter's differ by encoding)
+        parse_emitter_params(config.emitter_params, config.emitter, encoding)
+    except ValueError as e:
+        raise ConfigError("emitter_params", str(e)) from None
     return evolve.EvolutionConfig(
-        encoding=build_encoding(config, clf.image_shape),
+        encoding=encoding,
         classifier=clf,
         classes=classes,
         population=config.population,

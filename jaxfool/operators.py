@@ -49,7 +49,9 @@ def polynomial_mutation(
     u = rng.uniform(key, genes.shape, offset, backend)
     rate = jnp.asarray(rate, jnp.float32)
     picked = u < rate
-    delta = polynomial_delta(jnp.where(picked, u / rate, 0.5), eta)
+    # u * (1 / rate), not u / rate: XLA rewrites a division by a constant into this product,
+    # so writing it out gives the same bits whether `rate` is a constant or a runtime value.
+    delta = polynomial_delta(jnp.where(picked, u * (1.0 / rate), 0.5), eta)
     return jnp.where(picked, jnp.clip(genes + delta, 0.0, 1.0), genes)
 
 

@@ -248,6 +248,45 @@ def test_emitter_params_are_traced_not_static(lenet):
     assert not np.array_equal(np.asarray(a.archive.log_prob), np.asarray(b.archive.log_prob))
 
 
+@pytest.mark.parametrize("encoding", ["direct", "cppn"])
+def test_original_rates_are_runtime_params(lenet, encoding):
+    """The original emitter's rates are its Params: passed at run time they give the bits of
+    the same rates compiled in (the encoding's fields), and a new rate reuses the compiled run."""
+    import dataclasses
+
+    enc = DirectEncoding() if encoding == "direct" else CppnEncoding()
+    field, value = ("mutation_rate", 0.3) if encoding == "direct" else ("add_neuron_rate", 0.9)
+    cfg, params = config(lenet, enc), lenet[1]
+    init_key, loop_key = evolve.run_keys(0)
+    state = evolve.init(cfg, params, init_key)
+    (rates,) = cfg.default_emitter_params()
+    assert float(getattr(rates, field)) == pytest.approx(getattr(enc, field))
+    compiled = evolve.run.lower(cfg, params, state, loop_key, 1, (rates,)).compile()
+    builtin = evolve.run(cfg, params, state, loop_key, 3)  # rates as constants
+    given = compiled(params, state, loop_key, 3, (rates,))
+    for a, b in zip(jax.tree.leaves(builtin), jax.tree.leaves(given), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # another rate, same executable: the run of an encoding built with that rate
+    other = (rates.replace(**{field: jnp.float32(value)}),)
+    changed = compiled(params, state, loop_key, 3, other)
+    cfg2 = dataclasses.replace(cfg, encoding=dataclasses.replace(enc, **{field: value}))
+    want = evolve.run(cfg2, params, state, loop_key, 3)
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(changed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    genomes = zip(jax.tree.leaves(changed.archive.genomes),
+                  jax.tree.leaves(builtin.archive.genomes), strict=True)  # fmt: skip
+    assert any(not np.array_equal(x, y) for x, y in genomes)  # the rate did change the run
+
+
+def test_emitter_param_names_follow_the_encoding():
+    direct = emitters.param_names("original", DirectEncoding())
+    cppn = emitters.param_names("original", CppnEncoding())
+    assert direct == ("mutation_rate", "eta_m", "crossover_rate", "eta_c")
+    assert "add_neuron_rate" in cppn and "crossover_rate" not in cppn
+    assert set(emitters.param_names("original")) == set(direct) | set(cppn)
+    assert emitters.param_names("isoline") == ("iso_sigma", "line_sigma")
+
+
 @pytest.mark.parametrize("batch", ["map", "vmap"])
 def test_run_many_equals_separate_runs(lenet, batch):
     cfg, params = config(lenet), lenet[1]

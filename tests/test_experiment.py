@@ -154,6 +154,20 @@ def test_emitter_settings_are_checked_once(changes, field):
     assert e.value.field == field
 
 
+def test_original_rates_are_checked_against_the_encoding():
+    """original.crossover_rate is a direct rate: a CPPN run refuses it before any file."""
+    from jaxfool import classifiers
+
+    clf, _ = classifiers.load_classifier("lenet")
+    ok = RunConfig(encoding="direct", population=20, emitter_params="original.crossover_rate=0.2")
+    (rates,) = experiment.emitter_params(ok, experiment.evolution_config(ok, clf))
+    assert float(rates.crossover_rate) == pytest.approx(0.2) and float(rates.eta_c) == 10.0
+    bad = RunConfig(encoding="cppn", population=20, emitter_params="original.crossover_rate=0.2")
+    with pytest.raises(ConfigError) as e:
+        experiment.evolution_config(bad, clf)
+    assert e.value.field == "emitter_params" and "add_neuron_rate" in str(e.value)
+
+
 def test_emitter_params_reach_the_emitters():
     from jaxfool import classifiers
 

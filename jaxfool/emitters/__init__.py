@@ -16,6 +16,7 @@ population (`parse_spec("original:0.5,gradient:0.5")`). Adding one = one file + 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,6 +52,21 @@ def register(name: str, cls: type | None = None):
         return c
 
     return add if cls is None else add(cls)
+
+
+def param_names(name: str, encoding: Any = None) -> tuple[str, ...]:
+    """The fields of emitter `name`'s runtime Params over `encoding` (None: over either
+    built-in encoding, for checks made before the encoding exists)."""
+    from jaxfool.encodings.cppn import CppnEncoding
+    from jaxfool.encodings.direct import DirectEncoding
+
+    encodings = [encoding] if encoding is not None else [DirectEncoding(), CppnEncoding()]
+    names: list[str] = []
+    for enc in encodings:
+        for field in dataclasses.fields(EMITTERS[name](enc).default_params()):
+            if field.name not in names:
+                names.append(field.name)
+    return tuple(names)
 
 
 def parse_spec(text: str, population: int) -> tuple[tuple[str, int], ...]:

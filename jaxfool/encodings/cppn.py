@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -140,6 +141,20 @@ def depths(genome: CppnGenome) -> jax.Array:
     return _fixed_point(relax, jnp.zeros(n, jnp.int32), n)
 
 
+@struct.dataclass
+class CppnRates:
+    """The CPPN mutations' numbers as a runtime pytree (the original emitter's Params): a new
+    value does not recompile. Defaults: the encoding's fields (the original's rates)."""
+
+    weight_mutation_rate: Any
+    eta_m: Any
+    activation_mutation_rate: Any
+    add_connection_rate: Any
+    delete_connection_rate: Any
+    add_neuron_rate: Any
+    delete_neuron_rate: Any
+
+
 @dataclass(frozen=True)
 class CppnEncoding:
     """CPPN genomes for S x S images with C = 1 (gray) or 3 (HLS -> RGB) outputs.
@@ -217,8 +232,14 @@ class CppnEncoding:
     def init(self, key: jax.Array, n: int) -> CppnGenome:
         return jax.vmap(self.init_one)(jax.random.split(key, n))
 
-    def mutate(self, key: jax.Array, g: CppnGenome) -> CppnGenome:
-        """`DnnFF::mutate` on one genome: weights, activations, then the four structural ops."""
+    def default_rates(self) -> CppnRates:
+        """This encoding's mutation numbers, as float32 scalars."""
+        return CppnRates(*(jnp.float32(getattr(self, f)) for f in CppnRates.__dataclass_fields__))
+
+    def mutate(self, key: jax.Array, g: CppnGenome, rates: CppnRates | None = None) -> CppnGenome:
+        """`DnnFF::mutate` on one genome: weights, activations, then the four structural ops.
+        `rates`: runtime numbers (None: this encoding's fields)."""
+        r = self.default_rates() if rates is None else rates
         keys = jax.random.split(key, 16)
         n_slots = jnp.arange(self.max_nodes)
         is_input = n_slots < NUM_INPUTS
@@ -227,17 +248,17 @@ class CppnEncoding:
 
         # 1. every weight gene: polynomial mutation with probability 0.1
         weight = operators.polynomial_mutation(
-            keys[0], g.weight, self.weight_mutation_rate, self.eta_m, backend=self.backend
+            keys[0], g.weight, r.weight_mutation_rate, r.eta_m, backend=self.backend
         )
         g = g.replace(weight=jnp.where(g.edge_alive, weight, g.weight))
 
         # 2. every node's activation: resampled with probability 0.1
-        resample = jax.random.uniform(keys[1], (self.max_nodes,)) < self.activation_mutation_rate
+        resample = jax.random.uniform(keys[1], (self.max_nodes,)) < r.activation_mutation_rate
         new_act = jax.random.randint(keys[2], (self.max_nodes,), 0, len(ACTIVATIONS))
         g = g.replace(act=jnp.where(resample & g.node_alive & ~is_input, new_act, g.act))
 
         # 3. add a connection: source not an output, target neither an input nor an ancestor
-        do = jax.random.uniform(keys[3]) < self.add_connection_rate
+        do = jax.random.uniform(keys[3]) < r.add_connection_rate
         source, _ = _pick(keys[4], g.node_alive & ~is_output)
         target, has_target = _pick(keys[5], g.node_alive & ~is_input & ~ancestors(g, source))
         slot, has_slot = _first_free(g.edge_alive)
@@ -253,12 +274,12 @@ class CppnEncoding:
         )
 
         # 4. delete a random connection
-        do = jax.random.uniform(keys[7]) < self.delete_connection_rate
+        do = jax.random.uniform(keys[7]) < r.delete_connection_rate
         edge, has_edge = _pick(keys[8], g.edge_alive)
         g = g.replace(edge_alive=g.edge_alive.at[edge].set(g.edge_alive[edge] & ~(do & has_edge)))
 
         # 5. add a neuron on a random connection: src->new and new->dst keep the old weight
-        do = jax.random.uniform(keys[9]) < self.add_neuron_rate
+        do = jax.random.uniform(keys[9]) < r.add_neuron_rate
         edge, has_edge = _pick(keys[10], g.edge_alive)
         node, has_node = _first_free(g.node_alive, self.first_hidden)
         slot, has_slot = _first_free(g.edge_alive)
@@ -278,7 +299,7 @@ class CppnEncoding:
         )
 
         # 6. delete a random hidden neuron and its connections
-        do = jax.random.uniform(keys[12]) < self.delete_neuron_rate
+        do = jax.random.uniform(keys[12]) < r.delete_neuron_rate
         node, has_node = _pick(keys[13], g.node_alive & (n_slots >= self.first_hidden))
         kill = do & has_node
         touching = (g.src == node) | (g.dst == node)
@@ -289,7 +310,12 @@ class CppnEncoding:
         return g.replace(capacity_hits=hits.astype(jnp.int32))
 
     def vary(
-        self, key: jax.Array, parents_a: CppnGenome, parents_b: CppnGenome, generation: jax.Array
+        self,
+        key: jax.Array,
+        parents_a: CppnGenome,
+        parents_b: CppnGenome,
+        generation: jax.Array,
+        rates: CppnRates | None = None,
     ) -> CppnGenome:
         """No crossover (`DnnFF::cross` copies): each pair is copied in random order, mutated."""
         del generation
@@ -303,7 +329,9 @@ class CppnEncoding:
             return jnp.stack([first, second], axis=1).reshape((2 * n,) + a.shape[1:])
 
         children = jax.tree.map(order, parents_a, parents_b)
-        return jax.vmap(self.mutate)(jax.random.split(k_mut, 2 * n), children)
+        rates = self.default_rates() if rates is None else rates
+        mutate = jax.vmap(self.mutate, in_axes=(0, 0, None))
+        return mutate(jax.random.split(k_mut, 2 * n), children, rates)
 
     # ----------------------------------------------------------------------------- rendering
     def coordinates(self, size: int) -> jax.Array:

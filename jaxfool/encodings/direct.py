@@ -26,15 +26,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from jaxfool import color, operators, platforms
 
 SCHEDULES = ("constant", "halving")
 GENE_FORMATS = ("float32", "uint8")
 COLORS = ("hls", "hsv")
+
+
+@struct.dataclass
+class DirectRates:
+    """The direct variation's numbers as a runtime pytree (the original emitter's Params): a
+    new value does not recompile. Defaults: the encoding's fields."""
+
+    mutation_rate: Any
+    eta_m: Any
+    crossover_rate: Any
+    eta_c: Any
 
 
 @dataclass(frozen=True)
@@ -86,33 +99,51 @@ class DirectEncoding:
         """Pixel bytes floor(g * 255) of float genes (`int(gene * 255)` in the original)."""
         return jnp.floor(genes * 255.0).astype(jnp.uint8)
 
-    def rate(self, generation: jax.Array) -> jax.Array:
+    def default_rates(self) -> DirectRates:
+        """This encoding's variation numbers, as float32 scalars."""
+        return DirectRates(
+            *(jnp.float32(getattr(self, f)) for f in ("mutation_rate", "eta_m",
+                                                       "crossover_rate", "eta_c"))
+        )  # fmt: skip
+
+    def rate(self, generation: jax.Array, mutation_rate: Any = None) -> jax.Array:
         """The per-gene mutation probability at `generation` (0-based)."""
+        base = self.mutation_rate if mutation_rate is None else mutation_rate
         if self.mutation_schedule == "constant":
-            return jnp.float32(self.mutation_rate)
+            return jnp.float32(base)
         halvings = jnp.asarray(generation, jnp.int32) // self.halving_period
-        return jnp.float32(self.mutation_rate) * 0.5 ** halvings.astype(jnp.float32)
+        return jnp.float32(base) * 0.5 ** halvings.astype(jnp.float32)
 
     def vary(
-        self, key: jax.Array, parents_a: jax.Array, parents_b: jax.Array, generation: jax.Array
+        self,
+        key: jax.Array,
+        parents_a: jax.Array,
+        parents_b: jax.Array,
+        generation: jax.Array,
+        rates: DirectRates | None = None,
     ) -> jax.Array:
+        """Children [2n, ...] of n parent pairs: SBX with probability crossover_rate, then
+        polynomial mutation. `rates`: runtime numbers (None: this encoding's fields)."""
+        rates = self.default_rates() if rates is None else rates
         k_cross, k_do, k_order, k_mut = jax.random.split(key, 4)
         n = parents_a.shape[0]
         genes = math.prod(parents_a.shape[1:])
         flip = jax.random.bernoulli(k_order, 0.5, (n, 1))  # copy as (b, a) rather than (a, b)
-        cross = jax.random.uniform(k_do, (n, 1)) < self.crossover_rate
-        rate = self.rate(generation)
+        cross = jax.random.uniform(k_do, (n, 1)) < rates.crossover_rate
+        rate = self.rate(generation, rates.mutation_rate)
         a, b = parents_a.reshape(n, genes), parents_b.reshape(n, genes)
+        etas = (rates.eta_c, rates.eta_m)
 
-        cpu = partial(self._children, "cpu", (k_cross, k_mut), rate)
-        accelerator = partial(self._children, "accelerator", (k_cross, k_mut), rate)
+        cpu = partial(self._children, "cpu", (k_cross, k_mut), rate, etas)
+        accelerator = partial(self._children, "accelerator", (k_cross, k_mut), rate, etas)
         children = platforms.select(self.backend, cpu, accelerator, a, b, flip, cross)
         return children.reshape((2 * n,) + parents_a.shape[1:])
 
-    def _children(self, backend, keys, rate, a, b, flip, cross) -> jax.Array:
+    def _children(self, backend, keys, rate, etas, a, b, flip, cross) -> jax.Array:
         """Children [2n, genes] of flat parent rows [n, genes], by the CPU form (blocks of
         pairs looped over) or the accelerator form (all pairs at once): the same numbers."""
         k_cross, k_mut = keys
+        eta_c, eta_m = etas
         n, genes = a.shape
 
         def pairs_block(first, a, b, flip, cross):
@@ -120,13 +151,13 @@ class DirectEncoding:
             block is pair `first` of the population (its random draws are that pair's)."""
             a, b = self.decode(a), self.decode(b)
             crossed = operators.sbx_children(
-                k_cross, a, b, self.eta_c, self.sbx_equal_genes, first * genes, backend
+                k_cross, a, b, eta_c, self.sbx_equal_genes, first * genes, backend
             )
             second = jax.lax.broadcasted_iota(jnp.int32, (1, 2, 1), 1) == 1
             copies = jnp.where(second != flip[:, None], b[:, None], a[:, None])
             children = jnp.where(cross[:, None], crossed, copies)
             mutated = operators.polynomial_mutation(
-                k_mut, children, rate, self.eta_m, first * 2 * genes, backend
+                k_mut, children, rate, eta_m, first * 2 * genes, backend
             )
             return self.encode(mutated)
 
