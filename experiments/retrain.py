@@ -112,8 +112,29 @@ def check_flags() -> None:
             raise FlagError(f"--image_size={FLAGS.image_size}: must be >= 8")
         if FLAGS.arch == "caffenet" and FLAGS.image_size not in (None, 256):
             raise FlagError("--image_size: caffenet takes 256 x 256 images")
+    check_emitter_params()
     if FLAGS.dnn1 not in (None, "train") and not Path(FLAGS.dnn1).is_file():
         raise FlagError(f"--dnn1={FLAGS.dnn1}: no such file")
+
+
+def check_emitter_params() -> None:
+    """Emitter settings that this encoding's emitters do not have (the original emitter's rates
+    differ between direct and CPPN genomes), refused before anything is trained."""
+    from jaxfool import experiment
+    from jaxfool.encodings.cppn import CppnEncoding
+    from jaxfool.encodings.direct import DirectEncoding
+
+    kind = DirectEncoding() if FLAGS.encoding == "direct" else CppnEncoding()
+    for spec, name in (
+        (FLAGS.emitter, "emitter_params"),
+        (FLAGS.probe_emitter, "probe_emitter_params"),
+    ):
+        if not spec:
+            continue
+        try:
+            experiment.parse_emitter_params(FLAGS[name].value, spec, kind)
+        except ValueError as e:
+            raise FlagError(f"--{name}: {e}") from None
 
 
 def stop_if_asked(where: str) -> None:

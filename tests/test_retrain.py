@@ -258,6 +258,7 @@ def test_cli_mnist_round_zero(tmp_path):
         (["--probe_emitter_params=isoline.iso_sigma=0.1"], "--probe_emitter_params"),
         (["--probe_emitter=isoline", "--probe_runs=0"], "--probe_runs"),
         (["--cppn_coords=polar"], "--cppn_coords"),
+        (["--encoding=cppn", "--emitter_params=original.crossover_rate=0.1"], "--emitter_params"),
         (["--resume=/no/such/run"], "--resume"),
     ],
 )
