@@ -25,6 +25,7 @@ from flax import linen as nn
 from PIL import Image
 
 from jaxfool import preprocess, scoring
+from jaxfool.nets import mobilenet_v2, resnet, vgg, vit
 from jaxfool.nets.alexnet import AlexNetTorchvision
 from jaxfool.nets.caffenet import CaffeNet
 from jaxfool.nets.efficientnet_lite import EfficientNetLite
@@ -187,6 +188,70 @@ class EfficientNetLiteLogits:
         model = EfficientNetLite.variant(self.variant)
         x = preprocess.efficientnet_eval_crop(images, model.resolution)
         return forward(model, params, x, self.compute_dtype)
+
+
+# torchvision-layout networks, one file each: name -> (module factory(num_classes), the state
+# dict's classifier bias, description)
+TORCHVISION_NETS: dict[str, tuple[Callable[..., nn.Module], str, str]] = {
+    name: (factory, bias_key, description)
+    for module in (resnet, vgg, mobilenet_v2, vit)
+    for name, factory, bias_key, description in module.REGISTRY
+}
+
+
+@dataclass(frozen=True)
+class TorchvisionLogits:
+    """A torchvision-layout network (`TORCHVISION_NETS`) on uint8 RGB [B, H, W, 3], with
+    torchvision's eval transform (resize 256, centre crop 224, mean / std)."""
+
+    model: str
+    num_classes: int = 1000
+    compute_dtype: str = "float32"
+    net_params: ClassVar[str | None] = None
+
+    def __call__(self, params: Any, images: jax.Array) -> jax.Array:
+        x = preprocess.torchvision_eval_input(images)
+        net = TORCHVISION_NETS[self.model][0](self.num_classes)
+        return forward(net, params, x, self.compute_dtype)
+
+
+def _class_labels(n: int) -> tuple[str, ...]:
+    """ImageNet's labels for a 1000-way head, class indices for any other."""
+    return imagenet_labels() if n == 1000 else tuple(f"class {i}" for i in range(n))
+
+
+def _torchvision_build(name: str):
+    def build(variables: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        if mean is not None:
+            raise ValueError(f"{name}: a mean image is for the Caffe models")
+        bias_key = TORCHVISION_NETS[name][1]
+        n = int(variables["params"][bias_key.rsplit(".", 1)[0]]["bias"].shape[0])
+        params = jax.tree.map(jnp.asarray, variables)
+        logits = TorchvisionLogits(name, n)
+        return Classifier(name, logits, IMAGENET_SHAPE, _class_labels(n)), params
+
+    return build
+
+
+def _torchvision_loader(name: str):
+    def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        from jaxfool.weights import torch_layout
+        from jaxfool.weights.cache import cached_variables
+        from jaxfool.weights.torch_file import load_state_dict
+
+        factory, bias_key, _ = TORCHVISION_NETS[name]
+
+        def convert() -> dict[str, Any]:
+            sd = load_state_dict(path)
+            if not isinstance(sd, dict):
+                raise npz.WeightsFileError(f"{path}: not a state dict")
+            net = factory(torch_layout.num_outputs(sd, bias_key))
+            ref = torch_layout.variable_shapes(net, (1, 224, 224, 3))
+            return torch_layout.variables_from_state_dict(sd, ref, name, str(path))
+
+        return _torchvision_build(name)(cached_variables(path, name, convert), mean)
+
+    return load
 
 
 def _caffe_mean_227(mean: np.ndarray | None) -> jnp.ndarray:
@@ -409,6 +474,11 @@ MODELS: dict[str, ModelSpec] = {
         ),
     ]
 }
+MODELS.update(
+    (name, ModelSpec(name, description, IMAGENET_SHAPE, None, _torchvision_loader(name),
+                     _random_variables(factory(), 224), _torchvision_build(name)))
+    for name, (factory, _, description) in TORCHVISION_NETS.items()
+)  # fmt: skip
 
 
 def with_center_crop(clf: Classifier) -> Classifier:

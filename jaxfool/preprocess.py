@@ -6,7 +6,7 @@ so under `jit` they are constants and the work is a few small matrix products.
 
 - EfficientNet-Lite (TF checkpoints): `efficientnet_eval_crop`, the official TF eval transform.
 - Caffe CaffeNet / AlexNet: `caffe_center_crop`, `caffe_ten_crops` (the paper's 10-crop fitness).
-- torchvision AlexNet: `torchvision_alexnet_input`.
+- torchvision models: `torchvision_eval_input`.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def caffe_ten_crops(images_bgr: jax.Array, mean_227: jax.Array) -> jax.Array:
     return jnp.stack(crops, axis=1) - mean_227
 
 
-# --- torchvision AlexNet --------------------------------------------------------------------------
+# --- torchvision's eval transform -----------------------------------------------------------------
 
 
 def torchvision_resize_shape(h: int, w: int, short: int = 256) -> tuple[int, int]:
@@ -149,8 +149,9 @@ def torchvision_resize_shape(h: int, w: int, short: int = 256) -> tuple[int, int
     return int(short * h / w), short
 
 
-def torchvision_alexnet_input(images: jax.Array) -> jax.Array:
-    """uint8 RGB [B, H, W, 3] -> float32 [B, 224, 224, 3]: torchvision `ImageClassification(224)`.
+def torchvision_eval_input(images: jax.Array) -> jax.Array:
+    """uint8 RGB [B, H, W, 3] -> float32 [B, 224, 224, 3]: torchvision `ImageClassification(224)`,
+    the eval transform of its AlexNet, ResNet, VGG, MobileNetV2 and ViT-B/16 V1 weights.
 
     Resize the short side to 256 (bilinear, antialiased, rounded back to uint8 values), centre
     crop 224 (offsets rounded half to even, as torchvision's `round`), scale to [0, 1] and
@@ -165,3 +166,6 @@ def torchvision_alexnet_input(images: jax.Array) -> jax.Array:
     top, left = round((rh - 224) / 2), round((rw - 224) / 2)
     x = x[:, top : top + 224, left : left + 224] / 255.0
     return (x - jnp.asarray(TORCHVISION_MEAN)) / jnp.asarray(TORCHVISION_STD)
+
+
+torchvision_alexnet_input = torchvision_eval_input  # its first user

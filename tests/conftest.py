@@ -50,6 +50,7 @@ SLOW_TESTS = {
                         "test_outputs_table_and_plot", "test_cli_mnist_round_zero",
                         "test_cli_folder_stand_in", "test_probe_runs_are_measured",
                         "test_resumed_loop_equals", "test_cli_resume_goes_on"),
+    "test_torchvision_nets.py": ("test_port_matches", "test_fool_runs", "test_classify_prints"),
     "test_imagenet_fool.py": ("test_imagenet_direct_run", "test_random_weights_build_every",
                               "test_center_crop_fitness"),
     "test_sharding.py": ("test_four_devices_equal_one_device",),
