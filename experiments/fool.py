@@ -38,6 +38,8 @@ for define, name, default, text in [
     (STR, "model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}, or mod:factory."),
     (STR, "weights", None, "Weights file (default: the model's shipped weights)."),
     (STR, "mean", None, "Mean image (.binaryproto/.npy) to subtract (default: none)."),
+    (STR, "models", "", "Ensemble instead of --model: 'name[:weights[:mean]],...' (transfer.py)."),
+    (STR, "ensemble_fitness", "mean", "Ensemble fitness: mean or min of the log-probabilities."),
     (STR, "encoding", "cppn", f"Genome encoding: {', '.join(experiment.ENCODINGS)}."),
     (INT, "population", None, "Children per generation, even (default: 200; ImageNet CPPN 400)"),
     (INT, "initial_population", None, "Random genomes at the start (default: --population)."),
@@ -96,6 +98,10 @@ def main(argv):
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.resume and FLAGS.out and Path(FLAGS.out).resolve() != Path(FLAGS.resume).resolve():
         raise FlagError("--out and --resume name different directories; a run resumes in place")
+    if FLAGS.models:
+        clash = [f"--{n}" for n in ("model", "weights", "mean") if FLAGS[n].present]
+        if clash:
+            raise FlagError(f"--models names the networks; drop {', '.join(clash)}")
     config = cli.from_flags(experiment.RunConfig)
     loop = cli.from_flags(experiment.LoopConfig, out=FLAGS.resume or FLAGS.out)
     if FLAGS.resume:

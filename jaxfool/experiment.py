@@ -73,6 +73,13 @@ class RunConfig:
     max_edges: int = 256
     emitter: str = "original"
     emitter_params: str = ""
+    models: str = ""  # an ensemble 'name[:weights[:mean]],...' (replaces model/weights/mean)
+    ensemble_fitness: str = "mean"
+
+    @property
+    def model_name(self) -> str:
+        """What the run evolved against: `model`, or "ensemble" with `models`."""
+        return "ensemble" if self.models else self.model
 
     def __post_init__(self):
         if not custom_model.is_spec(self.model):  # your own model is checked when it loads
@@ -106,10 +113,26 @@ class RunConfig:
         except ValueError as e:
             field = "emitter_params" if "emitter_params" in str(e) else "emitter"
             raise ConfigError(field, str(e)) from None
+        from jaxfool import ensemble, transfer
+
+        if self.models:
+            try:
+                refs = [transfer.parse_model_spec(t) for t in self.models.split(",")]
+            except transfer.TransferError as e:
+                raise ConfigError("models", str(e)) from None
+            _check(len(refs) >= 2, "models", "an ensemble needs at least two networks")
+            for ref in refs:
+                known = ref.name in classifiers.MODELS or custom_model.is_spec(ref.name)
+                _check(known, "models", f"{ref.name!r}: not a model; see --model")
+        _check(
+            self.ensemble_fitness in ensemble.FITNESS,
+            "ensemble_fitness",
+            f"{self.ensemble_fitness!r}: choose mean or min",
+        )
         _check(self.max_nodes >= 1, "max_nodes", "must be >= 1")
         _check(self.max_edges >= 1, "max_edges", "must be >= 1")
         _check(
-            self.ten_crop or self.model in TEN_CROP_MODELS,
+            self.ten_crop or self.model in TEN_CROP_MODELS or bool(self.models),
             "ten_crop",
             f"--noten_crop: only {' and '.join(TEN_CROP_MODELS)} score 10 crops",
         )
@@ -190,7 +213,10 @@ def replace_checked(config, **changes):
 
 
 def load_classifier(config: RunConfig):
-    """The classifier and params of `config` (10-crop setting applied); ConfigError(model)."""
+    """The classifier and params of `config` (10-crop setting applied; an ensemble with
+    `models`); ConfigError(model / models)."""
+    if config.models:
+        return load_ensemble(config)
     try:
         clf, params = classifiers.load_classifier(
             config.model, config.weights, config.mean, config.compute_dtype
@@ -200,6 +226,28 @@ def load_classifier(config: RunConfig):
     if not config.ten_crop:
         clf = classifiers.with_center_crop(clf)
     return clf, params
+
+
+def load_ensemble(config: RunConfig):
+    """The `models` of `config` as one classifier (`jaxfool.ensemble`); ConfigError(models)."""
+    from jaxfool import ensemble, transfer
+
+    refs = [transfer.parse_model_spec(t) for t in config.models.split(",")]
+    members = []
+    for ref in refs:
+        try:
+            clf, params = classifiers.load_classifier(
+                ref.name, ref.weights, ref.mean, config.compute_dtype
+            )
+            if not config.ten_crop and ref.name in TEN_CROP_MODELS:
+                clf = classifiers.with_center_crop(clf)
+        except (WeightsFileError, ValueError, OSError) as e:
+            raise ConfigError("models", f"{ref.label()}: {e}") from None
+        members.append((clf, params))
+    try:
+        return ensemble.ensemble(members, config.ensemble_fitness, [r.label() for r in refs])
+    except ValueError as e:
+        raise ConfigError("models", str(e)) from None
 
 
 def with_original_defaults(config: RunConfig, loop: LoopConfig, image_shape):
@@ -419,7 +467,7 @@ def write_outputs(run: Run, status: str) -> dict:
         )
     stats = runs.archive_stats(archive.log_prob)
     summary = {
-        "model": run.config.model,
+        "model": run.config.model_name,
         "weights": run.record["weights"],
         "encoding": run.config.encoding,
         "population": cfg.population,
@@ -457,8 +505,8 @@ def drop_metrics_after(path: Path, generation: int) -> None:
 
 def run_record(config: RunConfig, loop: LoopConfig, classes, command: str) -> dict:
     """config.json: the command, both configs, and the machine (enough to resume or redo)."""
-    spec = classifiers.MODELS.get(config.model)  # None: your own model
-    weights = config.weights or (spec.default_weights if spec else None)
+    spec = None if config.models else classifiers.MODELS.get(config.model)  # None: your own
+    weights = None if config.models else config.weights or (spec.default_weights if spec else None)
     return {
         "command": command,
         "flags": {**dataclasses.asdict(config), **dataclasses.asdict(loop)},
@@ -564,7 +612,7 @@ def start(
 
 def default_out(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}_{config.model}_{config.encoding}_s{config.seed}"
+    return Path("runs") / f"{stamp}_{config.model_name}_{config.encoding}_s{config.seed}"
 
 
 def drive(run: Run, stop: Stop | None = None, resuming: bool = False) -> dict:

@@ -24,6 +24,15 @@ def log_softmax(logits: jax.Array) -> jax.Array:
     return shifted - jnp.log1p(rest)
 
 
+def log_probs(logits_fn, params: Any, images: jax.Array) -> jax.Array:
+    """log p [B, N] of a classifier's output: `log_softmax` of its logits, or the output itself
+    for classifiers that give log-probabilities or a fitness (`returns_log_probs`, ensembles)."""
+    out = logits_fn(params, images)
+    if getattr(logits_fn, "returns_log_probs", False):
+        return out.astype(jnp.float32)
+    return log_softmax(out)
+
+
 def score(
     logits_fn, params: Any, images: jax.Array, chunk: int | None = None, mesh: Mesh | None = None
 ) -> jax.Array:
@@ -36,7 +45,7 @@ def score(
     """
 
     def one_batch(x):
-        return log_softmax(logits_fn(params, x))
+        return log_probs(logits_fn, params, x)
 
     batch = images.shape[0]
     shards = 1 if mesh is None else mesh.size

@@ -153,7 +153,7 @@ class Gradient:
 
         def total(genes):
             images = self.surrogate(genomes, genes)
-            lp = scoring.log_softmax(context.classifier.logits(context.clf_params, images))
+            lp = scoring.log_probs(context.classifier.logits, context.clf_params, images)
             return jnp.sum(jnp.take_along_axis(lp, targets[:, None], axis=1))
 
         return jax.grad(total)(self.genes(genomes))
