@@ -191,12 +191,8 @@ class EfficientNetLiteLogits:
 
 
 # torchvision-layout networks, one file each: name -> (module factory(num_classes), the state
-# dict's classifier bias, description)
-TORCHVISION_NETS: dict[str, tuple[Callable[..., nn.Module], str, str]] = {
-    name: (factory, bias_key, description)
-    for module in (resnet, vgg, mobilenet_v2, vit)
-    for name, factory, bias_key, description in module.REGISTRY
-}
+# dict's classifier bias, description); filled by `register_torch_layout` below
+TORCHVISION_NETS: dict[str, tuple[Callable[..., nn.Module], str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -474,11 +470,25 @@ MODELS: dict[str, ModelSpec] = {
         ),
     ]
 }
-MODELS.update(
-    (name, ModelSpec(name, description, IMAGENET_SHAPE, None, _torchvision_loader(name),
-                     _random_variables(factory(), 224), _torchvision_build(name)))
-    for name, (factory, _, description) in TORCHVISION_NETS.items()
-)  # fmt: skip
+
+
+def register_torch_layout(
+    name: str, factory: Callable[..., nn.Module], bias_key: str, description: str
+) -> None:
+    """Registers an ImageNet network whose Flax layers are named by its torch state dict's paths
+    (`jaxfool.weights.torch_layout`): `factory(num_classes)` builds it, `bias_key` is the
+    state dict's classifier bias (the class count of a file). It gets torchvision's eval
+    transform, `.pth` / `.safetensors` loading, random weights and every script's `--model`."""
+    TORCHVISION_NETS[name] = (factory, bias_key, description)
+    MODELS[name] = ModelSpec(
+        name, description, IMAGENET_SHAPE, None, _torchvision_loader(name),
+        _random_variables(factory(), 224), _torchvision_build(name),
+    )  # fmt: skip
+
+
+for _module in (resnet, vgg, mobilenet_v2, vit):  # adding a model: its file, and its name here
+    for _entry in _module.REGISTRY:
+        register_torch_layout(*_entry)
 
 
 def with_center_crop(clf: Classifier) -> Classifier:

@@ -198,3 +198,61 @@ def test_fool_runs_against_the_new_networks(model, encoding, resnet50_pth, tmp_p
     assert res.returncode == 0, res.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["generations_completed"] == 2 and len(summary["classes"]) == 2
+
+
+# --- adding a model: one file (here, this test's module) and one registry line ----------------
+
+
+def tiny_factory(num_classes: int = 1000):
+    import flax.linen as nn
+
+    class TinyNet(nn.Module):
+        """conv-bn-relu, global pool, linear: layers named as torch's `features.0`, ..."""
+
+        num_classes: int = 1000
+
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Conv(8, (3, 3), strides=2, padding=((1, 1), (1, 1)), name="features.0")(x)
+            x = nn.BatchNorm(use_running_average=True, epsilon=1e-5, name="features.1")(x)
+            x = nn.relu(x).mean(axis=(1, 2))
+            return nn.Dense(self.num_classes, name="head")(x)
+
+    return TinyNet(num_classes)
+
+
+def test_adding_a_torch_layout_model_is_one_file_and_one_line(tmp_path):
+    torch, _ = torchvision_models()
+    tnn = torch.nn
+    classifiers.register_torch_layout("tiny_test_net", tiny_factory, "head.bias", "a test net")
+    try:
+        torch.manual_seed(0)
+        ref = tnn.Module()
+        ref.features = tnn.Sequential(tnn.Conv2d(3, 8, 3, 2, 1), tnn.BatchNorm2d(8), tnn.ReLU())
+        ref.head = tnn.Linear(8, 5)
+        with torch.no_grad():
+            ref.features[1].running_var.uniform_(0.5, 2.0)
+        ref.eval()
+        path = tmp_path / "tiny.pth"
+        torch.save(ref.state_dict(), path)
+        clf, params = classifiers.load_classifier("tiny_test_net", path)
+        assert clf.num_classes == 5  # from the file's head
+        images = np.random.default_rng(0).integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)
+        x = np.asarray(preprocess.torchvision_eval_input(images))
+        with torch.no_grad():
+            h = ref.features(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+            h = h.mean((2, 3))
+            want = ref.head(h).numpy()
+        np.testing.assert_allclose(np.asarray(clf.logits(params, images)), want, atol=1e-5)
+        # and fool's library loop runs against it
+        from jaxfool import experiment
+
+        config = experiment.RunConfig(
+            model="tiny_test_net", weights=str(path), encoding="cppn", population=4
+        )
+        loop = experiment.LoopConfig(out=str(tmp_path / "run"), generations=2, log_every=1)
+        summary = experiment.drive(experiment.start(config, loop, log=lambda _: None))
+        assert summary["model"] == "tiny_test_net" and len(summary["classes"]) == 5
+    finally:
+        classifiers.MODELS.pop("tiny_test_net")
+        classifiers.TORCHVISION_NETS.pop("tiny_test_net")
