@@ -32,7 +32,9 @@ from jaxfool.weights.npz import WeightsFileError
 PAPER_CLASSES = "200,207,215,279,366,367,390,414,445,500,509,580,643,657,704,713,782,805,826,906"
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}.")
+flags.DEFINE_string(
+    "model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}, or package.module:factory."
+)
 flags.DEFINE_string("weights", None, "Weights file (default: the model's shipped weights).")
 flags.DEFINE_string("mean", None, "Mean image (.binaryproto/.npy) for LeNet / Caffe models.")
 flags.DEFINE_string(
@@ -72,8 +74,11 @@ def parse_classes(text: str | None, num_classes: int) -> tuple[int, ...]:
 
 def build_config() -> ga.AscentConfig:
     """The preset with the flags' overrides; invalid values are a FlagError naming the flag."""
-    if FLAGS.model not in classifiers.MODELS:
-        raise FlagError(f"--model={FLAGS.model}: choose one of {', '.join(classifiers.MODELS)}")
+    from jaxfool import custom_model
+
+    if FLAGS.model not in classifiers.MODELS and not custom_model.is_spec(FLAGS.model):
+        models = ", ".join(classifiers.MODELS)
+        raise FlagError(f"--model={FLAGS.model}: choose one of {models} or package.module:factory")
     if FLAGS.preset not in ga.PRESETS:
         raise FlagError(f"--preset={FLAGS.preset}: choose one of {', '.join(ga.PRESETS)}")
     if FLAGS.log_every < 1:
@@ -147,6 +152,13 @@ def class_records(out: Path, res: ga.Result, labels: tuple[str, ...]) -> list[di
     return records
 
 
+def weights_record() -> str | None:
+    """The weights file of the run (the model's shipped file without --weights)."""
+    spec = classifiers.MODELS.get(FLAGS.model)  # None: your own model
+    weights = FLAGS.weights or (spec.default_weights if spec else None)
+    return None if weights is None else str(weights)
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
@@ -157,7 +169,10 @@ def main(argv):
     except (WeightsFileError, ValueError, OSError) as e:
         raise FlagError(f"--model={FLAGS.model}: {e}") from None
     classes = parse_classes(FLAGS.classes, clf.num_classes)
-    space = ga.input_space(clf)
+    try:
+        space = ga.input_space(clf)
+    except ValueError as e:
+        raise FlagError(f"--model={FLAGS.model}: {e}") from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(FLAGS.out or f"runs/{stamp}_ascent_{FLAGS.model}_{FLAGS.preset}")
     out = runs.prepare_run_dir(out, FLAGS.overwrite)
@@ -165,7 +180,7 @@ def main(argv):
         "command": shlex.join(sys.argv),
         "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
         "ascent": dataclasses.asdict(config),
-        "weights": str(FLAGS.weights or classifiers.MODELS[FLAGS.model].default_weights),
+        "weights": weights_record(),
         "classes": list(classes),
         "jax_version": jax.__version__,
         "devices": [str(d) for d in jax.devices()],

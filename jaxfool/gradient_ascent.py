@@ -244,10 +244,16 @@ class CaffeSpace(InputSpace):
 
 @dataclass(frozen=True)
 class TorchvisionSpace(InputSpace):
-    """torchvision normalisation (pixel / 255 - mean) / std of the 224 centre crop of 256."""
+    """torchvision normalisation (pixel / 255 - mean) / std of the 224 centre crop of 256, for
+    torchvision's AlexNet and the torch-layout networks (`classifiers.TORCHVISION_NETS`)."""
+
+    model: str = "alexnet_torchvision"
+    num_classes: int = 1000
 
     def net(self, params, x):
-        return AlexNetTorchvision().apply(params, x)
+        if self.model == "alexnet_torchvision":
+            return AlexNetTorchvision().apply(params, x)
+        return classifiers.TORCHVISION_NETS[self.model][0](self.num_classes).apply(params, x)
 
     def encode(self, params, pixels):
         mean, std = (
@@ -279,10 +285,33 @@ def input_space(clf: classifiers.Classifier) -> InputSpace:
         return CaffeSpace(
             (crop, crop, 3), (256, 256, 3), offset, (1.0,) * 3, logits.lrn_before_pool
         )
+    scale = tuple(1 / (255 * s) for s in preprocess.TORCHVISION_STD)
     if isinstance(logits, classifiers.AlexNetTorchvisionLogits):
-        scale = tuple(1 / (255 * s) for s in preprocess.TORCHVISION_STD)
         return TorchvisionSpace((224, 224, 3), (256, 256, 3), (16, 16), scale)
-    raise ValueError(f"no input space for classifier {clf.name!r}")
+    if isinstance(logits, classifiers.TorchvisionLogits):
+        return TorchvisionSpace(
+            (224, 224, 3), (256, 256, 3), (16, 16), scale, logits.model, logits.num_classes
+        )
+    if getattr(logits, "returns_log_probs", False):
+        raise ValueError(f"{clf.name}: gradient ascent needs a classifier's logits")
+    return ImageSpace(clf.image_shape, clf.image_shape, (0, 0), (1.0,) * clf.image_shape[-1], clf)
+
+
+@dataclass(frozen=True)
+class ImageSpace(InputSpace):
+    """Any other classifier (your own model): the input is the image itself, 0..255 floats
+    through the classifier's own preprocessing (which must be differentiable in them)."""
+
+    classifier: classifiers.Classifier | None = None
+
+    def net(self, params, x):
+        return self.classifier.logits(params, x)
+
+    def encode(self, params, pixels):
+        return pixels
+
+    def decode(self, params, x):
+        return x
 
 
 # --- the pieces of one step -----------------------------------------------------------------------

@@ -57,8 +57,17 @@ class ModelRef:
 
 
 def parse_model_spec(text: str) -> ModelRef:
-    """'name[:weights[:mean]]' -> ModelRef ('lenet', 'lenet:w.npz', 'lenet_paper:W:MEAN')."""
+    """'name[:weights[:mean]]' -> ModelRef ('lenet', 'lenet:w.npz', 'lenet_paper:W:MEAN');
+    the name may be your own model's 'package.module:factory' ('tests.my_mlp:factory:w.npz')."""
+    from jaxfool import classifiers, custom_model
+
     parts = text.strip().split(":")
+    if (
+        len(parts) > 1
+        and parts[0] not in classifiers.MODELS
+        and custom_model.is_spec(f"{parts[0]}:{parts[1]}")
+    ):
+        parts = [f"{parts[0]}:{parts[1]}", *parts[2:]]
     if not parts[0] or len(parts) > 3:
         raise TransferError(f"{text!r}: expected name[:weights[:mean]]")
     weights = parts[1] if len(parts) > 1 and parts[1] else None

@@ -284,3 +284,34 @@ def test_cli_bad_flag_is_a_one_line_error(tmp_path, flag, named):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gradient_ascent.py: error: " + named)
     assert not (tmp_path / "x").exists()
+
+
+def test_torch_layout_nets_and_your_own_model_get_an_input_space():
+    """resnet18 (and every torch-layout net): the torchvision space, whose net on from_image is
+    the classifier's logits; your own model: the image itself through its logits."""
+    clf, params = classifiers.load_classifier("resnet18", "random")
+    space = ga.input_space(clf)
+    assert isinstance(space, ga.TorchvisionSpace) and space.model == "resnet18"
+    img = jnp.asarray(np.random.default_rng(3).integers(0, 256, (2, 256, 256, 3)), jnp.uint8)
+    np.testing.assert_allclose(
+        space.net(params, space.from_image(params, img)), clf.logits(params, img), atol=1e-4
+    )
+    mine, mine_params = classifiers.load_classifier("tests.my_mlp:factory")
+    own = ga.input_space(mine)
+    assert isinstance(own, ga.ImageSpace) and own.shape == mine.image_shape
+    digits = jnp.asarray(np.random.default_rng(4).integers(0, 256, (3, 28, 28, 1)), jnp.uint8)
+    np.testing.assert_allclose(
+        own.net(mine_params, own.from_image(mine_params, digits)),
+        mine.logits(mine_params, digits),
+        atol=1e-5,
+    )
+    np.testing.assert_array_equal(
+        own.to_image(mine_params, own.from_image(mine_params, digits)), digits
+    )
+
+
+def test_cli_runs_your_own_model(tmp_path):
+    res = ascent_cli("--model=tests.my_mlp:factory", "--classes=0-1", "--steps=20",
+                     f"--out={tmp_path / 'a'}")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "a" / "summary.json").is_file()

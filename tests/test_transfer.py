@@ -32,6 +32,11 @@ def run(cmd, *args):
 def test_parse_model_spec():
     assert transfer.parse_model_spec("lenet") == transfer.ModelRef("lenet")
     assert transfer.parse_model_spec("lenet:/a/w.npz") == transfer.ModelRef("lenet", "/a/w.npz")
+    # your own model's package.module:factory, with or without weights
+    mine = transfer.ModelRef("tests.my_mlp:factory")
+    assert transfer.parse_model_spec("tests.my_mlp:factory") == mine
+    assert transfer.parse_model_spec("tests.my_mlp:factory:w.npz").weights == "w.npz"
+    assert transfer.parse_model_spec("lenet:w") == transfer.ModelRef("lenet", "w")  # a model
     ref = transfer.parse_model_spec("lenet_paper:/a/w:/a/mean.binaryproto")
     assert ref == transfer.ModelRef("lenet_paper", "/a/w", "/a/mean.binaryproto")
     assert ref.label() == "lenet_paper:w+mean"
