@@ -41,7 +41,7 @@ def test_parse_model_spec():
     assert ref == transfer.ModelRef("lenet_paper", "/a/w", "/a/mean.binaryproto")
     assert ref.label() == "lenet_paper:w+mean"
     assert transfer.parse_model_spec("lenet::/m").weights is None
-    for bad in ("", ":w", "a:b:c:d"):
+    for bad in ("", ":w", "lenet:b:c:d", "a.b:f:w:m:x"):
         with pytest.raises(transfer.TransferError):
             transfer.parse_model_spec(bad)
 
