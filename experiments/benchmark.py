@@ -148,6 +148,7 @@ def insert(data: str, encoding: str, children: int, generations: int, **kw) -> C
 
 DEVICE = Case("device", "", "device")
 NETS = ("lenet", "caffenet", "alexnet_caffe", "alexnet_torchvision", "efficientnet_lite0")
+TORCH_LAYOUT_NETS = tuple(classifiers.TORCHVISION_NETS)  # resnet18 ... vit_b_16
 
 # The basic suites, CPU-sized ("cpu": --suite=NAME and --suite=all) and accelerator-sized
 # ("gpu": --suite=gpu); all and gpu run every basic suite in this order. ImageNet on the CPU:
@@ -241,6 +242,9 @@ OWN: dict[str, tuple[Case, ...]] = {
         many("direct", 8, 50, repeats=2),
         many("cppn", 8, 25, repeats=2),
     ),
+    # the torch-layout ports beside torchvision's definitions (batch 16: VGG-16 and ViT-B/16
+    # take ~16 GFLOPs an image)
+    "classifiers-torch": tuple(net(m, 16) for m in TORCH_LAYOUT_NETS),
     # ~2 minutes on a 2-core CPU: MNIST at the paper's population (with the stage profile and
     # the NumPy baseline for direct), the renderer and the insert at ImageNet size, and one
     # small ImageNet CPPN generation on EfficientNet-Lite0
@@ -258,7 +262,7 @@ OWN: dict[str, tuple[Case, ...]] = {
         insert("mnist", "direct", 8, 2, repeats=1),
     ),
 }
-SUITES = ("quick", "all", "gpu", "smoke", *BASIC, "emitters", "custom")
+SUITES = ("quick", "all", "gpu", "smoke", *BASIC, "emitters", "classifiers-torch", "custom")
 
 
 FLAGS = flags.FLAGS
@@ -731,6 +735,8 @@ def flax_network(name: str):
     from jaxfool.nets.efficientnet_lite import EfficientNetLite
     from jaxfool.nets.lenet import LeNet
 
+    if name in classifiers.TORCHVISION_NETS:
+        return (classifiers.TORCHVISION_NETS[name][0](), 224, 3)
     return {
         "lenet": (LeNet(), 28, 1),
         "caffenet": (CaffeNet(), 227, 3),
@@ -750,6 +756,8 @@ def torch_network(name: str):
     except ImportError:
         return None
     torch.set_num_threads(os.cpu_count() or 1)
+    if name in classifiers.TORCHVISION_NETS:
+        return torch_nets.torchvision_model(name)
     return {
         "lenet": torch_nets.lenet,
         "caffenet": lambda: torch_nets.caffenet(lrn_before_pool=False),

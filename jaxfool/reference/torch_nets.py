@@ -197,3 +197,21 @@ def forward(model: nn.Module, x_nchw: np.ndarray) -> np.ndarray:
     """The model's outputs for a NumPy NCHW batch, without autograd."""
     with torch.no_grad():
         return model(torch.from_numpy(x_nchw)).numpy()
+
+
+def torchvision_model(name: str, seed: int = 0) -> nn.Module:
+    """torchvision's own `name` (resnet18, vgg16, vit_b_16, ...) in eval mode, random weights.
+
+    The index's torchvision wheel is built against the CUDA torch; its C++ operator
+    registrations (`torchvision._meta_registrations`) fail beside the CPU torch, and only the
+    Python model definitions are needed, so that module is stubbed out before the import."""
+    import sys
+    import types
+
+    sys.modules.setdefault(
+        "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+    )
+    from torchvision import models
+
+    torch.manual_seed(seed)
+    return getattr(models, name)().eval()
