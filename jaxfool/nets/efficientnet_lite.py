@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfool.nets.conv import depthwise_conv
-from jaxfool.weights.npz import WeightsFileError, check_matches, flatten, unflatten
 
 
 class Variant(NamedTuple):
@@ -171,19 +170,6 @@ def _torch_key(flax_key: str) -> str:
     return ".".join([*names, _LEAVES[collection, leaf]])
 
 
-def _to_flax(value: np.ndarray) -> np.ndarray:
-    """Conv OIHW -> HWIO (depthwise (C,1,k,k) -> (k,k,1,C)); Linear (out,in) -> (in,out)."""
-    if value.ndim == 4:
-        return value.transpose(2, 3, 1, 0)
-    return value.T if value.ndim == 2 else value
-
-
-def _to_torch_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    if len(shape) == 4:
-        return (shape[3], shape[2], shape[0], shape[1])
-    return shape[::-1] if len(shape) == 2 else shape
-
-
 def efficientnet_lite_params_from_state_dict(
     sd: dict[str, np.ndarray], variant: str = "lite0", source: str = "state dict"
 ) -> dict[str, Any]:
@@ -194,31 +180,12 @@ def efficientnet_lite_params_from_state_dict(
     raises `WeightsFileError` naming `source`, the torch key and both shapes. Arrays come back
     as float32 NumPy arrays.
     """
+    from jaxfool.weights import torch_layout
+
     model = EfficientNetLite.variant(variant, num_classes=_num_classes(sd))
-    ref = variable_shapes(model)
-    wanted = {_torch_key(k): (k, v.shape) for k, v in flatten(ref).items()}
-
-    flat = {}
-    for key, value in sd.items():
-        if key.endswith(".num_batches_tracked"):
-            continue
-        if key not in wanted:
-            raise WeightsFileError(f"{source}: unexpected key {key} for EfficientNet-{variant}")
-        flax_key, shape = wanted[key]
-        value = np.asarray(value)
-        if tuple(value.shape) != _to_torch_shape(shape):
-            raise WeightsFileError(
-                f"{source}: {key} has shape {tuple(value.shape)}, "
-                f"EfficientNet-{variant} expects {_to_torch_shape(shape)}"
-            )
-        flat[flax_key] = np.ascontiguousarray(_to_flax(value.astype(np.float32)))
-    missing = [key for key in wanted if key not in sd]
-    if missing:
-        raise WeightsFileError(f"{source}: missing {len(missing)} keys, first {missing[0]}")
-
-    variables = unflatten(flat)
-    check_matches(source, variables, ref)
-    return variables
+    return torch_layout.variables_from_state_dict(
+        sd, variable_shapes(model), f"EfficientNet-{variant}", source, key=_torch_key
+    )
 
 
 def variable_shapes(model: EfficientNetLite) -> dict[str, Any]:

@@ -19,6 +19,7 @@ key and both shapes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -63,11 +64,17 @@ def variable_shapes(module: Any, input_shape: tuple[int, ...]) -> dict[str, Any]
 
 
 def variables_from_state_dict(
-    state_dict: dict[str, Any], reference: dict[str, Any], model: str, source: str = "state dict"
+    state_dict: dict[str, Any],
+    reference: dict[str, Any],
+    model: str,
+    source: str = "state dict",
+    key: Callable[[str], str] = torch_key,
 ) -> dict[str, Any]:
     """Flax variables shaped like `reference` (e.g. `variable_shapes(module, ...)`) from a torch
-    state dict of the same network (`model` names it in errors), as float32 NumPy arrays."""
-    wanted = {torch_key(k): (k, v.shape) for k, v in flatten(reference).items()}
+    state dict of the same network (`model` names it in errors), as float32 NumPy arrays.
+    `key` maps a flat Flax key to the state dict's (default: the path rule above; a network
+    named otherwise, e.g. EfficientNet-Lite's `_blocks.3._expand_conv`, passes its own)."""
+    wanted = {key(k): (k, v.shape) for k, v in flatten(reference).items()}
     flat = {}
     for key, value in state_dict.items():
         if key.endswith(IGNORED):
@@ -84,9 +91,7 @@ def variables_from_state_dict(
         flat[flax_key] = np.ascontiguousarray(to_flax(flax_key, value.astype(np.float32)))
     missing = [key for key in wanted if key not in state_dict]
     if missing:
-        raise WeightsFileError(
-            f"{source}: missing {len(missing)} keys for {model}, first {missing[0]}"
-        )
+        raise WeightsFileError(f"{source}: missing {len(missing)} keys, first {missing[0]}")
     variables = unflatten(flat)
     check_matches(source, variables, reference)
     return variables
