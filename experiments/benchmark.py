@@ -245,7 +245,7 @@ OWN: dict[str, tuple[Case, ...]] = {
     # the torch-layout ports beside torchvision's definitions (batch 16: VGG-16 and ViT-B/16
     # take ~16 GFLOPs an image)
     "classifiers-torch": tuple(net(m, 16) for m in TORCH_LAYOUT_NETS),
-    # ~2 minutes on a 2-core CPU: MNIST at the paper's population (with the stage profile and
+    # ~1 minute on an idle 2-core CPU (59 s, 2026-12-03): MNIST at the paper's population (with the stage profile and
     # the NumPy baseline for direct), the renderer and the insert at ImageNet size, and one
     # small ImageNet CPPN generation on EfficientNet-Lite0
     "quick": (
