@@ -245,9 +245,9 @@ OWN: dict[str, tuple[Case, ...]] = {
     # the torch-layout ports beside torchvision's definitions (batch 16: VGG-16 and ViT-B/16
     # take ~16 GFLOPs an image)
     "classifiers-torch": tuple(net(m, 16) for m in TORCH_LAYOUT_NETS),
-    # ~1 minute on an idle 2-core CPU (59 s, 2026-12-03): MNIST at the paper's population (with the stage profile and
-    # the NumPy baseline for direct), the renderer and the insert at ImageNet size, and one
-    # small ImageNet CPPN generation on EfficientNet-Lite0
+    # ~1 minute on an idle 2-core CPU (59 s, 2026-12-03): MNIST at the paper's population
+    # (with the stage profile and the NumPy baseline for direct), the renderer and the insert
+    # at ImageNet size, and one small ImageNet CPPN generation on EfficientNet-Lite0
     "quick": (
         gen("lenet", "direct", 200, generations=25, numpy_generations=2),
         gen("lenet", "cppn", 200, generations=25, stages=False),

@@ -468,6 +468,7 @@ def write_outputs(run: Run, status: str) -> dict:
     stats = runs.archive_stats(archive.log_prob)
     summary = {
         "model": run.config.model_name,
+        **({"ensemble": cfg.classifier.name} if run.config.models else {}),
         "weights": run.record["weights"],
         "encoding": run.config.encoding,
         "population": cfg.population,

@@ -109,6 +109,8 @@ def load_run(run_dir: str | Path) -> RunElites:
         summary = json.loads(path.read_text())
         records = summary["classes"]
         model = summary["model"]
+        if model == "ensemble":  # its members and fitness, e.g. "ensemble(mean: lenet + ...)"
+            model = str(summary.get("ensemble", model))
     except (ValueError, KeyError, TypeError):
         raise TransferError(f"{path}: not a fool.py summary (no model/classes)") from None
     mean = None

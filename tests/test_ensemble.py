@@ -83,6 +83,11 @@ def test_an_ensemble_run_evolves_against_both(two_lenets, tmp_path):
     own = np.asarray(fitness)[np.arange(10), np.arange(10)]
     np.testing.assert_allclose(np.asarray(run.state.archive.log_prob), own, rtol=1e-5, atol=1e-6)
     assert isinstance(run.evolution, evolve.EvolutionConfig)
+    # transfer.py tells ensembles apart by their members and fitness
+    from jaxfool import transfer
+
+    source = transfer.load_run(tmp_path / "run").source
+    assert source.name == "ensemble(mean: lenet + lenet:lenet_b.npz)"
 
 
 def test_fool_cli_refuses_model_with_models(tmp_path):
