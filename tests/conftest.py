@@ -67,7 +67,10 @@ SLOW_TESTS = {
     "test_cppn_render.py": ("test_batched_and_sequential_strategies_agree",),
     "test_classify.py": ("test_caffenet_fitness_is_the_mean_softmax",),
     "test_emitters.py": ("test_cppn_surrogate", "test_isoline_moves_cppn",
-                         "test_cppn_gradient_matches", "test_a_mixed_generation"),
+                         "test_cppn_gradient_matches", "test_a_mixed_generation",
+                         "test_original_rates_are_runtime_params[cppn]"),
+    "test_gradient_ascent.py": ("test_cli_runs_your_own_model", "test_torch_layout_nets_and"),
+    "test_ensemble.py": ("test_fool_cli_refuses",),
 }  # fmt: skip
 
 
