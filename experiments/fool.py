@@ -2,6 +2,8 @@
 
     python experiments/fool.py                      # MNIST LeNet, CPPN encoding, 200 gens
     python experiments/fool.py --model=lenet_paper --weights=PATH/lenet_iter_10000
+    python experiments/fool.py --model=resnet50 --weights=resnet50-0676ba61.pth --classes=0-9
+    python experiments/fool.py --models=lenet,lenet_paper:PATH/lenet_iter_10000  # an ensemble
     python experiments/fool.py --flagfile=experiments/configs/fig8_caffenet.flags
         --weights=bvlc_reference_caffenet.caffemodel    # the paper's ImageNet run (one line)
 
