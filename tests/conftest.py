@@ -81,10 +81,29 @@ MEASURED_SLOW = {
 }
 
 
+# Parametrized command-line tests (a Python + JAX start-up each, ~2 s): the fast tier keeps
+# the first two cases of each; the full suite runs them all.
+CLI_CASES_FAST = 2
+CLI_TESTS = (
+    "test_bad_flags_are_one_line_errors", "test_bad_flags_give_one_line_errors",
+    "test_cli_bad_flag_is_a_one_line_error", "test_bad_flag_is_one_line_and_exit_2",
+    "test_cli_bad_flags_give_one_line_errors", "test_script_rejects_bad_flags",
+)  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
     del config
+    seen: dict[str, int] = {}
     for item in items:
         prefixes = SLOW_TESTS.get(item.path.name, ())
         node = f"{item.path.name}::{item.name}"
-        if item.name.startswith(prefixes) or node in MEASURED_SLOW:
+        family = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+        cli_case = getattr(item, "originalname", "") in CLI_TESTS and "[" in item.name
+        if cli_case:
+            seen[family] = seen.get(family, 0) + 1
+        if (
+            item.name.startswith(prefixes)
+            or node in MEASURED_SLOW
+            or (cli_case and seen[family] > CLI_CASES_FAST)
+        ):
             item.add_marker(pytest.mark.slow)
