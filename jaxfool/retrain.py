@@ -455,9 +455,9 @@ def retrain(
                 row["probe"]["rejects_previous"] = rejection_rate(task, params, previous_probe)
             previous_probe = probe_rnd.images.reshape(-1, *probe_rnd.images.shape[2:])
         rows.append(row)
-        log(format_row(row, config.thresholds))
-        if on_round is not None:
+        if on_round is not None:  # saved first: a stop asked for meanwhile keeps this round
             on_round(i, params, rnd, row, probe_rnd)
+        log(format_row(row, config.thresholds))
         if i == config.iterations + 1:
             break
         fresh, held = _split_round(config, rnd.images)
