@@ -82,8 +82,8 @@ MEASURED_SLOW = {
 
 
 # Parametrized command-line tests (a Python + JAX start-up each, ~2 s): the fast tier keeps
-# the first two cases of each; the full suite runs them all.
-CLI_CASES_FAST = 2
+# the first case of each; the full suite runs them all.
+CLI_CASES_FAST = 1
 CLI_TESTS = (
     "test_bad_flags_are_one_line_errors", "test_bad_flags_give_one_line_errors",
     "test_cli_bad_flag_is_a_one_line_error", "test_bad_flag_is_one_line_and_exit_2",
