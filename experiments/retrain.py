@@ -1,6 +1,7 @@
 """Retrain with fooling images as an extra class, and evolve again (paper §3.6).
 
     python experiments/retrain.py --out=runs/retrain --iterations=15 --encoding=direct
+    python experiments/retrain.py --resume=runs/retrain --iterations=20   # go on
     python experiments/retrain.py --dataset=folder --data_dir=IMAGENET --arch=caffenet \\
         --dnn1=bvlc_reference_caffenet.caffemodel --mean=ilsvrc_2012_mean.npy --encoding=cppn ...
 
@@ -17,10 +18,16 @@ DNN_1 is --dnn1 (a LeNet .npz; default the shipped models/lenet_mnist.npz) or "t
 (ImageNet's layout); --arch=caffenet (DNN_1 = --dnn1 .caffemodel, or "train") or tiny (a
 small convnet for smoke tests; DNN_1 is trained).
 
+--emitter / --emitter_params choose the search whose images are trained on (fool.py's syntax);
+--probe_emitter adds --probe_runs runs against every network that are only measured.
+--resume=DIR goes on with a stopped experiment, or extends a finished one to a larger
+--iterations, exactly as if it had run in one go (its other settings are the saved ones).
+
 Writes DIR/config.json, retrain.json (the table, rewritten after every round), retrain.md,
-confidence.png, dnn_XX.npz (every network) and round_XX/ (fooling images: fooling.npz with
-the images and log-probabilities, gallery.png) and manifest.json (the files it wrote: all that
---overwrite removes). Refuses an --out that holds anything else.
+confidence.png, dnn_XX.npz (every network, saved as soon as it is trained) and round_XX/
+(fooling.npz with the images and log-probabilities, gallery.png; probe.npz and probe.png)
+and manifest.json (the files it wrote: all that --overwrite removes). Refuses an --out that
+holds anything else.
 Bad flags give a one-line error and exit code 2.
 """
 
