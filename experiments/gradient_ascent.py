@@ -152,13 +152,6 @@ def class_records(out: Path, res: ga.Result, labels: tuple[str, ...]) -> list[di
     return records
 
 
-def weights_record() -> str | None:
-    """The weights file of the run (the model's shipped file without --weights)."""
-    spec = classifiers.MODELS.get(FLAGS.model)  # None: your own model
-    weights = FLAGS.weights or (spec.default_weights if spec else None)
-    return None if weights is None else str(weights)
-
-
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
@@ -180,7 +173,7 @@ def main(argv):
         "command": shlex.join(sys.argv),
         "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
         "ascent": dataclasses.asdict(config),
-        "weights": weights_record(),
+        "weights": classifiers.weights_file(FLAGS.model, FLAGS.weights),
         "classes": list(classes),
         "jax_version": jax.__version__,
         "devices": [str(d) for d in jax.devices()],

@@ -287,15 +287,17 @@ def resumed_flags() -> dict:
 
 
 def load_resume(out: Path, config, task):
-    """What retrain.json and the round files of a stopped experiment hold (`retrain.Resume`),
-    checked against `config`; a file that does not fit is a one-line error naming it."""
+    """What retrain.json and the round files of a stopped experiment hold (`retrain.Resume`,
+    and the wall seconds it has run), checked against `config`; a file that does not fit is a
+    one-line error naming it."""
     import numpy as np
 
     from jaxfool import retrain, train
     from jaxfool.weights import npz
 
     try:
-        rows = json.loads((out / "retrain.json").read_text())["rows"]
+        table = json.loads((out / "retrain.json").read_text())
+        rows, seconds = table["rows"], float(table.get("wall_seconds", 0.0))
         if not isinstance(rows, list) or not rows:
             raise TypeError
     except FileNotFoundError:
@@ -330,7 +332,7 @@ def load_resume(out: Path, config, task):
         except (npz.WeightsFileError, KeyError, TypeError):
             raise FlagError(f"--resume: {nxt} is not this run's next network") from None
         next_network = (params, fields)
-    return retrain.Resume(rows, images, probes, next_network)
+    return retrain.Resume(rows, images, probes, next_network), seconds
 
 
 def main(argv: list[str]) -> None:
@@ -351,15 +353,16 @@ def main(argv: list[str]) -> None:
     thresholds = retrain.parse_thresholds(FLAGS.thresholds)
     config = cli.from_flags(retrain.RetrainConfig, thresholds=thresholds, eval_chunk=None)
     task, encoding, dnn1 = mnist_setup() if FLAGS.dataset == "mnist" else folder_setup()
-    resume = load_resume(Path(FLAGS.out), config, task) if FLAGS.resume else None
+    resume, earlier_seconds = (
+        load_resume(Path(FLAGS.out), config, task) if FLAGS.resume else (None, 0.0)
+    )
     stop_if_asked("during start-up; nothing was written")
     run = RunDir.existing(FLAGS.out) if resume else RunDir.create(FLAGS.out, FLAGS.overwrite)
     out = run.path
-    flag_values = {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])}
     if record is None:
         settings = {
             "command": shlex.join(sys.argv),
-            "flags": flag_values,
+            "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
             "encoding": runs.encoding_spec(encoding),
             "jax_version": jax.__version__,
             "devices": [str(d) for d in jax.devices()],
@@ -369,10 +372,6 @@ def main(argv: list[str]) -> None:
         settings["resumed"] = [*record.get("resumed", []), shlex.join(sys.argv)]
     run.write_json("config.json", settings)
     rows: list[dict] = list(resume.rows) if resume else []
-    earlier_seconds = 0.0
-    if resume:
-        earlier = json.loads((out / "retrain.json").read_text())
-        earlier_seconds = float(earlier.get("wall_seconds", 0.0))
     t_start = time.perf_counter()
 
     def save_network(i, params, fields):

@@ -233,6 +233,7 @@ def _torchvision_loader(name: str):
     def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
         from jaxfool.weights import torch_layout
         from jaxfool.weights.cache import cached_variables
+        from jaxfool.weights.convert import reference_params
         from jaxfool.weights.torch_file import load_state_dict
 
         factory, bias_key, _ = TORCHVISION_NETS[name]
@@ -242,7 +243,7 @@ def _torchvision_loader(name: str):
             if not isinstance(sd, dict):
                 raise npz.WeightsFileError(f"{path}: not a state dict")
             net = factory(torch_layout.num_outputs(sd, bias_key))
-            ref = torch_layout.variable_shapes(net, (1, 224, 224, 3))
+            ref = reference_params(net, (1, 224, 224, 3))
             return torch_layout.variables_from_state_dict(sd, ref, name, str(path))
 
         return _torchvision_build(name)(cached_variables(path, name, convert), mean)
@@ -522,6 +523,14 @@ def with_compute_dtype(clf: Classifier, params: Any, compute_dtype: str) -> tupl
 
 
 RANDOM_WEIGHTS = "random"
+
+
+def weights_file(name: str, weights: str | Path | None = None) -> str | None:
+    """The weights a run of model `name` reads, for its records: `weights`, else the
+    registry's shipped file (None for neither, e.g. your own model without --weights)."""
+    spec = MODELS.get(name)  # None: your own model
+    path = weights or (spec.default_weights if spec else None)
+    return None if path is None else str(path)
 
 
 def load_classifier(

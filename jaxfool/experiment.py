@@ -107,17 +107,12 @@ class RunConfig:
         _check(self.eval_chunk is None or self.eval_chunk >= 1, "eval_chunk", "must be >= 1")
         for name in ("mutation_rate", "crossover_rate"):
             _check(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
-        try:
-            emitters.parse_spec(self.emitter, 2 * 10**6)  # names and fractions
-            parse_emitter_params(self.emitter_params, self.emitter)
-        except ValueError as e:
-            field = "emitter_params" if "emitter_params" in str(e) else "emitter"
-            raise ConfigError(field, str(e)) from None
+        check_emitter_settings(self.emitter, self.emitter_params, 2 * 10**6)  # any population
         from jaxfool import ensemble, transfer
 
         if self.models:
             try:
-                refs = [transfer.parse_model_spec(t) for t in self.models.split(",")]
+                refs = ensemble_refs(self.models)
             except transfer.TransferError as e:
                 raise ConfigError("models", str(e)) from None
             _check(len(refs) >= 2, "models", "an ensemble needs at least two networks")
@@ -159,6 +154,29 @@ class LoopConfig:
         _check(gens is None or gens >= 0, "generations", "must be >= 0")
         _check(self.log_every >= 1, "log_every", "must be >= 1")
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
+
+
+def check_emitter_settings(
+    spec: str, text: str, population: int, fields: tuple[str, str] = ("emitter", "emitter_params")
+) -> None:
+    """An `--emitter` spec (names and fractions) and its `--emitter_params` text, checked
+    before any encoding exists; ConfigError naming fields[0] or fields[1]."""
+    try:
+        emitters.parse_spec(spec, population)
+    except ValueError as e:
+        raise ConfigError(fields[0], str(e)) from None
+    try:
+        parse_emitter_params(text, spec)
+    except ValueError as e:
+        raise ConfigError(fields[1], str(e)) from None
+
+
+def ensemble_refs(models: str) -> list:
+    """`--models` 'name[:weights[:mean]],...' -> transfer.ModelRef per member
+    (transfer.TransferError for a malformed one)."""
+    from jaxfool import transfer
+
+    return [transfer.parse_model_spec(t) for t in models.split(",")]
 
 
 def parse_emitter_params(text: str, spec: str, encoding: Any = None) -> dict[str, dict[str, float]]:
@@ -230,9 +248,9 @@ def load_classifier(config: RunConfig):
 
 def load_ensemble(config: RunConfig):
     """The `models` of `config` as one classifier (`jaxfool.ensemble`); ConfigError(models)."""
-    from jaxfool import ensemble, transfer
+    from jaxfool import ensemble
 
-    refs = [transfer.parse_model_spec(t) for t in config.models.split(",")]
+    refs = ensemble_refs(config.models)
     members = []
     for ref in refs:
         try:
@@ -506,12 +524,11 @@ def drop_metrics_after(path: Path, generation: int) -> None:
 
 def run_record(config: RunConfig, loop: LoopConfig, classes, command: str) -> dict:
     """config.json: the command, both configs, and the machine (enough to resume or redo)."""
-    spec = None if config.models else classifiers.MODELS.get(config.model)  # None: your own
-    weights = None if config.models else config.weights or (spec.default_weights if spec else None)
+    weights = None if config.models else classifiers.weights_file(config.model, config.weights)
     return {
         "command": command,
         "flags": {**dataclasses.asdict(config), **dataclasses.asdict(loop)},
-        "weights": None if weights is None else str(weights),
+        "weights": weights,
         "classes": list(classes),
         "jax_version": jax.__version__,
         "devices": [str(d) for d in jax.devices()],

@@ -105,21 +105,12 @@ class RetrainConfig:
             "probe_emitter_params",
             "given without --probe_emitter",
         )
-        for field, params in (
-            ("emitter", "emitter_params"),
-            ("probe_emitter", "probe_emitter_params"),
-        ):
-            spec = getattr(self, field)
-            if field == "probe_emitter" and not spec:
-                continue
-            try:
-                emitters.parse_spec(spec, pop)
-            except ValueError as e:
-                raise ConfigError(field, str(e)) from None
-            try:
-                experiment.parse_emitter_params(getattr(self, params), spec)
-            except ValueError as e:
-                raise ConfigError(params, str(e)) from None
+        experiment.check_emitter_settings(self.emitter, self.emitter_params, pop)
+        if self.probe_emitter:
+            fields = ("probe_emitter", "probe_emitter_params")
+            experiment.check_emitter_settings(
+                self.probe_emitter, self.probe_emitter_params, pop, fields
+            )
 
 
 def parse_thresholds(text: str) -> tuple[float, ...]:
@@ -226,11 +217,9 @@ def evolve_fooling(
     log_probs = np.asarray(state.archive.log_prob)
     genomes = state.archive.genomes
     images = np.stack(
-        [
-            np.asarray(_express(config.encoding, jax.tree.map(lambda g, r=r: g[r], genomes)))
-            for r in range(runs)
-        ]
-    )
+        [np.asarray(_express(config.encoding, jax.tree.map(lambda g, r=r: g[r], genomes)))
+         for r in range(runs)]
+    )  # fmt: skip
     return FoolingRound(
         images=images,
         log_prob=log_probs,
@@ -337,10 +326,15 @@ class Resume:
     next_network: tuple[Params, dict[str, Any]] | None = None
 
 
+def _flat(images: np.ndarray) -> np.ndarray:
+    """A round's images [R, n, ...] -> [R * n, ...] (run by run)."""
+    return images.reshape(-1, *images.shape[2:])
+
+
 def _split_round(config: RetrainConfig, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A round's images [R, n, ...] -> (trained-on, held-out) images, flat [*, ...]: the first
     `holdout_runs` runs are held out."""
-    flat = images.reshape(-1, *images.shape[2:])
+    flat = _flat(images)
     held = config.holdout_runs * images.shape[1]
     return flat[held:], flat[:held]
 
@@ -380,8 +374,7 @@ def retrain(
         fresh, held = _split_round(config, images)
         pool, previous = _grow_pool(config, pool, fresh), (fresh, held)
     if resume and resume.probe_images and resume.probe_images[-1] is not None:
-        probe = resume.probe_images[-1]
-        previous_probe = probe.reshape(-1, *probe.shape[2:])
+        previous_probe = _flat(resume.probe_images[-1])
 
     def train_next(i: int) -> tuple[Params, dict[str, Any]]:
         """DNN_{i+1}, trained on the pool after round i with round i's training key."""
@@ -453,7 +446,7 @@ def retrain(
             }
             if previous_probe is not None:
                 row["probe"]["rejects_previous"] = rejection_rate(task, params, previous_probe)
-            previous_probe = probe_rnd.images.reshape(-1, *probe_rnd.images.shape[2:])
+            previous_probe = _flat(probe_rnd.images)
         rows.append(row)
         if on_round is not None:  # saved first: a stop asked for meanwhile keeps this round
             on_round(i, params, rnd, row, probe_rnd)

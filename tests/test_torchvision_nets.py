@@ -18,6 +18,7 @@ import pytest
 
 from jaxfool import classifiers, preprocess
 from jaxfool.weights import torch_layout
+from jaxfool.weights.convert import reference_params
 from jaxfool.weights.npz import WeightsFileError
 
 MODELS = ("resnet18", "resnet50", "vgg16", "mobilenet_v2", "vit_b_16")
@@ -100,10 +101,10 @@ def test_converter_names_a_wrong_file(tmp_path):
 
     _, models = torchvision_models()
     sd = {k: v.numpy() for k, v in models.resnet18().state_dict().items()}
-    ref = torch_layout.variable_shapes(ResNet(18), (1, 224, 224, 3))
+    ref = reference_params(ResNet(18), (1, 224, 224, 3))
     with pytest.raises(WeightsFileError, match=r"f\.pth: .*resnet50"):
         torch_layout.variables_from_state_dict(
-            sd, torch_layout.variable_shapes(ResNet(50), (1, 224, 224, 3)), "resnet50", "f.pth"
+            sd, reference_params(ResNet(50), (1, 224, 224, 3)), "resnet50", "f.pth"
         )
     missing = {k: v for k, v in sd.items() if k != "layer2.0.downsample.1.running_var"}
     with pytest.raises(WeightsFileError, match="missing 1 keys.*downsample.1.running_var"):

@@ -102,9 +102,8 @@ class DirectEncoding:
     def default_rates(self) -> DirectRates:
         """This encoding's variation numbers, as float32 scalars."""
         return DirectRates(
-            *(jnp.float32(getattr(self, f)) for f in ("mutation_rate", "eta_m",
-                                                       "crossover_rate", "eta_c"))
-        )  # fmt: skip
+            *(jnp.float32(getattr(self, f)) for f in DirectRates.__dataclass_fields__)
+        )
 
     def rate(self, generation: jax.Array, mutation_rate: Any = None) -> jax.Array:
         """The per-gene mutation probability at `generation` (0-based)."""

@@ -182,7 +182,7 @@ def efficientnet_lite_params_from_state_dict(
     """
     from jaxfool.weights import torch_layout
 
-    model = EfficientNetLite.variant(variant, num_classes=_num_classes(sd))
+    model = EfficientNetLite.variant(variant, num_classes=torch_layout.num_outputs(sd, "_fc.bias"))
     return torch_layout.variables_from_state_dict(
         sd, variable_shapes(model), f"EfficientNet-{variant}", source, key=_torch_key
     )
@@ -190,11 +190,6 @@ def efficientnet_lite_params_from_state_dict(
 
 def variable_shapes(model: EfficientNetLite) -> dict[str, Any]:
     """Zero-cost read-only arrays shaped like `model`'s variables (via `jax.eval_shape`)."""
-    x = jnp.zeros((1, model.resolution, model.resolution, 3), jnp.float32)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
-    return jax.tree.map(lambda s: np.broadcast_to(np.zeros((), s.dtype), s.shape), shapes)
+    from jaxfool.weights.convert import reference_params
 
-
-def _num_classes(sd: dict[str, np.ndarray]) -> int:
-    bias = sd.get("_fc.bias")
-    return 1000 if bias is None else int(np.shape(bias)[0])
+    return reference_params(model, (1, model.resolution, model.resolution, 3))

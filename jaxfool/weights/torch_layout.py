@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxfool.weights.npz import WeightsFileError, check_matches, flatten, unflatten
@@ -56,13 +54,6 @@ def to_flax(flat_key: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
-def variable_shapes(module: Any, input_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Zero-cost read-only arrays shaped like `module`'s variables (via `jax.eval_shape`)."""
-    x = jnp.zeros(input_shape, jnp.float32)
-    shapes = jax.eval_shape(module.init, jax.random.key(0), x)
-    return jax.tree.map(lambda s: np.broadcast_to(np.zeros((), s.dtype), s.shape), shapes)
-
-
 def variables_from_state_dict(
     state_dict: dict[str, Any],
     reference: dict[str, Any],
@@ -70,8 +61,8 @@ def variables_from_state_dict(
     source: str = "state dict",
     key: Callable[[str], str] = torch_key,
 ) -> dict[str, Any]:
-    """Flax variables shaped like `reference` (e.g. `variable_shapes(module, ...)`) from a torch
-    state dict of the same network (`model` names it in errors), as float32 NumPy arrays.
+    """Flax variables shaped like `reference` (`convert.reference_params(module, ...)`) from a
+    torch state dict of the same network (`model` names it in errors), as float32 NumPy arrays.
     `key` maps a flat Flax key to the state dict's (default: the path rule above; a network
     named otherwise, e.g. EfficientNet-Lite's `_blocks.3._expand_conv`, passes its own)."""
     wanted = {key(k): (k, v.shape) for k, v in flatten(reference).items()}
