@@ -200,11 +200,7 @@ def main(argv):
     )
     res = ga.result(space, params, targets, state)
     records = class_records(out, res, clf.labels)
-    images.save_gallery(
-        out / "gallery.png",
-        res.images,
-        [runs.caption(r["label"], r["index"], r["confidence"]) for r in records],
-    )
+    runs.save_elite_gallery(out / "gallery.png", res.images, records)
     stats = runs.archive_stats(res.log_prob)
     summary = {
         "model": FLAGS.model,

@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfool import classifiers, custom_model, emitters, evolve, fileio, images, runs
+from jaxfool import classifiers, custom_model, emitters, evolve, fileio, runs
 from jaxfool.errors import ConfigError, Interrupted
 from jaxfool.rundir import RunDir, RunDirError
 from jaxfool.signals import Stop
@@ -478,10 +478,10 @@ def write_outputs(run: Run, status: str) -> dict:
         archive.last_improved, archive.takeovers, cfg.encoding,
     )  # fmt: skip
     if records:  # a classifier that scored everything NaN leaves no elite to show
-        images.save_gallery(
+        runs.save_elite_gallery(
             out / "gallery.png",
             np.stack([elite_images[cfg.classes.index(r["index"])] for r in records]),
-            [runs.caption(r["label"], r["index"], r["confidence"]) for r in records],
+            records,
         )
     stats = runs.archive_stats(archive.log_prob)
     summary = {

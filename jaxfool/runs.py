@@ -198,9 +198,24 @@ def write_classes_csv(path: Path, records: list[dict[str, Any]]) -> Path:
     return fileio.write_text(path, buf.getvalue())
 
 
-def caption(label: str, index: int, confidence: float) -> str:
+def caption(label: str, index: int, confidence: float, width: int = 18) -> str:
+    """'index label' (cut to `width` characters) over the confidence: a gallery tile's text."""
     text = label if label == str(index) else f"{index} {label}"
-    return f"{text[:18]}\n{format_confidence(confidence)}"
+    return f"{text[:width]}\n{format_confidence(confidence)}"
+
+
+def gallery_tile(num_elites: int) -> int:
+    """A gallery's tile size in pixels: 112 up to 200 elites; 64 beyond, so that all 1000
+    ImageNet classes make one poster of about 2,800 x 2,300 pixels (the paper's Fig. 8)."""
+    return 112 if num_elites <= 200 else 64
+
+
+def save_elite_gallery(path: str | Path, elite_images: np.ndarray, records: list[dict]) -> Path:
+    """gallery.png: each elite with its class and confidence (records as in classes.csv)."""
+    tile = gallery_tile(len(records))
+    width = 18 if tile >= 112 else tile // 6  # the default font is ~6 pixels per character
+    captions = [caption(r["label"], r["index"], r["confidence"], width) for r in records]
+    return images.save_gallery(path, elite_images, captions, tile=tile)
 
 
 def save_checkpoint(out: Path, state: Any, loop_key: jax.Array, config: dict[str, Any]) -> Path:
