@@ -730,20 +730,7 @@ def fitness_name(clf) -> str:
 
 def flax_network(name: str):
     """(module, input size, channels) of a registry network, for timing its forward alone."""
-    from jaxfool.nets.alexnet import AlexNetTorchvision
-    from jaxfool.nets.caffenet import CaffeNet
-    from jaxfool.nets.efficientnet_lite import EfficientNetLite
-    from jaxfool.nets.lenet import LeNet
-
-    if name in classifiers.TORCHVISION_NETS:
-        return (classifiers.TORCHVISION_NETS[name][0](), 224, 3)
-    return {
-        "lenet": (LeNet(), 28, 1),
-        "caffenet": (CaffeNet(), 227, 3),
-        "alexnet_caffe": (CaffeNet(lrn_before_pool=True), 227, 3),
-        "alexnet_torchvision": (AlexNetTorchvision(), 224, 3),
-        "efficientnet_lite0": (EfficientNetLite.variant("lite0"), 224, 3),
-    }[name]
+    return classifiers.MODELS[name].network
 
 
 def torch_network(name: str):

@@ -34,11 +34,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxfool import classifiers, preprocess, scoring
-from jaxfool.nets.alexnet import AlexNetTorchvision
-from jaxfool.nets.caffenet import CaffeNet
-from jaxfool.nets.efficientnet_lite import VARIANTS, EfficientNetLite
-from jaxfool.nets.lenet import LeNet
+from jaxfool import classifiers, scoring
+from jaxfool.modelspec import InputSpace, TorchvisionSpace  # noqa: F401  (the model files' spaces)
 
 # --- hyperparameters ------------------------------------------------------------------------------
 
@@ -145,153 +142,12 @@ LOG_THRESHOLDS = tuple(math.log(float(t)) for t in MILESTONES[1:])
 # --- input spaces ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class InputSpace:
-    """A net's preprocessed input space: the net on float input and the map to/from pixels.
-
-    shape: the net input [h, w, c]. image_shape: the classifier's uint8 image holding it at
-    `offset` (the classifier's eval crop), so `from_image` is exactly its preprocessing.
-    grey_scale: input units per grey level, per channel (the map is affine, diagonal).
-    Subclasses implement `net`, `encode` (0..255 RGB pixels -> input) and `decode`.
-    """
-
-    shape: tuple[int, int, int]
-    image_shape: tuple[int, int, int]
-    offset: tuple[int, int]
-    grey_scale: tuple[float, ...]
-
-    def net(self, params: Any, x: jax.Array) -> jax.Array:
-        raise NotImplementedError
-
-    def encode(self, params: Any, pixels: jax.Array) -> jax.Array:
-        raise NotImplementedError
-
-    def decode(self, params: Any, x: jax.Array) -> jax.Array:
-        raise NotImplementedError
-
-    def bounds(self, params: Any) -> tuple[jax.Array, jax.Array]:
-        """(lower, upper) [h, w, c]: the input of pixel value 0 and of 255."""
-        zeros = jnp.zeros(self.shape, jnp.float32)
-        return self.encode(params, zeros), self.encode(params, zeros + 255.0)
-
-    def from_image(self, params: Any, images: jax.Array) -> jax.Array:
-        """uint8 images [..., H, W, C] -> net input [..., h, w, c] (crop, then encode)."""
-        (top, left), (h, w, _) = self.offset, self.shape
-        crop = images[..., top : top + h, left : left + w, :].astype(jnp.float32)
-        return self.encode(params, crop)
-
-    def to_image(self, params: Any, x: jax.Array) -> jax.Array:
-        """Net input [..., h, w, c] -> uint8 images [..., H, W, C]: pixels rounded and clipped,
-        the border outside the crop filled with the mean colour (no effect on the crop)."""
-        pixels = jnp.clip(jnp.round(self.decode(params, x)), 0, 255).astype(jnp.uint8)
-        (top, left), (h, w, _), (hh, ww, _) = self.offset, self.shape, self.image_shape
-        if (h, w) == (hh, ww):
-            return pixels
-        mean = jnp.round(jnp.mean(self.decode(params, jnp.zeros(self.shape)), axis=(0, 1)))
-        canvas = jnp.broadcast_to(mean.astype(jnp.uint8), (*x.shape[:-3], *self.image_shape))
-        return canvas.at[..., top : top + h, left : left + w, :].set(pixels)
-
-
-@dataclass(frozen=True)
-class LeNetSpace(InputSpace):
-    """Caffe MNIST input: x = (pixel - mean) / 256, params = {"net", "mean"}."""
-
-    num_classes: int = 10
-
-    def net(self, params, x):
-        return LeNet(self.num_classes).apply(params["net"], x)
-
-    def encode(self, params, pixels):
-        return (pixels - params["mean"]) * jnp.float32(1 / 256)
-
-    def decode(self, params, x):
-        return x * 256.0 + params["mean"]
-
-
-@dataclass(frozen=True)
-class EfficientNetSpace(InputSpace):
-    """x = (pixel - 127) / 128 at the variant's resolution r; the image is (r + 32) square,
-    for which the official eval crop is exactly the central r x r and the resize is identity."""
-
-    variant: str = "lite0"
-
-    def net(self, params, x):
-        return EfficientNetLite.variant(self.variant).apply(params, x)
-
-    def encode(self, params, pixels):
-        return (pixels - preprocess.EFFICIENTNET_MEAN_RGB) / preprocess.EFFICIENTNET_STDDEV_RGB
-
-    def decode(self, params, x):
-        return x * preprocess.EFFICIENTNET_STDDEV_RGB + preprocess.EFFICIENTNET_MEAN_RGB
-
-
-@dataclass(frozen=True)
-class CaffeSpace(InputSpace):
-    """BGR minus the central 227 of the mean image, the centre crop of a 256 image: the input of
-    the original's single-crop deploy prototxt. params = {"net", "mean_227"} (BGR)."""
-
-    lrn_before_pool: bool = False
-
-    def net(self, params, x):
-        return CaffeNet(lrn_before_pool=self.lrn_before_pool).apply(params["net"], x)
-
-    def encode(self, params, pixels):
-        return pixels[..., ::-1] - params["mean_227"]
-
-    def decode(self, params, x):
-        return (x + params["mean_227"])[..., ::-1]
-
-
-@dataclass(frozen=True)
-class TorchvisionSpace(InputSpace):
-    """torchvision normalisation (pixel / 255 - mean) / std of the 224 centre crop of 256, for
-    torchvision's AlexNet and the torch-layout networks (`classifiers.TORCHVISION_NETS`)."""
-
-    model: str = "alexnet_torchvision"
-    num_classes: int = 1000
-
-    def net(self, params, x):
-        if self.model == "alexnet_torchvision":
-            return AlexNetTorchvision().apply(params, x)
-        return classifiers.TORCHVISION_NETS[self.model][0](self.num_classes).apply(params, x)
-
-    def encode(self, params, pixels):
-        mean, std = (
-            jnp.asarray(preprocess.TORCHVISION_MEAN),
-            jnp.asarray(preprocess.TORCHVISION_STD),
-        )
-        return (pixels / 255.0 - mean) / std
-
-    def decode(self, params, x):
-        mean, std = (
-            jnp.asarray(preprocess.TORCHVISION_MEAN),
-            jnp.asarray(preprocess.TORCHVISION_STD),
-        )
-        return (x * std + mean) * 255.0
-
-
 def input_space(clf: classifiers.Classifier) -> InputSpace:
-    """The preprocessed input space of a registry classifier (its params work unchanged)."""
+    """The preprocessed input space of a classifier (its params work unchanged): the model
+    file's own (`logits.input_space()`), else the image itself (`ImageSpace`)."""
     logits = clf.logits
-    if isinstance(logits, classifiers.LeNetLogits):
-        return LeNetSpace((28, 28, 1), (28, 28, 1), (0, 0), (1 / 256,), logits.num_classes)
-    if isinstance(logits, classifiers.EfficientNetLiteLogits):
-        r = VARIANTS[logits.variant].resolution
-        pad = preprocess.EFFICIENTNET_CROP_PADDING
-        scale = (1 / preprocess.EFFICIENTNET_STDDEV_RGB,) * 3
-        return EfficientNetSpace((r, r, 3), (r + pad, r + pad, 3), (16, 16), scale, logits.variant)
-    if isinstance(logits, classifiers.CaffeNetLogits):
-        crop, offset = preprocess.CAFFE_CROP, preprocess.CAFFE_CROP_OFFSETS[-1]
-        return CaffeSpace(
-            (crop, crop, 3), (256, 256, 3), offset, (1.0,) * 3, logits.lrn_before_pool
-        )
-    scale = tuple(1 / (255 * s) for s in preprocess.TORCHVISION_STD)
-    if isinstance(logits, classifiers.AlexNetTorchvisionLogits):
-        return TorchvisionSpace((224, 224, 3), (256, 256, 3), (16, 16), scale)
-    if isinstance(logits, classifiers.TorchvisionLogits):
-        return TorchvisionSpace(
-            (224, 224, 3), (256, 256, 3), (16, 16), scale, logits.model, logits.num_classes
-        )
+    if hasattr(logits, "input_space"):
+        return logits.input_space()
     if getattr(logits, "returns_log_probs", False):
         raise ValueError(f"{clf.name}: gradient ascent needs a classifier's logits")
     return ImageSpace(clf.image_shape, clf.image_shape, (0, 0), (1.0,) * clf.image_shape[-1], clf)

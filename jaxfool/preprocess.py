@@ -166,6 +166,3 @@ def torchvision_eval_input(images: jax.Array) -> jax.Array:
     top, left = round((rh - 224) / 2), round((rw - 224) / 2)
     x = x[:, top : top + 224, left : left + 224] / 255.0
     return (x - jnp.asarray(TORCHVISION_MEAN)) / jnp.asarray(TORCHVISION_STD)
-
-
-torchvision_alexnet_input = torchvision_eval_input  # its first user

@@ -17,9 +17,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxfool import classifiers, preprocess, scoring
+from jaxfool import classifiers, preprocess
 from jaxfool.classifiers import Classifier
-from jaxfool.nets.caffenet import CaffeNet
+from jaxfool.nets.caffenet import CaffeNet, ten_crop_log_probs
 from jaxfool.nets.tiny import TinyNet
 
 Params = Any
@@ -54,10 +54,7 @@ class FolderLogits:
         bgr = images[..., ::-1].astype(jnp.float32)
         if not self.ten_crop:
             return net.apply(params["net"], preprocess.caffe_center_crop(bgr, params["mean_227"]))
-        crops = preprocess.caffe_ten_crops(bgr, params["mean_227"])
-        b, n = crops.shape[:2]
-        log_probs = scoring.log_softmax(net.apply(params["net"], crops.reshape(b * n, 227, 227, 3)))
-        return jax.nn.logsumexp(log_probs.reshape(b, n, -1), axis=1) - jnp.log(jnp.float32(n))
+        return ten_crop_log_probs(net, params["net"], bgr, params["mean_227"], "float32")
 
 
 def folder_module(arch: str, num_classes: int) -> nn.Module:

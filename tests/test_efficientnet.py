@@ -205,7 +205,7 @@ def test_caffe_crops():
 
 def test_torchvision_alexnet_input_matches_pil():
     image = smooth_image(4, (300, 451))  # downscaled to 256 x 384 like most photos
-    got = np.asarray(preprocess.torchvision_alexnet_input(jnp.asarray(image[None])))[0]
+    got = np.asarray(preprocess.torchvision_eval_input(jnp.asarray(image[None])))[0]
     h, w = preprocess.torchvision_resize_shape(*image.shape[:2])
     pil = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR), np.float32)
     top, left = round((h - 224) / 2), round((w - 224) / 2)

@@ -16,6 +16,7 @@ import scipy.ndimage
 
 from jaxfool import classifiers, images, preprocess, scoring
 from jaxfool import gradient_ascent as ga
+from jaxfool.nets import resnet
 
 from .conftest import REPO
 
@@ -231,7 +232,7 @@ def test_caffe_and_torchvision_spaces_are_their_preprocessing():
     np.testing.assert_array_equal(back[:, 14:241, 14:241], img[:, 14:241, 14:241])
 
     tv = imagenet_space(classifiers.AlexNetTorchvisionLogits())
-    expected = preprocess.torchvision_alexnet_input(img)
+    expected = preprocess.torchvision_eval_input(img)
     np.testing.assert_allclose(tv.from_image({}, img), expected, atol=1e-4)
     lower, upper = tv.bounds({})
     np.testing.assert_allclose(
@@ -291,7 +292,7 @@ def test_torch_layout_nets_and_your_own_model_get_an_input_space():
     the classifier's logits; your own model: the image itself through its logits."""
     clf, params = classifiers.load_classifier("resnet18", "random")
     space = ga.input_space(clf)
-    assert isinstance(space, ga.TorchvisionSpace) and space.model == "resnet18"
+    assert isinstance(space, ga.TorchvisionSpace) and space.module == resnet.ResNet(18, 1000)
     img = jnp.asarray(np.random.default_rng(3).integers(0, 256, (2, 256, 256, 3)), jnp.uint8)
     np.testing.assert_allclose(
         space.net(params, space.from_image(params, img)), clf.logits(params, img), atol=1e-4

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import jaxfool
+from jaxfool.nets import efficientnet_lite
 from jaxfool.weights import cache, npz
 
 OLD_NS = 1_600_000_000 * 10**9  # an mtime long before any hashing: the stat may vouch for it
@@ -212,7 +213,7 @@ def test_efficientnet_sha256_prefix_is_checked_on_cache_hits_too(monkeypatch, tm
 
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "cache"))
     real = classifiers.MODELS["efficientnet_lite0"].default_weights
-    good = tmp_path / f"efficientnet-lite0-{classifiers.EFFICIENTNET_LITE0_SHA256[:8]}.pth"
+    good = tmp_path / f"efficientnet-lite0-{efficientnet_lite.LITE0_SHA256[:8]}.pth"
     bad = tmp_path / "efficientnet-lite0-deadbeef.pth"
     shutil.copy(real, good)
     shutil.copy(real, bad)

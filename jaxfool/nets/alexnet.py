@@ -7,7 +7,7 @@ conv 64@11x11/4 p2 -> relu -> pool -> conv 192@5x5 p2 -> relu -> pool -> conv 38
 Unlike Caffe's AlexNet there is no LRN, no grouped convolution, and pooling (3x3, stride 2) rounds
 down (torch's default floor mode, which is Flax's VALID). Dropout is the identity at test time.
 Input is NHWC float32 [B, 224, 224, 3] in **RGB**, scaled to [0, 1] and normalised with
-`IMAGENET_MEAN` / `IMAGENET_STD`.
+torchvision's ImageNet mean and std (`preprocess.torchvision_eval_input`).
 
 Layer names are torchvision's `state_dict` prefixes with `.` replaced by `_`:
 
@@ -15,15 +15,31 @@ Layer names are torchvision's `state_dict` prefixes with `.` replaced by `_`:
     features.8 -> features_8     features.10 -> features_10
     classifier.1 -> classifier_1 classifier.4 -> classifier_4 classifier.6 -> classifier_6
 
-(the other indices are parameter-free ReLU, MaxPool and Dropout layers).
+(the other indices are parameter-free ReLU, MaxPool and Dropout layers), converted by
+`jaxfool.weights.convert.alexnet_torchvision_params`. Also here: the classifier
+(`AlexNetTorchvisionLogits`) and the registry entry `alexnet_torchvision`.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from jaxfool import preprocess
+from jaxfool.modelspec import (
+    IMAGENET_SHAPE,
+    Classifier,
+    ModelSpec,
+    TorchvisionSpace,
+    forward,
+    imagenet_labels,
+)
 
 
 def _adaptive_pool_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -71,3 +87,54 @@ class AlexNetTorchvision(nn.Module):
         x = nn.relu(nn.Dense(4096, name="classifier_1")(x))
         x = nn.relu(nn.Dense(4096, name="classifier_4")(x))
         return nn.Dense(self.num_classes, name="classifier_6")(x)
+
+
+# --- the classifier ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlexNetTorchvisionLogits:
+    """torchvision AlexNet on uint8 RGB [B, H, W, 3] with torchvision's eval transform."""
+
+    compute_dtype: str = "float32"
+    net_params: ClassVar[str | None] = None  # params are the network's variables
+
+    def __call__(self, params: Any, images: jax.Array) -> jax.Array:
+        x = preprocess.torchvision_eval_input(images)
+        return forward(AlexNetTorchvision(), params, x, self.compute_dtype)
+
+    def input_space(self) -> TorchvisionSpace:
+        return TorchvisionSpace.of(AlexNetTorchvision())
+
+
+def build(variables: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+    del mean  # normalised by torchvision's mean/std
+    params = jax.tree.map(jnp.asarray, variables)
+    logits = AlexNetTorchvisionLogits()
+    return Classifier("alexnet_torchvision", logits, IMAGENET_SHAPE, imagenet_labels()), params
+
+
+def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+    from jaxfool.weights.cache import cached_variables
+    from jaxfool.weights.convert import alexnet_torchvision_params
+    from jaxfool.weights.torch_file import load_state_dict
+
+    variables = cached_variables(
+        path,
+        "alexnet_torchvision",
+        lambda: alexnet_torchvision_params(load_state_dict(path), source=str(path)),
+    )
+    return build(variables, mean)
+
+
+REGISTRY = (
+    ModelSpec(
+        "alexnet_torchvision",
+        "torchvision AlexNet (pass --weights=alexnet-owt-*.pth)",
+        IMAGENET_SHAPE,
+        None,
+        load,
+        (AlexNetTorchvision(), 224, 3),
+        build,
+    ),
+)

