@@ -60,7 +60,7 @@ class Rescored:
 
 
 def read_elites(run_dir: Path) -> list[Elite]:
-    """classes.csv's rows with their genome files; RunDirError naming what is missing or bad."""
+    """classes.csv's rows with their genome files' paths; RunDirError for a missing or bad file."""
     path = run_dir / "classes.csv"
     if not path.is_file():
         raise RunDirError(f"{path}: no such file (is {run_dir} a finished run directory?)")
@@ -74,9 +74,6 @@ def read_elites(run_dir: Path) -> list[Elite]:
                 )
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error) as e:
         raise RunDirError(f"{path}: not a jaxfool classes.csv ({e})") from None
-    for elite in elites:
-        if not elite.genome_path.is_file():
-            raise RunDirError(f"{elite.genome_path}: genome file missing (class {elite.index})")
     return elites
 
 
@@ -108,6 +105,9 @@ def rescore(run_dir: str | Path, classes: Sequence[int] | None = None) -> Rescor
         if missing:
             raise RunDirError(f"{run_dir}: no elite for class {min(missing)} in classes.csv")
         elites = [e for e in elites if e.index in wanted]
+    for elite in elites:  # only the classes asked for need their genomes (a run may keep a few)
+        if not elite.genome_path.is_file():
+            raise RunDirError(f"{elite.genome_path}: genome file missing (class {elite.index})")
     clf, params = experiment.load_classifier(config)
     config, loop = experiment.with_original_defaults(config, loop, clf.image_shape)
     evolution = experiment.evolution_config(config, clf)

@@ -78,6 +78,14 @@ def test_a_changed_score_is_a_named_mismatch_and_exit_code_1(mnist_run, tmp_path
     assert "1 differ" in res.stdout
 
 
+def test_only_the_classes_asked_for_need_their_genomes(mnist_run, tmp_path):
+    run = _copy_run(mnist_run, tmp_path / "run")
+    (run / "elites" / "0005_5.npz").unlink()  # e.g. a run whose big direct genomes were pruned
+    assert len(rescore.rescore(run, [1, 2]).mismatches) == 0
+    with pytest.raises(RunDirError, match="0005_5.npz: genome file missing"):
+        rescore.rescore(run)
+
+
 def test_a_changed_genome_is_a_mismatch(mnist_run, tmp_path):
     run = _copy_run(mnist_run, tmp_path / "run")
     other = sorted((run / "elites").glob("*.npz"))
