@@ -17,9 +17,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxfool import classifiers, preprocess
+from jaxfool import classifiers
 from jaxfool.classifiers import Classifier
-from jaxfool.nets.caffenet import CaffeNet, ten_crop_log_probs
+from jaxfool.nets.caffenet import CaffeNet, caffe_fitness
 from jaxfool.nets.tiny import TinyNet
 
 Params = Any
@@ -51,10 +51,7 @@ class FolderLogits:
             x = images.astype(jnp.float32) / 255.0 - 0.5
             return TinyNet(self.num_classes).apply(params["net"], x)
         net = CaffeNet(num_classes=self.num_classes)
-        bgr = images[..., ::-1].astype(jnp.float32)
-        if not self.ten_crop:
-            return net.apply(params["net"], preprocess.caffe_center_crop(bgr, params["mean_227"]))
-        return ten_crop_log_probs(net, params["net"], bgr, params["mean_227"], "float32")
+        return caffe_fitness(net, params["net"], images, params["mean_227"], self.ten_crop)
 
 
 def folder_module(arch: str, num_classes: int) -> nn.Module:

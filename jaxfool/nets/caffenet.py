@@ -117,11 +117,20 @@ class CaffeNet(nn.Module):
 CAFFE_CHANNEL_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
 
 
-def ten_crop_log_probs(
-    net: nn.Module, variables: Any, bgr: jax.Array, mean_227: jax.Array, compute_dtype: str
+def caffe_fitness(
+    net: nn.Module,
+    variables: Any,
+    images: jax.Array,
+    mean_227: jax.Array,
+    ten_crop: bool,
+    compute_dtype: str = "float32",
 ) -> jax.Array:
-    """The paper's fitness: log of the softmax averaged over the 10 standard 227 crops of
-    BGR 0..255 images [B, 256, 256, 3] minus the mean."""
+    """uint8 RGB [B, 256, 256, 3] -> BGR 0..255 minus the mean, then the paper's fitness: the
+    log of the softmax averaged over the 10 standard 227 crops (`ten_crop`), else the centre
+    crop's logits."""
+    bgr = images[..., ::-1].astype(jnp.float32)
+    if not ten_crop:
+        return forward(net, variables, preprocess.caffe_center_crop(bgr, mean_227), compute_dtype)
     crops = preprocess.caffe_ten_crops(bgr, mean_227)  # [B, 10, 227, 227, 3]
     b, n = crops.shape[:2]
     x = crops.reshape(b * n, *crops.shape[2:])
@@ -145,11 +154,9 @@ class CaffeNetLogits:
 
     def __call__(self, params: Any, images: jax.Array) -> jax.Array:
         net = CaffeNet(lrn_before_pool=self.lrn_before_pool)
-        bgr = images[..., ::-1].astype(jnp.float32)
-        if not self.ten_crop:
-            x = preprocess.caffe_center_crop(bgr, params["mean_227"])
-            return forward(net, params["net"], x, self.compute_dtype)
-        return ten_crop_log_probs(net, params["net"], bgr, params["mean_227"], self.compute_dtype)
+        return caffe_fitness(
+            net, params["net"], images, params["mean_227"], self.ten_crop, self.compute_dtype
+        )
 
     def input_space(self) -> CaffeSpace:
         crop, offset = preprocess.CAFFE_CROP, preprocess.CAFFE_CROP_OFFSETS[-1]
@@ -177,7 +184,8 @@ def caffe_mean_227(mean: np.ndarray | None) -> jnp.ndarray:
     """The central 227 of a 256 mean image (BGR), or Caffe's channel means without one."""
     if mean is None:
         return jnp.broadcast_to(jnp.asarray(CAFFE_CHANNEL_MEAN_BGR, jnp.float32), (227, 227, 3))
-    return jnp.asarray(mean[14 : 14 + 227, 14 : 14 + 227], jnp.float32)
+    (top, left), crop = preprocess.CAFFE_CROP_OFFSETS[-1], preprocess.CAFFE_CROP  # the centre
+    return jnp.asarray(mean[top : top + crop, left : left + crop], jnp.float32)
 
 
 def _build(name: str, lrn_before_pool: bool):

@@ -255,10 +255,8 @@ def _build(variant: str):
     def build(variables: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
         del mean
         params = jax.tree.map(jnp.asarray, variables)
-        logits = EfficientNetLiteLogits(variant)
-        return Classifier(
-            f"efficientnet_{variant}", logits, IMAGENET_SHAPE, imagenet_labels()
-        ), params
+        name, logits = f"efficientnet_{variant}", EfficientNetLiteLogits(variant)
+        return Classifier(name, logits, IMAGENET_SHAPE, imagenet_labels()), params
 
     return build
 
