@@ -2,6 +2,7 @@
 
     python experiments/plot.py runs/cppn runs/direct                    # -> progress_overlay.png
     python experiments/plot.py runs/a runs/b --x=evaluations --labels=CPPN,direct --out=cmp.png
+    python experiments/plot.py runs/a --reference="0.8811:paper median (CaffeNet, 2M evaluations)"
 
 Each RUN is a run directory of experiments/fool.py (its metrics.jsonl; summary.json or
 config.json name the run: DIR (model, encoding, seed N)). Needs matplotlib:
@@ -10,6 +11,7 @@ pip install -e '.[plots]'. An existing --out is kept unless --overwrite.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from absl import flags
@@ -25,6 +27,12 @@ flags.DEFINE_list(
 )
 flags.DEFINE_string("title", None, "Title above the chart.")
 flags.DEFINE_bool("overwrite", False, "Replace --out if it exists.")
+flags.DEFINE_multi_string(
+    "reference",
+    [],
+    "CONFIDENCE:LABEL, a horizontal line across the confidence panel (a published figure to "
+    "compare with); repeatable.",
+)
 
 
 def out_path(text: str, overwrite: bool) -> Path:
@@ -38,6 +46,23 @@ def out_path(text: str, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise FlagError(f"--out={text}: exists; pass --overwrite to replace it")
     return path
+
+
+def parse_references(texts: list[str]) -> list[tuple[float, str]]:
+    """--reference values as (confidence, label): a number in (0, 1), a colon, a label."""
+    references = []
+    for text in texts:
+        value, sep, label = text.partition(":")
+        try:
+            confidence = float(value)
+        except ValueError:
+            confidence = math.nan
+        if not sep or not label.strip() or not 0.0 < confidence < 1.0:
+            raise FlagError(
+                f"--reference={text}: expected CONFIDENCE:LABEL with 0 < CONFIDENCE < 1"
+            )
+        references.append((confidence, label.strip()))
+    return references
 
 
 def read_runs(args: list[str], labels: list[str] | None) -> list[plots.RunCurve]:
@@ -58,8 +83,9 @@ def read_runs(args: list[str], labels: list[str] | None) -> list[plots.RunCurve]
 def main(argv):
     out = out_path(FLAGS.out, FLAGS.overwrite)
     runs = read_runs(argv[1:], FLAGS.labels)
+    references = parse_references(FLAGS.reference)
     try:
-        fig = plots.progress_figure(runs, title=FLAGS.title, x=FLAGS.x)
+        fig = plots.progress_figure(runs, title=FLAGS.title, x=FLAGS.x, references=references)
     except plots.PlotsUnavailable as e:
         raise FlagError(e) from None
     except ValueError as e:  # --x=evaluations for rows that cannot say how many

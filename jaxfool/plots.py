@@ -61,6 +61,7 @@ RETRAIN_FRACTIONS = (
 )
 SINGLE_COLOUR = "#1f4e9c"
 KEY_COLOUR = "0.25"  # the line-style key's lines, when colours name the runs
+REFERENCE_COLOUR = "0.4"  # a published figure drawn for comparison (--reference)
 
 
 class PlotsUnavailable(RuntimeError):
@@ -248,13 +249,21 @@ def run_colours(n: int) -> list[str]:
 
 
 def progress_figure(
-    runs: Sequence[RunCurve | Sequence[Any]], title: str | None = None, x: str = "generation"
+    runs: Sequence[RunCurve | Sequence[Any]],
+    title: str | None = None,
+    x: str = "generation",
+    references: Sequence[tuple[float, str]] = (),
 ) -> Figure:
     """The archive over a run, as in the paper's figures. Top: median (solid), mean (dashed) and
     min (dotted) confidence of the elites. Bottom: classes at >= 0.99 (solid) and >= 0.9999
     (dashed). Several runs: one colour each, named in a legend. Each data line is labelled
-    'RUN: STAT' (its legend is drawn from separate key handles)."""
+    'RUN: STAT' (its legend is drawn from separate key handles). `references`: (confidence,
+    label) pairs drawn as grey dash-dot lines across the top panel, labelled at their right end
+    (a published figure to compare with, such as the paper's median)."""
     runs = [as_run(r) for r in runs]
+    for value, label in references:
+        if not 0.0 < value < 1.0 or not label:
+            raise ValueError(f"reference {value}:{label!r}: needs 0 < confidence < 1 and a label")
     fig, (top, bottom) = _new_figure(2, (2.0, 1.0))
     colours = run_colours(len(runs))
     confidence_axis(top, "confidence of the elites")
@@ -273,6 +282,13 @@ def progress_figure(
                 xs, ys, linestyle=style, color=colour, linewidth=1.6,
                 label=f"{run.label}: ≥ {threshold}",
             )  # fmt: skip
+    for value, label in references:
+        top.axhline(value, color=REFERENCE_COLOUR, linestyle="-.", linewidth=1.2, label=label)
+        top.annotate(
+            label, xy=(0.99, value), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+            fontsize="small", color=REFERENCE_COLOUR,
+        )  # fmt: skip
+        drawn.append(np.array([value]))
     set_confidence_limits(top, drawn)
     class_count_axis(bottom, runs)
     x_axis(bottom, x)

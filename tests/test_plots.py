@@ -166,6 +166,20 @@ def test_several_runs_one_colour_each_and_a_legend_of_runs():
     assert top.get_title() == "overlay"
 
 
+def test_reference_lines_cross_the_confidence_panel_with_their_labels():
+    rows = metrics_rows()  # medians from 0.99 up: a reference at 0.5 widens the axis to show it
+    fig = plots.progress_figure([("run", rows)], references=[(0.5, "paper: 50%")])
+    top = fig.axes[0]
+    (line,) = [ln for ln in top.get_lines() if ln.get_label() == "paper: 50%"]
+    np.testing.assert_array_equal(line.get_ydata(), [0.5, 0.5])
+    assert line.get_linestyle() == "-."
+    assert [t.get_text() for t in top.texts] == ["paper: 50%"]
+    assert top.get_ylim()[0] < 0.5
+    assert legend_texts(top.get_legend()) == ["median", "mean", "min"]  # not in the key
+    with pytest.raises(ValueError, match="needs 0 < confidence < 1"):
+        plots.progress_figure([("run", rows)], references=[(1.0, "all")])
+
+
 def test_x_evaluations_from_rows_or_population():
     rows = metrics_rows(population=50)
     run = plots.RunCurve("r", rows)
@@ -377,6 +391,7 @@ def test_plot_script_overlays_two_runs(tmp_path):
     a, b = two_runs(tmp_path)
     out = tmp_path / "cmp.png"
     args = [str(a), str(b), f"--out={out}", "--x=evaluations", "--labels=CPPN,direct"]
+    args += ["--reference=0.8811:paper: 88.11%"]  # the label may hold a colon
     res = subprocess.run(PLOT + args, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == str(out)
@@ -408,12 +423,18 @@ def bad_inputs(tmp_path):
         "no runs": ([], "name at least one run directory"),
         "labels": ([str(a), "--labels=x,y"], "--labels: 2 given for 1 runs"),
         "not png": ([str(a), "--out=x.jpg"], "--out=x.jpg: must end in .png"),
+        "reference range": ([str(a), "--reference=1.5:x"], "--reference=1.5:x: expected"),
+        "reference label": ([str(a), "--reference=0.9"], "--reference=0.9: expected"),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["missing dir", "no metrics", "corrupt metrics", "no runs", "labels", "not png"]
-)
+    "case",
+    [
+        "missing dir", "no metrics", "corrupt metrics", "no runs", "labels", "not png",
+        "reference range", "reference label",
+    ],
+)  # fmt: skip
 def test_plot_script_bad_input_is_one_line_and_exit_2(tmp_path, case):
     args, message = bad_inputs(tmp_path)[case]
     res = subprocess.run(PLOT + args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
