@@ -3,6 +3,7 @@
     python experiments/rescore.py results/imagenet1000_lite0_original
     python experiments/rescore.py --classes=0-9 results/imagenet1000_lite0_original
     python experiments/rescore.py --gallery=/tmp/poster.png RUN    # also draw the elites
+    python experiments/rescore.py --gallery=/tmp/poster.png --tile=48 RUN
 
 The classifier and encoding come from the run's config.json (its model, weights and settings);
 scoring goes through evolution's own path with the run's eval chunk, so a run on the same
@@ -25,6 +26,14 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("classes", None, "Class indices to check, e.g. '0-9' (default: every elite).")
 flags.DEFINE_string("gallery", None, "Also write a gallery PNG of the re-rendered elites here.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --gallery file.")
+flags.DEFINE_integer(
+    "tile",
+    None,
+    "--gallery tile size in pixels (default: 112, or 64 beyond 200 elites; smaller keeps a "
+    "poster of 1000 noise images, which PNG cannot compress, small).",
+    lower_bound=16,
+    upper_bound=1024,
+)
 
 
 def main(argv):
@@ -51,7 +60,7 @@ def main(argv):
             {"index": e.index, "label": e.label, "confidence": float(p)}
             for e, p in zip(result.elites, confidences, strict=True)
         ]
-        runs.save_elite_gallery(gallery, result.images, records)
+        runs.save_elite_gallery(gallery, result.images, records, tile=FLAGS.tile)
         print(f"wrote {gallery}")
     if len(result.mismatches):
         sys.exit(1)

