@@ -11,7 +11,6 @@ pip install -e '.[plots]'. An existing --out is kept unless --overwrite.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from absl import flags
@@ -52,16 +51,14 @@ def parse_references(texts: list[str]) -> list[tuple[float, str]]:
     """--reference values as (confidence, label): a number in (0, 1), a colon, a label."""
     references = []
     for text in texts:
-        value, sep, label = text.partition(":")
+        value, _, label = text.partition(":")
         try:
-            confidence = float(value)
+            references.append((float(value), label.strip()))
+            plots.check_reference(*references[-1])
         except ValueError:
-            confidence = math.nan
-        if not sep or not label.strip() or not 0.0 < confidence < 1.0:
             raise FlagError(
                 f"--reference={text}: expected CONFIDENCE:LABEL with 0 < CONFIDENCE < 1"
-            )
-        references.append((confidence, label.strip()))
+            ) from None
     return references
 
 

@@ -248,6 +248,12 @@ def run_colours(n: int) -> list[str]:
 # --- the progress chart -------------------------------------------------------------------------
 
 
+def check_reference(value: float, label: str) -> None:
+    """ValueError unless a reference line can be drawn: 0 < value < 1 (a logit axis) and a label."""
+    if not 0.0 < value < 1.0 or not label:
+        raise ValueError(f"reference {value}:{label!r}: needs 0 < confidence < 1 and a label")
+
+
 def progress_figure(
     runs: Sequence[RunCurve | Sequence[Any]],
     title: str | None = None,
@@ -262,8 +268,7 @@ def progress_figure(
     (a published figure to compare with, such as the paper's median)."""
     runs = [as_run(r) for r in runs]
     for value, label in references:
-        if not 0.0 < value < 1.0 or not label:
-            raise ValueError(f"reference {value}:{label!r}: needs 0 < confidence < 1 and a label")
+        check_reference(value, label)
     fig, (top, bottom) = _new_figure(2, (2.0, 1.0))
     colours = run_colours(len(runs))
     confidence_axis(top, "confidence of the elites")
