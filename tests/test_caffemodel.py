@@ -361,3 +361,34 @@ def test_paper_mnist_mean():
     assert mean.min() == 0
     assert mean.max() == pytest.approx(139.6, abs=0.1)
     assert mean.mean() == pytest.approx(33.3, abs=0.05)
+
+
+def test_layout_rules_are_shared_and_compute_what_caffe_and_torch_compute():
+    """One set of layout rules (torch_layout) serves the Caffe, torchvision-AlexNet and torch
+    converters: a dense kernel with a C, H, W flatten applied to NHWC activations equals the
+    (out, in) matrix on the C, H, W flatten, and an OIHW kernel correlates like Caffe's."""
+    from jaxfool.weights import caffemodel, convert, torch_layout
+
+    assert caffemodel.dense_kernel is torch_layout.dense_kernel
+    assert convert.conv_kernel is torch_layout.conv_kernel
+    rng = np.random.default_rng(0)
+    c, h, w, out = 3, 4, 5, 7
+    weights = rng.standard_normal((out, c * h * w)).astype(np.float32)
+    x_chw = rng.standard_normal((c, h, w)).astype(np.float32)
+    kernel = torch_layout.dense_kernel(weights, (c, h, w))
+    np.testing.assert_allclose(
+        x_chw.transpose(1, 2, 0).reshape(-1) @ kernel, weights @ x_chw.reshape(-1), rtol=1e-5
+    )
+    np.testing.assert_array_equal(torch_layout.dense_kernel(weights), weights.T)
+    # OIHW kernel, valid cross-correlation at one output position, both layouts
+    oihw = rng.standard_normal((out, c, 3, 3)).astype(np.float32)
+    hwio = torch_layout.conv_kernel(oihw)
+    assert hwio.shape == (3, 3, c, out)
+    patch_chw = x_chw[:, :3, :3]
+    np.testing.assert_allclose(
+        np.einsum("hwi,hwio->o", patch_chw.transpose(1, 2, 0), hwio),
+        np.einsum("ihw,oihw->o", patch_chw, oihw),
+        rtol=1e-5,
+    )
+    # a misshaped blob is passed on, for the caller's shape check to name
+    assert torch_layout.conv_kernel(weights) is weights

@@ -25,6 +25,7 @@ import numpy as np
 from jaxfool.nets.lenet import LeNet, zero_variables
 from jaxfool.weights import protobuf as pb
 from jaxfool.weights.npz import WeightsFileError, check_matches
+from jaxfool.weights.torch_layout import conv_kernel, dense_kernel
 
 # V1LayerParameter.LayerType -> the LayerParameter type string Caffe's upgrade code maps it to
 # (`src/caffe/util/upgrade_proto.cpp`, `UpgradeV1LayerType`).
@@ -244,18 +245,10 @@ def _matrix(path: Path, name: str, w: np.ndarray) -> np.ndarray:
 
 
 def _conv_kernel(path: Path, name: str, w: np.ndarray) -> np.ndarray:
-    """Caffe OIHW -> Flax HWIO (Caffe convolution is cross-correlation: no flip)."""
+    """Caffe OIHW -> Flax HWIO (`torch_layout.conv_kernel`), refusing a blob that is not 4-D."""
     if w.ndim != 4:
         raise CaffeFormatError(f"{path}: layer {name!r} weights have shape {w.shape}, not OIHW")
-    return w.transpose(2, 3, 1, 0)
-
-
-def _dense_kernel(w: np.ndarray, chw: tuple[int, int, int] | None = None) -> np.ndarray:
-    """(out, in) -> Flax (in, out). With `chw`, `in` is a C,H,W flatten that Flax sees as H,W,C."""
-    out = w.shape[0]
-    if chw is not None and w.shape[1] == math.prod(chw):
-        return w.reshape(out, *chw).transpose(2, 3, 1, 0).reshape(-1, out)
-    return w.T  # a wrong size is left for `check_matches` to report with both shapes
+    return conv_kernel(w)
 
 
 def lenet_params_from_caffemodel(path: str | Path) -> dict[str, Any]:
@@ -275,10 +268,10 @@ def lenet_params_from_caffemodel(path: str | Path) -> dict[str, Any]:
         "conv1": {"kernel": _conv_kernel(path, "conv1", w1), "bias": b1.reshape(-1)},
         "conv2": {"kernel": conv2, "bias": b2.reshape(-1)},
         "ip1": {
-            "kernel": _dense_kernel(ip1, (conv2.shape[3], *LENET_POOL2_HW)),
+            "kernel": dense_kernel(ip1, (conv2.shape[3], *LENET_POOL2_HW)),
             "bias": blobs["ip1"][1].reshape(-1),
         },
-        "ip2": {"kernel": _dense_kernel(ip2), "bias": blobs["ip2"][1].reshape(-1)},
+        "ip2": {"kernel": dense_kernel(ip2), "bias": blobs["ip2"][1].reshape(-1)},
     }
     variables = {"params": params}
     check_matches(path, variables, zero_variables(ip2.shape[0]))

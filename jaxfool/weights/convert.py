@@ -1,6 +1,7 @@
 """Conversion of Caffe and torchvision ImageNet weights to Flax parameters, and Caffe's mean image.
 
-Rules (checked numerically against torch in `tests/test_imagenet_nets.py`):
+Rules (`jaxfool.weights.torch_layout`'s, which every converter uses; checked numerically
+against torch in `tests/test_imagenet_nets.py`):
 
 - Convolution: OIHW (grouped: O x I/g x kh x kw) -> Flax HWIO with `transpose(2, 3, 1, 0)`. Caffe,
   torch and Flax all compute cross-correlation and split grouped channels into contiguous
@@ -28,6 +29,7 @@ from jaxfool.nets.alexnet import AlexNetTorchvision
 from jaxfool.nets.caffenet import CaffeNet
 from jaxfool.weights.caffemodel import CaffeFormatError, read_binaryproto, read_caffemodel
 from jaxfool.weights.npz import WeightsFileError, check_matches
+from jaxfool.weights.torch_layout import conv_kernel, dense_kernel
 
 CAFFENET_LAYERS = {
     "conv1": "Convolution",
@@ -48,21 +50,11 @@ def reference_params(module: Any, input_shape: tuple[int, ...]) -> dict[str, Any
     return jax.tree.map(lambda s: np.broadcast_to(np.zeros((), s.dtype), s.shape), shapes)
 
 
-def _conv_kernel(w: np.ndarray) -> np.ndarray:
-    """OIHW -> HWIO (a blob that is not 4-D is passed on for `check_matches` to report)."""
-    return w.transpose(2, 3, 1, 0) if w.ndim == 4 else w
-
-
 def _dense_kernel(w: np.ndarray, chw: tuple[int, int, int] | None = None) -> np.ndarray:
-    """(out, in) or V1 (1, 1, out, in) -> (in, out); with `chw`, `in` is permuted C,H,W -> H,W,C."""
+    """(out, in) or V1 (1, 1, out, in) -> (in, out) (`torch_layout.dense_kernel`)."""
     if w.ndim > 2 and math.prod(w.shape[:-2]) == 1:
         w = w.reshape(w.shape[-2:])
-    if w.ndim != 2:
-        return w
-    out = w.shape[0]
-    if chw is not None and w.shape[1] == math.prod(chw):
-        return w.reshape(out, *chw).transpose(2, 3, 1, 0).reshape(-1, out)
-    return w.T  # a wrong size is left for `check_matches` to report with both shapes
+    return dense_kernel(w, chw)
 
 
 def _bias(b: np.ndarray) -> np.ndarray:
@@ -97,7 +89,7 @@ def caffenet_params_from_caffemodel(
             )
         w, b = layer.blobs
         if want == "Convolution":
-            kernel = _conv_kernel(w)
+            kernel = conv_kernel(w)
         else:
             kernel = _dense_kernel(w, POOL5_CHW if name == "fc6" else None)
         params[name] = {"kernel": kernel, "bias": _bias(b)}
@@ -141,7 +133,7 @@ def alexnet_torchvision_params(
         w = np.asarray(state_dict[f"{prefix}.weight"], np.float32)
         b = np.asarray(state_dict[f"{prefix}.bias"], np.float32)
         if prefix.startswith("features"):
-            kernel = _conv_kernel(w)
+            kernel = conv_kernel(w)
         else:
             kernel = _dense_kernel(w, POOL5_CHW if prefix == "classifier.1" else None)
         params[name] = {"kernel": kernel, "bias": b}

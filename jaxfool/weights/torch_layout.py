@@ -1,4 +1,5 @@
-"""One converter from a torch state dict to Flax variables, for modules named like the torch ones.
+"""One converter from a torch state dict to Flax variables, for modules named like the torch ones,
+and the layout rules every converter uses (Caffe's blobs share torch's OIHW / (out, in) layout).
 
 A Flax module whose submodules carry the torch module paths as names (`nn.Conv(...,
 name="layer1.0.conv1")`) has variables whose flat keys map to the state dict's by rule:
@@ -19,6 +20,7 @@ key and both shapes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -45,12 +47,31 @@ def torch_shape(flat_key: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def conv_kernel(w: np.ndarray) -> np.ndarray:
+    """OIHW (grouped: O x I/g x kh x kw) -> Flax HWIO. Caffe, torch and Flax all compute
+    cross-correlation and split groups into contiguous channel blocks: no flip, no reorder.
+    A blob that is not 4-D is passed on for the caller's shape check to report."""
+    return w.transpose(2, 3, 1, 0) if w.ndim == 4 else w
+
+
+def dense_kernel(w: np.ndarray, chw: tuple[int, int, int] | None = None) -> np.ndarray:
+    """(out, in) -> Flax (in, out). With `chw`, `in` is a C, H, W flatten (Caffe's and torch's
+    order) that a Flax NHWC network flattens as H, W, C, so that axis is permuted. A size that
+    does not fit is left for the caller's shape check to report with both shapes."""
+    if w.ndim != 2:
+        return w
+    out = w.shape[0]
+    if chw is not None and w.shape[1] == math.prod(chw):
+        return w.reshape(out, *chw).transpose(2, 3, 1, 0).reshape(-1, out)
+    return w.T
+
+
 def to_flax(flat_key: str, value: np.ndarray) -> np.ndarray:
     """A torch array in the Flax layout of `flat_key`'s variable."""
     if flat_key.endswith("/kernel") and value.ndim == 4:
-        return value.transpose(2, 3, 1, 0)
+        return conv_kernel(value)
     if flat_key.endswith("/kernel") and value.ndim == 2:
-        return value.T
+        return dense_kernel(value)
     return value
 
 
