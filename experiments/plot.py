@@ -3,9 +3,12 @@
     python experiments/plot.py runs/cppn runs/direct                    # -> progress_overlay.png
     python experiments/plot.py runs/a runs/b --x=evaluations --labels=CPPN,direct --out=cmp.png
     python experiments/plot.py runs/a --reference="0.8811:paper median (CaffeNet, 2M evaluations)"
+    python experiments/plot.py --retrain runs/retrain_direct runs/retrain_cppn --out=retrain.png
 
 Each RUN is a run directory of experiments/fool.py (its metrics.jsonl; summary.json or
-config.json name the run: DIR (model, encoding, seed N)). Needs matplotlib:
+config.json name the run: DIR (model, encoding, seed N)); with --retrain, each is an output
+directory of experiments/retrain.py (its retrain.json; named by its encoding), drawn as
+retrain.py's confidence.png with every experiment's series in one chart. Needs matplotlib:
 pip install -e '.[plots]'. An existing --out is kept unless --overwrite.
 """
 
@@ -25,6 +28,9 @@ flags.DEFINE_list(
     "labels", None, "Legend labels, one per RUN (default: DIR (model, encoding, seed))."
 )
 flags.DEFINE_string("title", None, "Title above the chart.")
+flags.DEFINE_bool(
+    "retrain", False, "The directories are retrain.py experiments: overlay their rounds."
+)
 flags.DEFINE_bool("overwrite", False, "Replace --out if it exists.")
 flags.DEFINE_multi_string(
     "reference",
@@ -64,10 +70,7 @@ def parse_references(texts: list[str]) -> list[tuple[float, str]]:
 
 def read_runs(args: list[str], labels: list[str] | None) -> list[plots.RunCurve]:
     """The runs named on the command line, with the --labels if given."""
-    if not args:
-        raise FlagError("name at least one run directory")
-    if labels is not None and len(labels) != len(args):
-        raise FlagError(f"--labels: {len(labels)} given for {len(args)} runs")
+    check_labels(args, labels, "run")
     runs = []
     for i, arg in enumerate(args):
         try:
@@ -77,8 +80,44 @@ def read_runs(args: list[str], labels: list[str] | None) -> list[plots.RunCurve]
     return runs
 
 
+def check_labels(args: list[str], labels: list[str] | None, what: str) -> None:
+    if not args:
+        raise FlagError(f"name at least one {what} directory")
+    if labels is not None and len(labels) != len(args):
+        raise FlagError(f"--labels: {len(labels)} given for {len(args)} {what}s")
+
+
+def read_retrains(args: list[str], labels: list[str] | None) -> dict[str, list]:
+    """The retraining experiments named on the command line, as one dict of chart series."""
+    check_labels(args, labels, "retraining experiment")
+    series: dict[str, list] = {}
+    for i, arg in enumerate(args):
+        try:
+            more = plots.read_retrain(arg, None if labels is None else labels[i])
+        except ValueError as e:
+            raise FlagError(e) from None
+        for name in more:
+            if name in series:
+                raise FlagError(f"{arg}: a second series named {name!r}; name them with --labels")
+        series.update(more)
+    return series
+
+
+def retrain_main(args: list[str], out: Path) -> None:
+    if FLAGS.reference or FLAGS["x"].present:
+        raise FlagError("--reference and --x are for run progress charts, not --retrain")
+    series = read_retrains(args, FLAGS.labels)
+    try:
+        fig = plots.retrain_confidence_figure(series, title=FLAGS.title)
+    except plots.PlotsUnavailable as e:
+        raise FlagError(e) from None
+    print(plots.save_figure(fig, out))
+
+
 def main(argv):
     out = out_path(FLAGS.out, FLAGS.overwrite)
+    if FLAGS.retrain:
+        return retrain_main(argv[1:], out)
     runs = read_runs(argv[1:], FLAGS.labels)
     references = parse_references(FLAGS.reference)
     try:

@@ -301,6 +301,70 @@ def test_retrain_figure_with_several_series():
     assert "0.9999" in {t.get_text() for t in top.get_yticklabels()}
 
 
+def write_retrain(path, rows, encoding="direct", emitter="original", probe=None):
+    """A synthetic retrain.py output directory (retrain.json), with probe rows if `probe`."""
+    path.mkdir(parents=True)
+    if probe is not None:
+        rows = [
+            {**r, "probe": {"emitter": probe, "median_confidence": 0.999, "max_confidence": 1.0}}
+            for r in rows
+        ]
+    flags = {"encoding": encoding, "emitter": emitter, "probe_emitter": probe or ""}
+    summary = {"config": {"flags": flags}, "rows": rows, "wall_seconds": 1.0}
+    (path / "retrain.json").write_text(json.dumps(summary))
+    return path
+
+
+def test_read_retrain_names_each_experiments_series(tmp_path):
+    a = write_retrain(tmp_path / "a", retrain_rows(), probe="gradient")
+    b = write_retrain(tmp_path / "b", retrain_rows(3), encoding="cppn")
+    series = plots.read_retrain(a)
+    assert list(series) == ["direct, original (trained on)", "direct, probe: gradient"]
+    assert [r["median_confidence"] for r in series["direct, probe: gradient"]] == [0.999] * 4
+    assert list(plots.read_retrain(b)) == ["cppn"]
+    assert list(plots.read_retrain(b, "CPPN chain")) == ["CPPN chain"]
+    fig = drawn(plots.retrain_confidence_figure({**series, **plots.read_retrain(b)}))
+    assert legend_texts(fig.legends[0]) == [*series, "cppn"]
+    assert tuple(fig.get_size_inches()) == (plots.FIGSIZE[0], plots.FIGSIZE[1] + 0.2)
+    np.testing.assert_allclose(
+        lines_by_label(fig.axes[0])["cppn: median"].get_ydata(),
+        [r["median_confidence"] for r in retrain_rows(3)],
+    )
+
+
+def test_plot_script_retrain_overlays_experiments_and_rejects_bad_ones(tmp_path):
+    a = write_retrain(tmp_path / "a", retrain_rows(), probe="gradient")
+    b = write_retrain(tmp_path / "b", retrain_rows(3), encoding="cppn")
+    out = tmp_path / "retrain.png"
+    res = subprocess.run(
+        PLOT + ["--retrain", str(a), str(b), f"--out={out}"], capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size == (PIXELS[0], PIXELS[1] + 0.2 * plots.DPI)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "retrain.json").write_text("{oops")
+    cases = [
+        ([str(a), str(a)], "a second series named 'direct, original (trained on)'"),
+        ([str(tmp_path / "empty")], "retrain.json: no such file"),
+        ([str(tmp_path / "corrupt")], "retrain.json: not a readable JSON file"),
+        ([str(tmp_path / "nope")], "nope: no such retraining directory"),
+        ([], "name at least one retraining experiment directory"),
+        ([str(a), "--labels=x,y"], "--labels: 2 given for 1 retraining experiments"),
+        ([str(a), "--reference=0.9:x"], "--reference and --x are for run progress charts"),
+    ]
+    for args, message in cases:
+        res = subprocess.run(
+            PLOT + ["--retrain", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        )
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1, (args, res.stderr)
+        assert lines[0].startswith("plot.py: error: ") and message in lines[0], lines[0]
+    assert not (tmp_path / "progress_overlay.png").exists()
+
+
 def test_retrain_figure_without_rejections_has_only_accuracy():
     rows = retrain_rows(1)
     fig = plots.retrain_confidence_figure(rows)
