@@ -185,7 +185,8 @@ def test_classify_prints_torchvisions_top5(resnet50_pth, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "model, encoding", [("resnet50", "direct"), ("resnet50", "cppn"), ("vit_b_16", "cppn")]
+    "model, encoding",
+    [("resnet50", "direct"), ("resnet50", "cppn"), ("vit_b_16", "direct"), ("vit_b_16", "cppn")],
 )
 def test_fool_runs_against_the_new_networks(model, encoding, resnet50_pth, tmp_path):
     import json
