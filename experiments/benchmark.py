@@ -58,10 +58,15 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from jaxfool import archive as archive_lib
-from jaxfool import classifiers, cli, evolve, experiment, runs, scoring
-from jaxfool.cli import FlagError
-from jaxfool.encodings.cppn import CppnEncoding
+from jaxfool.base import cli
+from jaxfool.base.cli import FlagError
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.classifiers import scoring
+from jaxfool.runs import experiment
+from jaxfool.runs import store as runs
+from jaxfool.search import archive as archive_lib
+from jaxfool.search import map_elites as evolve
+from jaxfool.search.encodings.cppn import CppnEncoding
 
 ENCODINGS = ("direct", "cppn")
 # The original code's published cost (PAPER.md, ANCHORS.md), as evaluations per second.
@@ -738,7 +743,6 @@ def torch_network(name: str):
     torch (a test-only extra) is not installed."""
     try:
         import torch
-
         from jaxfool.reference import torch_nets
     except ImportError:
         return None

@@ -18,9 +18,11 @@ import numpy as np
 from absl import flags, logging
 from PIL import Image, UnidentifiedImageError
 
-from jaxfool import classifiers, cli, images, scoring
-from jaxfool.cli import FlagError
-from jaxfool.weights.npz import WeightsFileError
+from jaxfool.base import cli, images
+from jaxfool.base.cli import FlagError
+from jaxfool.base.npz import WeightsFileError
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.classifiers import scoring
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(

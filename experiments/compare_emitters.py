@@ -8,7 +8,7 @@ class is >= --threshold or --max_generations pass. Prints a markdown table (medi
 per-seed generations; "-" for a run that did not get there) and a final JSON line.
 """
 
-from jaxfool import cli
+from jaxfool.base import cli
 
 STOP = cli.Stop()
 
@@ -17,8 +17,9 @@ import time  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from jaxfool import experiment, runs  # noqa: E402
-from jaxfool.cli import FlagError  # noqa: E402
+from jaxfool.base.cli import FlagError  # noqa: E402
+from jaxfool.runs import experiment  # noqa: E402
+from jaxfool.runs import store as runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lenet", "Classifier (see fool.py --model).")
@@ -38,7 +39,7 @@ def first_passing(config: experiment.RunConfig, seeds: list[int]) -> list[int | 
     import jax
     import numpy as np
 
-    from jaxfool import evolve
+    from jaxfool.search import map_elites as evolve
 
     clf, params = experiment.load_classifier(config)
     config, _ = experiment.with_original_defaults(config, experiment.LoopConfig(), clf.image_shape)

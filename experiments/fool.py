@@ -12,7 +12,7 @@ Flags -> `experiment.RunConfig` (what is computed) and `LoopConfig` (how it is d
 gallery.png, classes.csv, config.json, manifest.json, elites/ and checkpoint/ (see README).
 """
 
-from jaxfool import cli
+from jaxfool.base import cli
 
 STOP = cli.Stop()  # first of all: a Ctrl-C while JAX loads or compiles is handled too
 
@@ -23,8 +23,10 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from jaxfool import classifiers, evolve, experiment
-from jaxfool.cli import FlagError
+from jaxfool.base.cli import FlagError
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.runs import experiment
+from jaxfool.search import map_elites as evolve
 
 FLAGS = flags.FLAGS
 STR, INT, FLOAT, BOOL = (

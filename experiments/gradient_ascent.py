@@ -23,10 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags, logging
 
-from jaxfool import classifiers, cli, images, runs
-from jaxfool import gradient_ascent as ga
-from jaxfool.cli import FlagError
-from jaxfool.weights.npz import WeightsFileError
+from jaxfool.base import cli, images
+from jaxfool.base.cli import FlagError
+from jaxfool.base.npz import WeightsFileError
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.runs import store as runs
+from jaxfool.search import gradient_ascent as ga
 
 # The 20 classes of the original's supplementary figures (run_chosen_supplementary.sh).
 PAPER_CLASSES = "200,207,215,279,366,367,390,414,445,500,509,580,643,657,704,713,782,805,826,906"
@@ -74,7 +76,7 @@ def parse_classes(text: str | None, num_classes: int) -> tuple[int, ...]:
 
 def build_config() -> ga.AscentConfig:
     """The preset with the flags' overrides; invalid values are a FlagError naming the flag."""
-    from jaxfool import custom_model
+    from jaxfool.classifiers import custom as custom_model
 
     if FLAGS.model not in classifiers.MODELS and not custom_model.is_spec(FLAGS.model):
         models = ", ".join(classifiers.MODELS)

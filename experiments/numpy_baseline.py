@@ -1,7 +1,7 @@
 """The MNIST direct-encoding MAP-Elites loop written the straightforward way in NumPy.
 
 This is the baseline a user would otherwise write, and what `benchmark.py` compares jaxfool
-against: the same algorithm as `jaxfool.evolve` with `DirectEncoding` and LeNet (uniform
+against: the same algorithm as `jaxfool.search.map_elites` with `DirectEncoding` and LeNet (uniform
 parent selection over occupied cells, SBX with probability 0.5 else a copy in random order,
 polynomial mutation of every gene with probability 0.1, pixel bytes floor(gene * 255), LeNet
 scoring, insertion of every child into every cell it beats), but one individual at a time: a
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from absl import flags, logging
 
-from jaxfool import cli
-from jaxfool.cli import FlagError
+from jaxfool.base import cli
+from jaxfool.base.cli import FlagError
 
 FLT_EPSILON = float(np.finfo(np.float32).eps)
 
@@ -211,7 +211,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
     check_flags(f)
-    from jaxfool import classifiers  # JAX, only to read the shipped weights
+    from jaxfool.classifiers import registry as classifiers  # JAX, only to read the shipped weights
 
     _, params = classifiers.load_classifier("lenet")
     p = numpy_lenet_params(params)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from absl import flags
 
-from jaxfool import cli, plots
-from jaxfool.cli import FlagError
+from jaxfool import plots
+from jaxfool.base import cli
+from jaxfool.base.cli import FlagError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "progress_overlay.png", "The PNG to write.")

@@ -16,10 +16,11 @@ import jax
 import numpy as np
 from absl import flags, logging
 
-from jaxfool import cli, images, runs
-from jaxfool.cli import FlagError
-from jaxfool.encodings.cppn import CppnEncoding
-from jaxfool.weights.npz import WeightsFileError
+from jaxfool.base import cli, images
+from jaxfool.base.cli import FlagError
+from jaxfool.base.npz import WeightsFileError
+from jaxfool.runs import store as runs
+from jaxfool.search.encodings.cppn import CppnEncoding
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("size", None, "Output size in pixels (default: the genome's native size).")

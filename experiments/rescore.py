@@ -19,8 +19,8 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from jaxfool import cli
-from jaxfool.cli import FlagError
+from jaxfool.base import cli
+from jaxfool.base.cli import FlagError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("classes", None, "Class indices to check, e.g. '0-9' (default: every elite).")
@@ -40,7 +40,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) != 2:
         raise FlagError("name one run directory")
-    from jaxfool import rescore, runs
+    from jaxfool.runs import rescore
+    from jaxfool.runs import store as runs
 
     run_dir = Path(argv[1])
     gallery = Path(FLAGS.gallery) if FLAGS.gallery else None

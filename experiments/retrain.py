@@ -39,15 +39,15 @@ import sys
 import time
 from pathlib import Path
 
-from jaxfool import cli
+from jaxfool.base import cli
 
 STOP = cli.Stop()  # first: a signal while JAX loads, compiles or trains is handled the same way
 
 from absl import flags, logging
 
-from jaxfool.cli import FlagError
-from jaxfool.errors import Interrupted
-from jaxfool.rundir import RunDir
+from jaxfool.base.cli import FlagError
+from jaxfool.base.errors import Interrupted
+from jaxfool.runs.rundir import RunDir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", None, "Output directory (empty, or a previous run with --overwrite).")
@@ -127,9 +127,9 @@ def check_flags() -> None:
 def check_emitter_params() -> None:
     """Emitter settings that this encoding's emitters do not have (the original emitter's rates
     differ between direct and CPPN genomes), refused before anything is trained."""
-    from jaxfool import experiment
-    from jaxfool.encodings.cppn import CppnEncoding
-    from jaxfool.encodings.direct import DirectEncoding
+    from jaxfool.runs import experiment
+    from jaxfool.search.encodings.cppn import CppnEncoding
+    from jaxfool.search.encodings.direct import DirectEncoding
 
     kind = DirectEncoding() if FLAGS.encoding == "direct" else CppnEncoding()
     for spec, name in (
@@ -162,11 +162,12 @@ def progress(step: int, loss: float, rate: float) -> None:
 
 def mnist_setup():
     """(task, encoding, DNN_1 params) for MNIST."""
-    from jaxfool import retrain, train
-    from jaxfool.data.mnist import BUNDLED_DIR, MnistFormatError, load_mnist
-    from jaxfool.encodings.cppn import CppnEncoding
-    from jaxfool.encodings.direct import DirectEncoding
-    from jaxfool.weights import npz
+    from jaxfool.base import npz
+    from jaxfool.classifiers import train
+    from jaxfool.classifiers.data.mnist import BUNDLED_DIR, MnistFormatError, load_mnist
+    from jaxfool.search.encodings.cppn import CppnEncoding
+    from jaxfool.search.encodings.direct import DirectEncoding
+    from jaxfool.studies import retrain
 
     try:
         x, y = load_mnist(FLAGS.data_dir or BUNDLED_DIR, "train")
@@ -186,7 +187,7 @@ def mnist_setup():
             log_every=max(1, FLAGS.train_steps // 5),
         )
     else:
-        from jaxfool.classifiers import MODELS
+        from jaxfool.classifiers.registry import MODELS
 
         path = FLAGS.dnn1 or MODELS["lenet"].default_weights
         try:
@@ -206,8 +207,10 @@ def mnist_setup():
 
 def folder_setup():
     """(task, encoding, DNN_1 variables) for an ImageNet-format folder."""
-    from jaxfool import classifiers, retrain, retrain_nets, train_folder
-    from jaxfool.encodings.cppn import CppnEncoding
+    from jaxfool.classifiers import registry as classifiers
+    from jaxfool.classifiers import retrain_nets, train_folder
+    from jaxfool.search.encodings.cppn import CppnEncoding
+    from jaxfool.studies import retrain
 
     size = FLAGS.image_size or (256 if FLAGS.arch == "caffenet" else 32)
     consts = {}
@@ -292,8 +295,9 @@ def load_resume(out: Path, config, task):
     one-line error naming it."""
     import numpy as np
 
-    from jaxfool import retrain, train
-    from jaxfool.weights import npz
+    from jaxfool.base import npz
+    from jaxfool.classifiers import train
+    from jaxfool.studies import retrain
 
     try:
         table = json.loads((out / "retrain.json").read_text())
@@ -347,8 +351,11 @@ def main(argv: list[str]) -> None:
     import jax
     import numpy as np
 
-    from jaxfool import fileio, images, plots, retrain, retrain_report, runs
-    from jaxfool.weights.npz import save_params
+    from jaxfool import plots
+    from jaxfool.base import fileio, images
+    from jaxfool.base.npz import save_params
+    from jaxfool.runs import store as runs
+    from jaxfool.studies import retrain, retrain_report
 
     thresholds = retrain.parse_thresholds(FLAGS.thresholds)
     config = cli.from_flags(retrain.RetrainConfig, thresholds=thresholds, eval_chunk=None)

@@ -4,8 +4,8 @@
     python experiments/train_lenet.py --data_dir=/path/to/full/mnist --out=/tmp/lenet.npz
 
 Trains on the train split and reports top-1 accuracy on the test split. Writes a flat `.npz`
-(`jaxfool.weights.npz.save_params`) of the Flax variables {"params": ...}, keys such as
-`params/conv1/kernel` as `jaxfool.classifiers` loads them, with the run's metadata; prints a
+(`jaxfool.base.npz.save_params`) of the Flax variables {"params": ...}, keys such as
+`params/conv1/kernel` as the classifier registry loads them, with the run's metadata; prints a
 one-line JSON summary.
 Bad flags give a one-line error naming the flag and exit code 2.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from absl import flags
 
-from jaxfool import cli
-from jaxfool.cli import FlagError
-from jaxfool.data.mnist import BUNDLED_DIR, MnistFormatError, load_mnist
+from jaxfool.base import cli
+from jaxfool.base.cli import FlagError
+from jaxfool.classifiers.data.mnist import BUNDLED_DIR, MnistFormatError, load_mnist
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = REPO_ROOT / "models" / "lenet_mnist.npz"  # made with --out=models/lenet_mnist.npz
@@ -81,8 +81,8 @@ def run() -> dict:
 
     import jax  # imported late so that flag errors come back fast
 
-    from jaxfool import train
-    from jaxfool.weights.npz import save_params
+    from jaxfool.base.npz import save_params
+    from jaxfool.classifiers import train
 
     def log(step: int, loss: float, rate: float) -> None:
         print(f"step {step:>6}/{_STEPS.value}  loss {loss:.4f}  {rate:7.1f} steps/s", flush=True)
@@ -106,7 +106,7 @@ def run() -> dict:
     test_accuracy = train.accuracy(params, test_images, test_labels)
     print(f"test accuracy {test_accuracy:.4f} on {len(test_images)} digits", flush=True)
     meta = {
-        "model": "LeNet (Caffe examples/mnist), jaxfool.nets.lenet.LeNet",
+        "model": "LeNet (Caffe examples/mnist), jaxfool.classifiers.nets.lenet.LeNet",
         "preprocessing": "pixel/256, white digit on black, NHWC [B, 28, 28, 1]",
         "data_dir": str(_DATA_DIR.value),
         "num_train": len(train_images),

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from jaxfool import cli
-from jaxfool.cli import FlagError
+from jaxfool.base import cli
+from jaxfool.base.cli import FlagError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", None, "Comma-separated fool.py run directories (the sources).")
@@ -73,8 +73,10 @@ def main(argv: list[str]) -> None:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
     run_dirs, model_specs, out = check_flags()
 
-    from jaxfool import classifiers, fileio, images, transfer
-    from jaxfool.weights.npz import WeightsFileError
+    from jaxfool.base import fileio, images
+    from jaxfool.base.npz import WeightsFileError
+    from jaxfool.classifiers import registry as classifiers
+    from jaxfool.studies import transfer
 
     try:
         elites = [transfer.load_run(d) for d in run_dirs]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxfool import fileio
+from jaxfool.base import fileio
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -495,7 +495,7 @@ def read_retrain(
     """A retraining experiment's chart series (`retrain_report.chart_series`) from its
     retrain.json, each named 'LABEL, series' (LABEL: the encoding unless given), for
     `retrain_confidence_figure` to overlay several experiments."""
-    from jaxfool import retrain_report
+    from jaxfool.studies import retrain_report
 
     experiment_dir = Path(experiment_dir)
     if not experiment_dir.is_dir():

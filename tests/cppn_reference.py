@@ -1,6 +1,6 @@
 """An independent, deliberately plain reference for the CPPN encoding (PAPER.md section 4.5).
 
-Written from the spec, not from `jaxfool.encodings.cppn`, so that the golden tests in
+Written from the spec, not from `jaxfool.search.encodings.cppn`, so that the golden tests in
 `tests/test_cppn.py` compare two independent readings of it. Everything here is per pixel and
 per node, in float64, in the order the spec describes:
 

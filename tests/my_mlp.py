@@ -8,8 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxfool.classifiers import Classifier
-from jaxfool.weights import npz
+from jaxfool.base import npz
+from jaxfool.classifiers.registry import Classifier
 
 
 class MLP(nn.Module):
@@ -29,7 +29,7 @@ def logits(params, images):
 def factory(weights):
     if weights is None:  # no --weights: a fixed random initialisation
         params = MLP().init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
-    else:  # an .npz written by jaxfool.weights.npz.save_params
+    else:  # an .npz written by jaxfool.base.npz.save_params
         params, _ = npz.load_params(weights)
     labels = tuple(str(d) for d in range(10))
     return Classifier("my_mlp", logits, (28, 28, 1), labels), params

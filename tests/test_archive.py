@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool import archive as archive_lib
+from jaxfool.search import archive as archive_lib
 
 
 def sequential_insert(log_prob, genomes, last, takeovers, child_genomes, child_lp, generation):

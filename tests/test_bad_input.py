@@ -87,7 +87,7 @@ def save_with_meta(path: Path, meta: np.ndarray) -> Path:
     ids=["not-json", "not-utf8", "not-an-object", "not-bytes"],
 )
 def test_corrupt_meta_entry_is_a_weights_file_error(tmp_path, meta):
-    from jaxfool.weights import npz
+    from jaxfool.base import npz
 
     entry = np.frombuffer(meta, np.uint8) if isinstance(meta, bytes) else meta
     path = save_with_meta(tmp_path / "w.npz", entry)
@@ -117,7 +117,7 @@ def npz_impostors(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 
 def test_files_that_are_not_npz_get_a_clear_message(tmp_path):
-    from jaxfool.weights import npz
+    from jaxfool.base import npz
 
     for name, (path, words) in npz_impostors(tmp_path).items():
         with pytest.raises(npz.WeightsFileError) as e:
@@ -129,7 +129,7 @@ def test_files_that_are_not_npz_get_a_clear_message(tmp_path):
 
 
 def test_pickled_entry_is_refused_by_name(tmp_path):
-    from jaxfool.weights import npz
+    from jaxfool.base import npz
 
     path = tmp_path / "objects.npz"
     np.savez(path, good=np.zeros(2), evil=np.array([{"x": 1}], dtype=object))
@@ -138,7 +138,7 @@ def test_pickled_entry_is_refused_by_name(tmp_path):
 
 
 def test_missing_checkpoint_says_the_run_never_reached_one(tmp_path):
-    from jaxfool import runs
+    from jaxfool.runs import store as runs
 
     (tmp_path / "run").mkdir()
     with pytest.raises(runs.RunDirError) as e:
@@ -151,8 +151,8 @@ def test_missing_checkpoint_says_the_run_never_reached_one(tmp_path):
 
 
 def test_checkpoint_without_loop_key_is_a_run_dir_error(tmp_path):
-    from jaxfool import runs
-    from jaxfool.weights import npz
+    from jaxfool.base import npz
+    from jaxfool.runs import store as runs
 
     npz.save_params(tmp_path / "checkpoint" / "state.npz", {"state": {"x": np.zeros(2)}})
     with pytest.raises(runs.RunDirError, match="not a jaxfool checkpoint"):
@@ -171,7 +171,7 @@ def test_checkpoint_without_loop_key_is_a_run_dir_error(tmp_path):
     ],
 )
 def test_parse_classes_errors(text, message):
-    from jaxfool import runs
+    from jaxfool.runs import store as runs
 
     with pytest.raises(ValueError) as e:
         runs.parse_classes(text, 10)
@@ -179,7 +179,7 @@ def test_parse_classes_errors(text, message):
 
 
 def test_parse_classes_ranges():
-    from jaxfool import runs
+    from jaxfool.runs import store as runs
 
     assert runs.parse_classes("0,3,7-9", 10) == (0, 3, 7, 8, 9)
     assert runs.parse_classes("4-4", 10) == (4,)
@@ -190,7 +190,7 @@ def test_efficientnet_crop_of_images_one_pixel_wide():
     """TF's crop side would be 0; the central pixel is kept and resized like any crop."""
     import jax.numpy as jnp
 
-    from jaxfool import preprocess
+    from jaxfool.classifiers import preprocess
 
     assert preprocess.efficientnet_center_crop_box(1, 1) == (0, 0, 1)
     assert preprocess.efficientnet_center_crop_box(1, 7) == (0, 3, 1)
@@ -222,7 +222,7 @@ def one_error_line(res: subprocess.CompletedProcess, script: str) -> str:
 def test_classify_a_one_pixel_image(tmp_path, model):
     from PIL import Image
 
-    from jaxfool import classifiers
+    from jaxfool.classifiers import registry as classifiers
 
     if classifiers.MODELS[model].default_weights is None:
         pytest.skip(f"{model} needs its weights (the [imagenet] extra)")
@@ -240,9 +240,9 @@ def cppn_genome(path: Path) -> Path:
     """A random CPPN genome file as fool.py writes elites (28 x 28 grey)."""
     import jax
 
-    from jaxfool import runs
-    from jaxfool.encodings.cppn import CppnEncoding
-    from jaxfool.weights import npz
+    from jaxfool.base import npz
+    from jaxfool.runs import store as runs
+    from jaxfool.search.encodings.cppn import CppnEncoding
 
     enc = CppnEncoding(image_shape=(28, 28, 1))
     genome = jax.tree.map(np.asarray, runs._as_dict(enc.init_one(jax.random.key(0))))
@@ -639,7 +639,7 @@ def sources(tmp_path_factory):
         "png": PHOTO,
         "npy": root / "mean.npy",
     }
-    from jaxfool import classifiers
+    from jaxfool.classifiers import registry as classifiers
 
     pth = classifiers.MODELS["efficientnet_lite0"].default_weights
     if pth is not None:
@@ -704,7 +704,7 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(case, outcomes):
 def test_sixteen_bit_gray_folder_images_are_scaled_not_clipped(tmp_path):
     from PIL import Image
 
-    from jaxfool.data.folder import load_images
+    from jaxfool.classifiers.data.folder import load_images
 
     path = tmp_path / "wide.png"
     Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 15).astype(np.uint16)).save(path)
@@ -714,7 +714,7 @@ def test_sixteen_bit_gray_folder_images_are_scaled_not_clipped(tmp_path):
 
 
 def test_random_bytes_npy_mean_names_the_file_without_numpy_pickle_text(tmp_path):
-    from jaxfool.weights.convert import CaffeFormatError, caffe_mean_image
+    from jaxfool.classifiers.weights.convert import CaffeFormatError, caffe_mean_image
 
     bad = tmp_path / "mean.npy"
     bad.write_bytes(np.random.default_rng(0).bytes(500))
@@ -724,8 +724,8 @@ def test_random_bytes_npy_mean_names_the_file_without_numpy_pickle_text(tmp_path
 
 
 def test_genome_file_with_a_non_dict_encoding_is_a_clear_error(tmp_path):
-    from jaxfool import runs
-    from jaxfool.weights import npz
+    from jaxfool.base import npz
+    from jaxfool.runs import store as runs
 
     path = npz.save_params(tmp_path / "g.npz", {"genome": np.zeros(3)}, {"encoding": [1, 2]})
     with pytest.raises(npz.WeightsFileError, match="bad encoding description"):

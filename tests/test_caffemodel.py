@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from jaxfool.data.mnist import BUNDLED_DIR, load_mnist
-from jaxfool.nets.lenet import LeNet
-from jaxfool.weights import protobuf as pb
-from jaxfool.weights.caffemodel import (
+from jaxfool.base.npz import WeightsFileError
+from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
+from jaxfool.classifiers.nets.lenet import LeNet
+from jaxfool.classifiers.weights import protobuf as pb
+from jaxfool.classifiers.weights.caffemodel import (
     CaffeFormatError,
     lenet_from_caffemodel,
     lenet_params_from_caffemodel,
     read_binaryproto,
     read_caffemodel,
 )
-from jaxfool.weights.npz import WeightsFileError
 
 from .conftest import SHARED_DATA
 
@@ -367,7 +367,7 @@ def test_layout_rules_are_shared_and_compute_what_caffe_and_torch_compute():
     """One set of layout rules (torch_layout) serves the Caffe, torchvision-AlexNet and torch
     converters: a dense kernel with a C, H, W flatten applied to NHWC activations equals the
     (out, in) matrix on the C, H, W flatten, and an OIHW kernel correlates like Caffe's."""
-    from jaxfool.weights import caffemodel, convert, torch_layout
+    from jaxfool.classifiers.weights import caffemodel, convert, torch_layout
 
     assert caffemodel.dense_kernel is torch_layout.dense_kernel
     assert convert.conv_kernel is torch_layout.conv_kernel

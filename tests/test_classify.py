@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool import classifiers, preprocess, scoring
-from jaxfool.nets.caffenet import CaffeNet
+from jaxfool.classifiers import preprocess, scoring
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.classifiers.nets.caffenet import CaffeNet
 
 from .conftest import REPO
 
@@ -107,8 +108,8 @@ def test_caffenet_fitness_is_the_mean_softmax_of_ten_crops():
 
 def test_mean_files_load_for_lenet_and_are_checked(tmp_path):
     """--mean: the paper's MNIST mean (1x1x28x28 BlobProto) becomes the LeNet's [28, 28, 1]."""
-    from jaxfool.weights.caffemodel import read_binaryproto
-    from jaxfool.weights.npz import WeightsFileError
+    from jaxfool.base.npz import WeightsFileError
+    from jaxfool.classifiers.weights.caffemodel import read_binaryproto
 
     from .conftest import PAPER_MEAN, require
 
@@ -124,7 +125,7 @@ def test_mean_files_load_for_lenet_and_are_checked(tmp_path):
 def test_eight_bit_scales_16_bit_grey_instead_of_clipping():
     from PIL import Image
 
-    from jaxfool import images
+    from jaxfool.base import images
 
     wide = np.arange(65536, dtype=np.uint16).reshape(256, 256)
     want = np.round(wide / 257).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""OpenCV-style 8-bit HLS/HSV -> RGB (jaxfool.color) against Python's colorsys."""
+"""OpenCV-style 8-bit HLS/HSV -> RGB (jaxfool.search.encodings.color) against Python's colorsys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool import color
+from jaxfool.search.encodings import color
 
 BYTES = np.arange(256)
 # Every (L, S) pair (or (S, V) pair) once, as float64 fractions; the hue loop runs over H.

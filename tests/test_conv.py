@@ -1,11 +1,11 @@
-"""`jaxfool.nets.conv.strided_valid_conv` equals `lax.conv_general_dilated`."""
+"""`jaxfool.classifiers.nets.conv.strided_valid_conv` equals `lax.conv_general_dilated`."""
 
 import jax
 import numpy as np
 import pytest
 from jax import lax
 
-from jaxfool.nets.conv import strided_valid_conv
+from jaxfool.classifiers.nets.conv import strided_valid_conv
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jaxfool.encodings.cppn import ACTIVATIONS, IDENTITY, NUM_INPUTS, CppnEncoding, CppnGenome
+from jaxfool.search.encodings.cppn import (
+    ACTIVATIONS,
+    IDENTITY,
+    NUM_INPUTS,
+    CppnEncoding,
+    CppnGenome,
+)
 
 try:
     from tests import cppn_reference as ref

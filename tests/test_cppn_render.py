@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxfool.encodings.cppn import CppnEncoding
+from jaxfool.search.encodings.cppn import CppnEncoding
 
 
 @pytest.fixture(scope="module")

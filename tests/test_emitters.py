@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 from flax import struct
 
-from jaxfool import archive as archive_lib
-from jaxfool import classifiers, emitters, evolve, scoring
-from jaxfool.emitters import EmitContext, gradient, isoline
-from jaxfool.encodings.cppn import CppnEncoding
-from jaxfool.encodings.direct import DirectEncoding
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.classifiers import scoring
+from jaxfool.search import archive as archive_lib
+from jaxfool.search import emitters
+from jaxfool.search import map_elites as evolve
+from jaxfool.search.emitters import EmitContext, gradient, isoline
+from jaxfool.search.encodings.cppn import CppnEncoding
+from jaxfool.search.encodings.direct import DirectEncoding
 
 
 def config(lenet, encoding=None, shares=(), population=20):
@@ -332,7 +335,7 @@ class UniformReset:
 
 
 def test_adding_an_emitter_is_one_class_and_one_registry_line(lenet, tmp_path):
-    from jaxfool import experiment
+    from jaxfool.runs import experiment
 
     emitters.register("uniform_reset", UniformReset)
     try:

@@ -10,9 +10,12 @@ import jax
 import numpy as np
 import pytest
 
-from jaxfool import classifiers, ensemble, evolve, experiment, scoring
-from jaxfool.errors import ConfigError
-from jaxfool.experiment import RunConfig
+from jaxfool.base.errors import ConfigError
+from jaxfool.classifiers import ensemble, scoring
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.runs import experiment
+from jaxfool.runs.experiment import RunConfig
+from jaxfool.search import map_elites as evolve
 
 from .conftest import REPO
 
@@ -20,7 +23,7 @@ from .conftest import REPO
 @pytest.fixture(scope="module")
 def two_lenets(tmp_path_factory):
     """The shipped LeNet and a copy with perturbed weights (a different network)."""
-    from jaxfool.weights.npz import load_params, save_params
+    from jaxfool.base.npz import load_params, save_params
 
     variables, _ = load_params(classifiers.MODELS["lenet"].default_weights)
     noise = jax.tree.map(
@@ -84,7 +87,7 @@ def test_an_ensemble_run_evolves_against_both(two_lenets, tmp_path):
     np.testing.assert_allclose(np.asarray(run.state.archive.log_prob), own, rtol=1e-5, atol=1e-6)
     assert isinstance(run.evolution, evolve.EvolutionConfig)
     # transfer.py tells ensembles apart by their members and fitness
-    from jaxfool import transfer
+    from jaxfool.studies import transfer
 
     source = transfer.load_run(tmp_path / "run").source
     assert source.name == "ensemble(mean: lenet + lenet:lenet_b.npz)"

@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool import classifiers, evolve, scoring
-from jaxfool.encodings.direct import DirectEncoding
-from jaxfool.nets.lenet import LeNet
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.classifiers import scoring
+from jaxfool.classifiers.nets.lenet import LeNet
+from jaxfool.search import map_elites as evolve
+from jaxfool.search.encodings.direct import DirectEncoding
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The library's run loop (jaxfool.experiment): configs, chunks, start-up signals, NaN stop,
+"""The library's run loop (jaxfool.runs.experiment): configs, chunks, start-up signals, NaN stop,
 resume settings, outputs."""
 
 import dataclasses
@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from jaxfool import experiment, runs
-from jaxfool.errors import ConfigError, Interrupted
-from jaxfool.experiment import LoopConfig, RunConfig
+from jaxfool.base.errors import ConfigError, Interrupted
+from jaxfool.runs import experiment
+from jaxfool.runs import store as runs
+from jaxfool.runs.experiment import LoopConfig, RunConfig
 
 SMALL = RunConfig(encoding="direct", population=20, seed=3)
 
@@ -156,7 +157,7 @@ def test_emitter_settings_are_checked_once(changes, field):
 
 def test_original_rates_are_checked_against_the_encoding():
     """original.crossover_rate is a direct rate: a CPPN run refuses it before any file."""
-    from jaxfool import classifiers
+    from jaxfool.classifiers import registry as classifiers
 
     clf, _ = classifiers.load_classifier("lenet")
     ok = RunConfig(encoding="direct", population=20, emitter_params="original.crossover_rate=0.2")
@@ -169,7 +170,7 @@ def test_original_rates_are_checked_against_the_encoding():
 
 
 def test_emitter_params_reach_the_emitters():
-    from jaxfool import classifiers
+    from jaxfool.classifiers import registry as classifiers
 
     config = RunConfig(
         encoding="direct", population=20, emitter="original:0.5,gradient:0.5",

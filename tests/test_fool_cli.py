@@ -9,7 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool import classifiers, images, scoring
+from jaxfool.base import images
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.classifiers import scoring
 
 from .conftest import REPO
 
@@ -174,7 +176,7 @@ def test_direct_run_and_fixed_resolution(tmp_path):
 
 
 def test_class_lists_parse_once_for_every_tool():
-    from jaxfool import runs
+    from jaxfool.runs import store as runs
 
     assert runs.parse_classes("0,3,7-9", 10) == (0, 3, 7, 8, 9)
     assert runs.parse_classes(None, 4) == (0, 1, 2, 3)
@@ -207,7 +209,7 @@ def test_overwrite_replaces_only_the_runs_own_files(run_dir, tmp_path):
 
 def test_nan_classifier_exits_3_with_outputs(tmp_path):
     """Defect: weights with a NaN bias crashed in the output writers (rc 1, no summary)."""
-    from jaxfool.weights import npz
+    from jaxfool.base import npz
 
     tree, meta = npz.load_params(REPO / "models" / "lenet_mnist.npz")
     tree["params"]["ip2"]["bias"] = np.full_like(tree["params"]["ip2"]["bias"], np.nan)

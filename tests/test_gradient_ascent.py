@@ -1,4 +1,5 @@
-"""Gradient ascent (jaxfool.gradient_ascent, experiments/gradient_ascent.py) on the shipped LeNet:
+"""Gradient ascent (jaxfool.search.gradient_ascent, experiments/gradient_ascent.py)
+on the shipped LeNet:
 real outcomes at small size, the step rule and regularisers against hand or scipy computations,
 input spaces against the classifiers' own preprocessing, and the CLI's outputs and errors."""
 
@@ -14,9 +15,11 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
-from jaxfool import classifiers, images, preprocess, scoring
-from jaxfool import gradient_ascent as ga
-from jaxfool.nets import resnet
+from jaxfool.base import images
+from jaxfool.classifiers import preprocess, scoring
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.classifiers.nets import resnet
+from jaxfool.search import gradient_ascent as ga
 
 from .conftest import REPO
 

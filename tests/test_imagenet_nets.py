@@ -1,6 +1,7 @@
 """Tests for the ImageNet networks (CaffeNet, Caffe AlexNet, torchvision AlexNet) and conversion.
 
-Parity: an independent torch reference of each network (`jaxfool.reference.torch_nets`, written
+Parity: an independent torch reference of each network (`jaxfool.classifiers.torch_reference`,
+written
 with `torch.nn`) gets random (Kaiming-scaled) weights. The Caffe nets' weights go through
 synthetic V1 and V2 `.caffemodel` files written with a tiny protobuf encoder, then
 `caffenet_params_from_caffemodel`; torchvision AlexNet's state dict goes straight to
@@ -18,16 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool.nets.alexnet import AlexNetTorchvision, adaptive_avg_pool
-from jaxfool.nets.caffenet import CaffeNet, ceil_pool_size, lrn, max_pool_ceil
-from jaxfool.nets.conv import grouped_conv
-from jaxfool.weights.caffemodel import CaffeFormatError
-from jaxfool.weights.convert import (
+from jaxfool.base.npz import WeightsFileError
+from jaxfool.classifiers.nets.alexnet import AlexNetTorchvision, adaptive_avg_pool
+from jaxfool.classifiers.nets.caffenet import CaffeNet, ceil_pool_size, lrn, max_pool_ceil
+from jaxfool.classifiers.nets.conv import grouped_conv
+from jaxfool.classifiers.weights.caffemodel import CaffeFormatError
+from jaxfool.classifiers.weights.convert import (
     alexnet_torchvision_params,
     caffe_mean_image,
     caffenet_params_from_caffemodel,
 )
-from jaxfool.weights.npz import WeightsFileError
 
 from .conftest import SHARED_DATA, require
 from .test_caffemodel import blob_v1, blob_v2, f_bytes, f_varint
@@ -45,7 +46,8 @@ def need_torch():
 def torch_nets():
     """The torch reference networks; skips the test without torch (a test-only extra)."""
     return pytest.importorskip(
-        "jaxfool.reference.torch_nets", reason="torch is the test-only reference implementation"
+        "jaxfool.classifiers.torch_reference",
+        reason="torch is the test-only reference implementation",
     )
 
 
@@ -334,7 +336,7 @@ def test_depthwise_conv_matches_xla(k, stride, hw):
     """The shifted-sum depthwise convolution equals XLA's feature-grouped one (TF SAME pads)."""
     from jax import lax
 
-    from jaxfool.nets.conv import depthwise_conv
+    from jaxfool.classifiers.nets.conv import depthwise_conv
 
     x = jax.random.normal(jax.random.key(0), (2, hw, hw, 8))
     w = jax.random.normal(jax.random.key(1), (k, k, 1, 8))

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from jaxfool.data import mnist
+from jaxfool.classifiers.data import mnist
 
 
 def test_bundled_digits():

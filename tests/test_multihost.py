@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from jaxfool import runs
+from jaxfool.runs import store as runs
 
 from .conftest import REPO
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool import operators
+from jaxfool.search import operators
 
 
 def poly_delta_ref(r, eta):

@@ -1,7 +1,7 @@
 """Every CPU-specific code path selects by the lowering platform, and the accelerator forms agree.
 
 Each CPU workaround has an accelerator form (the plain XLA op), picked by `backend` (see
-`jaxfool.platforms`): run here on the CPU, the accelerator form gives the CPU form's numbers
+`jaxfool.base.platforms`): run here on the CPU, the accelerator form gives the CPU form's numbers
 (bit for bit where it is the same arithmetic; within float32 rounding where XLA sums in another
 order), and `jax.export` for CUDA and TPU holds the accelerator forms only. Also the bfloat16
 classifier forward pass (`compute_dtype`): its confidence error and its archive decisions.
@@ -19,15 +19,19 @@ import pytest
 from jax import export
 from PIL import Image
 
-from jaxfool import archive as archive_lib
-from jaxfool import classifiers, evolve, experiment, platforms, preprocess, rng, scoring
-from jaxfool.data import mnist
-from jaxfool.encodings.cppn import CppnEncoding
-from jaxfool.encodings.direct import DirectEncoding
-from jaxfool.errors import ConfigError
-from jaxfool.nets.caffenet import CaffeNet
-from jaxfool.nets.conv import depthwise_conv, grouped_conv, strided_valid_conv
-from jaxfool.nets.efficientnet_lite import EfficientNetLite
+from jaxfool.base import platforms, rng
+from jaxfool.base.errors import ConfigError
+from jaxfool.classifiers import preprocess, scoring
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.classifiers.data import mnist
+from jaxfool.classifiers.nets.caffenet import CaffeNet
+from jaxfool.classifiers.nets.conv import depthwise_conv, grouped_conv, strided_valid_conv
+from jaxfool.classifiers.nets.efficientnet_lite import EfficientNetLite
+from jaxfool.runs import experiment
+from jaxfool.search import archive as archive_lib
+from jaxfool.search import map_elites as evolve
+from jaxfool.search.encodings.cppn import CppnEncoding
+from jaxfool.search.encodings.direct import DirectEncoding
 
 from .conftest import SHARED_DATA
 

@@ -23,8 +23,9 @@ FLAG_LINE = re.compile(r"--([a-z_][a-z0-9_]*)(=(.*))?")
 PARSE = r"""
 import importlib.util, json, sys
 from absl import flags
-from jaxfool import classifiers, cli, runs
-
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.base import cli
+from jaxfool.runs import store as runs
 script, *files = sys.argv[1:]
 spec = importlib.util.spec_from_file_location("preset_script", script)
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -39,7 +40,7 @@ for path in files:
             mnist = classifiers.MODELS[FLAGS.model].image_shape == classifiers.MNIST_SHAPE
             runs.parse_classes(FLAGS.classes, 10 if mnist else 1000)
         if script.endswith("fool.py"):  # the library validates every value of a run
-            from jaxfool import experiment
+            from jaxfool.runs import experiment
             cli.from_flags(experiment.RunConfig)
             cli.from_flags(experiment.LoopConfig)
         result[path] = {

@@ -1,4 +1,4 @@
-"""Re-rendering and re-scoring a run's elite genomes (jaxfool.rescore, experiments/rescore.py)
+"""Re-rendering and re-scoring a run's elite genomes (jaxfool.runs.rescore, experiments/rescore.py)
 reproduces classes.csv bit for bit, and says so when it does not."""
 
 import csv
@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxfool import experiment, images, rescore, runs
-from jaxfool.experiment import LoopConfig, RunConfig
-from jaxfool.rundir import RunDirError
+from jaxfool.base import images
+from jaxfool.runs import experiment, rescore
+from jaxfool.runs import store as runs
+from jaxfool.runs.experiment import LoopConfig, RunConfig
+from jaxfool.runs.rundir import RunDirError
 
 REPO = Path(__file__).resolve().parents[1]
 RESCORE = [sys.executable, str(REPO / "experiments" / "rescore.py")]

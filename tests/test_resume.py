@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxfool.weights import npz
+from jaxfool.base import npz
 
 from .conftest import REPO
 

@@ -1,4 +1,5 @@
-"""jaxfool.retrain and its report, image folders, the 11-class training in jaxfool.train, and
+"""jaxfool.studies.retrain and its report, image folders, the 11-class training in
+jaxfool.classifiers.train, and
 experiments/retrain.py."""
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxfool import images, retrain, retrain_report, train
-from jaxfool.classifiers import MODELS
-from jaxfool.data.folder import load_images, scan_image_folder
-from jaxfool.data.mnist import BUNDLED_DIR, load_mnist
-from jaxfool.encodings.direct import DirectEncoding
-from jaxfool.errors import ConfigError
-from jaxfool.weights.npz import flatten, load_params
+from jaxfool.base import images
+from jaxfool.base.errors import ConfigError
+from jaxfool.base.npz import flatten, load_params
+from jaxfool.classifiers import train
+from jaxfool.classifiers.data.folder import load_images, scan_image_folder
+from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
+from jaxfool.classifiers.registry import MODELS
+from jaxfool.search.encodings.direct import DirectEncoding
+from jaxfool.studies import retrain, retrain_report
 
 from .conftest import REPO
 
@@ -180,7 +183,7 @@ def test_evolution_fitness_is_a_real_class_of_the_eleven_way_softmax(loop):
     dnn2, round2 = saved[2]
     clf, params = task.classifier(dnn2)
     assert clf.num_classes == 11
-    from jaxfool.transfer import score_images
+    from jaxfool.studies.transfer import score_images
 
     lp = score_images(clf, params, round2.images.reshape(-1, 28, 28, 1))
     own = lp[:, :10].reshape(3, 10, 10)[:, np.arange(10), np.arange(10)]
@@ -339,7 +342,8 @@ def test_cli_folder_stand_in_for_imagenet(image_folder, tmp_path):
 def test_fooling_runs_in_one_call_equal_the_runs_one_by_one():
     """evolve_fooling batches its runs (evolve.run_many_states): each run, its medians at every
     host call and its elites' images are those of evolve.init + evolve.run alone, bit for bit."""
-    from jaxfool import classifiers, evolve
+    from jaxfool.classifiers import registry as classifiers
+    from jaxfool.search import map_elites as evolve
 
     clf, params = classifiers.load_classifier("lenet")
     cfg = evolve.EvolutionConfig(

@@ -1,4 +1,5 @@
-"""jaxfool.rng: the same numbers as jax.random.bits / uniform, for every key and shape it takes."""
+"""jaxfool.base.rng: the same numbers as jax.random.bits / uniform, for every key and
+shape it takes."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from jax.extend.random import threefry_2x32
 
-from jaxfool import rng
+from jaxfool.base import rng
 
 SHAPES = [(1,), (7,), (3, 5, 2), (2, 1, 4, 3), (33, 17, 3)]
 

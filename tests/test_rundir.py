@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jaxfool.rundir import MANIFEST, RunDir, RunDirError
+from jaxfool.runs.rundir import MANIFEST, RunDir, RunDirError
 
 
 def make_run(path, files=("config.json", "summary.json", "elites/0000_0.png")):

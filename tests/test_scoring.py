@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfool import scoring
+from jaxfool.classifiers import scoring
 
 
 def test_log_softmax_matches_float64_reference():

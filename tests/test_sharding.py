@@ -14,16 +14,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfool import evolve, scoring
+from jaxfool.classifiers import scoring
+from jaxfool.search import map_elites as evolve
 from tests.conftest import REPO
 
 CHILD = textwrap.dedent(
     """
     import json, sys
     import jax, numpy as np
-    from jaxfool import classifiers, evolve
-    from jaxfool.encodings.cppn import CppnEncoding
-    from jaxfool.encodings.direct import DirectEncoding
+    from jaxfool.classifiers import registry as classifiers
+    from jaxfool.search import map_elites as evolve
+    from jaxfool.search.encodings.cppn import CppnEncoding
+    from jaxfool.search.encodings.direct import DirectEncoding
 
     assert jax.device_count() == 4, jax.devices()
     clf, params = classifiers.load_classifier("lenet")

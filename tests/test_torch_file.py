@@ -18,8 +18,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from jaxfool.weights.npz import WeightsFileError
-from jaxfool.weights.torch_file import (
+from jaxfool.base.npz import WeightsFileError
+from jaxfool.classifiers.weights.torch_file import (
     ALLOWED_GLOBALS,
     LEGACY_MAGIC,
     TorchFileError,

@@ -16,10 +16,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxfool import classifiers, preprocess
-from jaxfool.weights import torch_layout
-from jaxfool.weights.convert import reference_params
-from jaxfool.weights.npz import WeightsFileError
+from jaxfool.base.npz import WeightsFileError
+from jaxfool.classifiers import preprocess
+from jaxfool.classifiers import registry as classifiers
+from jaxfool.classifiers.weights import torch_layout
+from jaxfool.classifiers.weights.convert import reference_params
 
 MODELS = ("resnet18", "resnet50", "vgg16", "mobilenet_v2", "vit_b_16")
 
@@ -97,7 +98,7 @@ def test_port_matches_torchvision_from_pth_and_safetensors(name, photos_256, tmp
 def test_converter_names_a_wrong_file(tmp_path):
     """A state dict of another network, a missing key and a wrong shape: one line each,
     naming the file and the key."""
-    from jaxfool.nets.resnet import ResNet
+    from jaxfool.classifiers.nets.resnet import ResNet
 
     _, models = torchvision_models()
     sd = {k: v.numpy() for k, v in models.resnet18().state_dict().items()}
@@ -247,7 +248,7 @@ def test_adding_a_torch_layout_model_is_one_file_and_one_line(tmp_path):
             want = ref.head(h).numpy()
         np.testing.assert_allclose(np.asarray(clf.logits(params, images)), want, atol=1e-5)
         # and fool's library loop runs against it
-        from jaxfool import experiment
+        from jaxfool.runs import experiment
 
         config = experiment.RunConfig(
             model="tiny_test_net", weights=str(path), encoding="cppn", population=4

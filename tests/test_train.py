@@ -1,4 +1,5 @@
-"""Tests for `jaxfool.train`, the shipped LeNet weights and `experiments/train_lenet.py`."""
+"""Tests for `jaxfool.classifiers.train`, the shipped LeNet weights and
+`experiments/train_lenet.py`."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxfool import train
-from jaxfool.data.mnist import BUNDLED_DIR, load_mnist
-from jaxfool.weights.npz import check_matches, flatten, load_params
+from jaxfool.base.npz import check_matches, flatten, load_params
+from jaxfool.classifiers import train
+from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
 
 from .conftest import REPO
 

@@ -1,4 +1,4 @@
-"""jaxfool.transfer and experiments/transfer.py: scoring elites of one model with others."""
+"""jaxfool.studies.transfer and experiments/transfer.py: scoring elites of one model with others."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool import train, transfer
-from jaxfool.classifiers import Classifier
-from jaxfool.data.mnist import BUNDLED_DIR, load_mnist
-from jaxfool.weights.npz import save_params
+from jaxfool.base.npz import save_params
+from jaxfool.classifiers import train
+from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
+from jaxfool.classifiers.registry import Classifier
+from jaxfool.studies import transfer
 
 from .conftest import REPO
 

@@ -1,0 +1,2 @@
+"""The light base: errors, signals, command-line helpers, atomic files, PNG/npz,
+platform kernels."""

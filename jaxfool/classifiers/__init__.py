@@ -1,0 +1,2 @@
+"""Classifiers: the model protocol and registry, scoring, preprocessing, networks and
+weight readers."""

@@ -1,0 +1,290 @@
+"""Pure-Python reader for Caffe `.caffemodel` and `.binaryproto` files, and the LeNet loader.
+
+No protobuf, caffe or torch: the few messages needed are decoded from the wire format
+(`jaxfool.classifiers.weights.protobuf`). Field numbers are those of BVLC Caffe's `caffe.proto`:
+
+- NetParameter: name 1, `layers` 2 (deprecated V1LayerParameter), `layer` 100 (LayerParameter).
+- V1LayerParameter: name 4, type 5 (enum `LayerType`), blobs 6.
+- LayerParameter: name 1, type 2 (string), blobs 7.
+- BlobProto: num 1, channels 2, height 3, width 4 (legacy 4-D shape), data 5 (packed float),
+  diff 6, shape 7 (BlobShape: dim 1, packed int64), double_data 8.
+
+The paper's trained LeNet (`Evolving-AI-Lab/fooling` `model/lenet/lenet_iter_10000`) is a V1 file;
+`lenet_params_from_caffemodel` turns it into Flax parameters for
+`jaxfool.classifiers.nets.lenet.LeNet`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxfool.base.npz import WeightsFileError, check_matches
+from jaxfool.classifiers.nets.lenet import LeNet, zero_variables
+from jaxfool.classifiers.weights import protobuf as pb
+from jaxfool.classifiers.weights.torch_layout import conv_kernel, dense_kernel
+
+# V1LayerParameter.LayerType -> the LayerParameter type string Caffe's upgrade code maps it to
+# (`src/caffe/util/upgrade_proto.cpp`, `UpgradeV1LayerType`).
+V1_LAYER_TYPES = {
+    0: "NONE",
+    1: "Accuracy",
+    2: "BNLL",
+    3: "Concat",
+    4: "Convolution",
+    5: "Data",
+    6: "Dropout",
+    7: "EuclideanLoss",
+    8: "Flatten",
+    9: "HDF5Data",
+    10: "HDF5Output",
+    11: "Im2col",
+    12: "ImageData",
+    13: "InfogainLoss",
+    14: "InnerProduct",
+    15: "LRN",
+    16: "MultinomialLogisticLoss",
+    17: "Pooling",
+    18: "ReLU",
+    19: "Sigmoid",
+    20: "Softmax",
+    21: "SoftmaxWithLoss",
+    22: "Split",
+    23: "TanH",
+    24: "WindowData",
+    25: "Eltwise",
+    26: "Power",
+    27: "SigmoidCrossEntropyLoss",
+    28: "HingeLoss",
+    29: "MemoryData",
+    30: "ArgMax",
+    31: "Threshold",
+    32: "DummyData",
+    33: "Slice",
+    34: "MVN",
+    35: "AbsVal",
+    36: "Silence",
+    37: "ContrastiveLoss",
+    38: "Exp",
+    39: "Deconvolution",
+}
+
+# Layer field numbers (name, type, blobs) in each layout, keyed by the NetParameter field.
+_V1_LAYERS, _V2_LAYERS = 2, 100
+_LAYER_FIELDS = {_V1_LAYERS: (4, 5, 6), _V2_LAYERS: (1, 2, 7)}
+
+
+class CaffeFormatError(WeightsFileError):
+    """A Caffe file is missing, corrupt, or not the expected message (a `ValueError`)."""
+
+
+class _Problem(ValueError):
+    """A format problem found while decoding; re-raised as `CaffeFormatError` with the path."""
+
+
+@dataclass
+class CaffeLayer:
+    """One layer of a NetParameter: its name, V2 type string and parameter blobs (float32)."""
+
+    name: str
+    type: str
+    blobs: list[np.ndarray] = field(default_factory=list)
+
+
+def _read_file(path: Path) -> bytes:
+    if not path.exists():
+        raise CaffeFormatError(f"{path}: no such file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CaffeFormatError(f"{path}: cannot read ({e.strerror})") from None
+    if not data:
+        raise CaffeFormatError(f"{path}: empty file")
+    return data
+
+
+def _decode(path: Path, parse: Any, data: bytes) -> Any:
+    """Runs `parse(data)`, turning every decoding problem into a one-line `CaffeFormatError`."""
+    try:
+        return parse(data)
+    except pb.ProtobufDecodeError as e:
+        raise CaffeFormatError(
+            f"{path}: truncated or corrupt protobuf ({e}; file is {len(data)} bytes)"
+        ) from None
+    except _Problem as e:
+        raise CaffeFormatError(f"{path}: {e}") from None
+
+
+def _non_negative(value: int, what: str) -> int:
+    value = pb.as_signed(value)
+    if value < 0:
+        raise _Problem(f"{what} is negative ({value})")
+    return value
+
+
+def _parse_blob(blob: pb.Field, where: str) -> np.ndarray:
+    """BlobProto -> float32 array in its shape (BlobShape if present, else num/channels/h/w)."""
+    legacy, dims, floats, doubles = {}, None, [], []
+    for f in pb.iter_fields(pb.expect_wire_type(blob, pb.LEN).value, blob.offset):
+        if f.number in (1, 2, 3, 4):
+            legacy[f.number] = _non_negative(
+                pb.expect_wire_type(f, pb.VARINT).value, f"{where} dimension"
+            )
+        elif f.number == 5:
+            floats.append(f)
+        elif f.number == 7:
+            shape_fields = pb.iter_fields(pb.expect_wire_type(f, pb.LEN).value, f.offset)
+            dim_fields = [d for d in shape_fields if d.number == 1]
+            dims = (dims or []) + [
+                _non_negative(d, f"{where} dimension") for d in pb.repeated_varints(dim_fields)
+            ]
+        elif f.number == 8:
+            doubles.append(f)
+    shape = tuple(dims) if dims is not None else tuple(legacy.get(i, 0) for i in (1, 2, 3, 4))
+    if floats or not doubles:
+        data = pb.repeated_floats(floats, np.float32)
+    else:
+        data = pb.repeated_floats(doubles, np.float64).astype(np.float32)
+    if data.size != math.prod(shape):
+        raise _Problem(
+            f"{where} holds {data.size} values but its shape {shape} needs {math.prod(shape)}"
+        )
+    return data.reshape(shape)
+
+
+def _parse_layer(layer: pb.Field, layout: int, index: int) -> CaffeLayer:
+    name_no, type_no, blobs_no = _LAYER_FIELDS[layout]
+    name, type_, blob_fields = f"#{index}", "", []
+    for f in pb.iter_fields(pb.expect_wire_type(layer, pb.LEN).value, layer.offset):
+        if f.number == name_no:
+            name = pb.as_string(f)
+        elif f.number == type_no and layout == _V1_LAYERS:
+            n = pb.expect_wire_type(f, pb.VARINT).value
+            type_ = V1_LAYER_TYPES.get(n, f"V1_TYPE_{n}")
+        elif f.number == type_no:
+            type_ = pb.as_string(f)
+        elif f.number == blobs_no:
+            blob_fields.append(f)
+    blobs = [_parse_blob(b, f"layer {name!r} blob {i}") for i, b in enumerate(blob_fields)]
+    return CaffeLayer(name, type_, blobs)
+
+
+def _parse_net(data: bytes) -> list[CaffeLayer]:
+    layers = []
+    for f in pb.iter_fields(data):
+        if f.number in (1, *_LAYER_FIELDS) and f.wire_type != pb.LEN:
+            raise _Problem(
+                f"not a Caffe NetParameter (field {f.number} at byte {f.offset} "
+                f"has wire type {f.wire_type}, expected a name or layer message)"
+            )
+        if f.number in _LAYER_FIELDS:
+            layers.append(_parse_layer(f, f.number, len(layers)))
+    if not layers:
+        raise _Problem("not a Caffe NetParameter (no `layer` or `layers` entries)")
+    if not any(layer.blobs for layer in layers):
+        raise _Problem(f"no layer has weights ({len(layers)} layers; is this a prototxt net?)")
+    return layers
+
+
+def read_caffemodel(path: str | Path) -> list[CaffeLayer]:
+    """Reads every layer (V1 `layers` or V2 `layer` layout) of a binary `.caffemodel`, in order."""
+    path = Path(path)
+    return _decode(path, _parse_net, _read_file(path))
+
+
+def read_binaryproto(path: str | Path) -> np.ndarray:
+    """Reads one BlobProto (e.g. a Caffe mean file) as a float32 array in its stored shape."""
+    path = Path(path)
+    data = _read_file(path)
+    return _decode(path, lambda d: _parse_blob(pb.Field(0, pb.LEN, memoryview(d), 0), "blob"), data)
+
+
+# --- LeNet -----------------------------------------------------------------------------------
+
+LENET_LAYERS = {
+    "conv1": "Convolution",
+    "conv2": "Convolution",
+    "ip1": "InnerProduct",
+    "ip2": "InnerProduct",
+}
+LENET_POOL2_HW = (4, 4)  # spatial size of pool2 for a 28x28 input: 28 -5+1=24 -> 12 -5+1=8 -> 4
+
+
+def _lenet_blobs(path: Path, layers: list[CaffeLayer]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{layer name: (weights, bias)} for LeNet's four layers; the first layer of a name wins."""
+    by_name: dict[str, CaffeLayer] = {}
+    for layer in layers:
+        if layer.blobs:
+            by_name.setdefault(layer.name, layer)
+    blobs = {}
+    for name, type_ in LENET_LAYERS.items():
+        layer = by_name.get(name)
+        if layer is None:
+            raise CaffeFormatError(
+                f"{path}: no layer {name!r} with weights (layers with weights: {sorted(by_name)})"
+            )
+        if layer.type != type_ or len(layer.blobs) != 2:
+            raise CaffeFormatError(
+                f"{path}: layer {name!r} is {layer.type or 'untyped'} with {len(layer.blobs)} "
+                f"blobs, expected {type_} with weights and bias"
+            )
+        blobs[name] = (layer.blobs[0], layer.blobs[1])
+    return blobs
+
+
+def _matrix(path: Path, name: str, w: np.ndarray) -> np.ndarray:
+    """InnerProduct weights (out, in); V1 files store them as (1, 1, out, in)."""
+    if w.ndim < 2 or math.prod(w.shape[:-2]) != 1:
+        raise CaffeFormatError(
+            f"{path}: layer {name!r} weights have shape {w.shape}, not (out, in)"
+        )
+    return w.reshape(w.shape[-2:])
+
+
+def _conv_kernel(path: Path, name: str, w: np.ndarray) -> np.ndarray:
+    """Caffe OIHW -> Flax HWIO (`torch_layout.conv_kernel`), refusing a blob that is not 4-D."""
+    if w.ndim != 4:
+        raise CaffeFormatError(f"{path}: layer {name!r} weights have shape {w.shape}, not OIHW")
+    return conv_kernel(w)
+
+
+def lenet_params_from_caffemodel(path: str | Path) -> dict[str, Any]:
+    """Flax variables `{"params": {conv1, conv2, ip1, ip2}}` for `LeNet` from a Caffe LeNet file.
+
+    The number of classes is ip2's output size in the file (`lenet_num_classes`). The returned
+    arrays are float32 NumPy arrays; the model expects NHWC input already preprocessed (pixel/256
+    for the paper's weights). Raises `CaffeFormatError` or, when a shape does not fit the network,
+    `WeightsFileError` naming the parameter and both shapes.
+    """
+    path = Path(path)
+    blobs = _lenet_blobs(path, read_caffemodel(path))
+    (w1, b1), (w2, b2) = blobs["conv1"], blobs["conv2"]
+    ip1, ip2 = _matrix(path, "ip1", blobs["ip1"][0]), _matrix(path, "ip2", blobs["ip2"][0])
+    conv2 = _conv_kernel(path, "conv2", w2)
+    params = {
+        "conv1": {"kernel": _conv_kernel(path, "conv1", w1), "bias": b1.reshape(-1)},
+        "conv2": {"kernel": conv2, "bias": b2.reshape(-1)},
+        "ip1": {
+            "kernel": dense_kernel(ip1, (conv2.shape[3], *LENET_POOL2_HW)),
+            "bias": blobs["ip1"][1].reshape(-1),
+        },
+        "ip2": {"kernel": dense_kernel(ip2), "bias": blobs["ip2"][1].reshape(-1)},
+    }
+    variables = {"params": params}
+    check_matches(path, variables, zero_variables(ip2.shape[0]))
+    return variables
+
+
+def lenet_num_classes(variables: dict[str, Any]) -> int:
+    """The number of classes of LeNet variables (ip2's output size)."""
+    return int(variables["params"]["ip2"]["bias"].shape[0])
+
+
+def lenet_from_caffemodel(path: str | Path) -> tuple[LeNet, dict[str, Any]]:
+    """(`LeNet` with the file's number of classes, its variables) from a Caffe LeNet file."""
+    variables = lenet_params_from_caffemodel(path)
+    return LeNet(num_classes=lenet_num_classes(variables)), variables

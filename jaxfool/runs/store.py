@@ -1,0 +1,307 @@
+"""A run directory: its outputs (summary, metrics, elites, gallery, checkpoint) and their rules.
+
+Layout (see README): summary.json, metrics.jsonl, gallery.png, config.json, elites/ (one PNG and
+one genome .npz per class), checkpoint/state.npz. Every file is written atomically, and a
+directory that already holds a run is never reused unless the caller says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfool.base import fileio
+
+from jaxfool.base import images
+from jaxfool.runs.rundir import RunDir, RunDirError
+from jaxfool.base import npz
+
+THRESHOLDS = ("0.99", "0.999", "0.9999")
+
+
+def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """Creates run directory `out` with its manifest (see `rundir.RunDir.create`: with
+    `overwrite`, only a previous run's own files are removed)."""
+    return RunDir.create(out, overwrite).path
+
+
+def confidences(log_prob: np.ndarray) -> np.ndarray:
+    """Probabilities from float32 log-probabilities, computed in float64 (keeps 1 - 1e-9)."""
+    return np.exp(np.asarray(log_prob, np.float64))
+
+
+def archive_stats(log_prob: np.ndarray) -> dict[str, Any]:
+    """Median/mean/min confidence over occupied cells and counts above each threshold."""
+    lp = np.asarray(log_prob, np.float64)
+    occ = lp[np.isfinite(lp)]
+    p = np.exp(occ)
+    above = {t: int(np.sum(occ >= math.log(float(t)))) for t in THRESHOLDS}
+    if not len(p):
+        return {
+            "occupied": 0,
+            "median_confidence": 0.0,
+            "mean_confidence": 0.0,
+            "min_confidence": 0.0,
+            "num_classes_above": above,
+        }
+    return {
+        "occupied": int(len(p)),
+        "median_confidence": float(np.median(p)),
+        "mean_confidence": float(np.mean(p)),
+        "min_confidence": float(np.min(p)),
+        "num_classes_above": above,
+    }
+
+
+def _class_range(part: str) -> range:
+    """'7' -> range(7, 8); '7-9' -> range(7, 10). ValueError for anything else."""
+    try:
+        if "-" not in part[1:]:
+            return range(int(part), int(part) + 1)
+        lo, hi = part.split("-", 1)
+        lo, hi = int(lo), int(hi)
+    except ValueError:
+        raise ValueError(f"{part!r} is not an index or a range a-b") from None
+    if lo > hi:
+        raise ValueError(f"{part!r}: empty range ({lo} > {hi})")
+    return range(lo, hi + 1)
+
+
+def parse_classes(text: str | None, num_classes: int) -> tuple[int, ...]:
+    """'0,3,7-9' -> (0, 3, 7, 8, 9); None or blank -> all classes. Bad lists raise ValueError."""
+    if text is None or not text.strip():
+        return tuple(range(num_classes))
+    classes: list[int] = []
+    for part in text.split(","):
+        classes.extend(_class_range(part.strip()))
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"{bad} outside 0..{num_classes - 1}")
+    if len(set(classes)) != len(classes):
+        raise ValueError("an index appears twice")
+    return tuple(classes)
+
+
+def peak_memory() -> dict[str, int | None]:
+    """Peak host RSS of this process so far and, where the backend reports it (else None),
+    peak device memory, in MiB."""
+    import resource
+
+    stats = jax.local_devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return {
+        "peak_host_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_device_mib": None if peak is None else round(peak / 2**20),
+    }
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")[:40] or "class"
+
+
+def elite_stem(class_index: int, label: str) -> str:
+    return f"{class_index:04d}_{slug(label)}"
+
+
+def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
+    """Appends one JSON line, rewriting the file atomically: a crash never leaves half a line."""
+    path = Path(path)
+    old = path.read_bytes() if path.exists() else b""
+    fileio.write_bytes(path, old + (json.dumps(row) + "\n").encode())
+
+
+def write_elites(
+    out: Path,
+    classes: tuple[int, ...],
+    labels: tuple[str, ...],
+    elite_images: np.ndarray,
+    genomes: Any,
+    log_prob: np.ndarray,
+    last_improved: np.ndarray,
+    takeovers: np.ndarray,
+    encoding: Any,
+) -> list[dict[str, Any]]:
+    """Writes elites/<class>_<label>.png and .npz (genome); returns the per-class records."""
+    conf = confidences(log_prob)
+    records = []
+    for cell, c in enumerate(classes):
+        if not np.isfinite(log_prob[cell]):
+            continue
+        stem = elite_stem(c, labels[c])
+        png = images.save_png(out / "elites" / f"{stem}.png", elite_images[cell])
+        genome = _as_dict(jax.tree.map(lambda g, i=cell: np.asarray(g[i]), genomes))
+        meta = {
+            "class": c,
+            "label": labels[c],
+            "encoding": encoding_spec(encoding),
+            "log_prob": float(log_prob[cell]),
+        }
+        npz.save_params(out / "elites" / f"{stem}.npz", {"genome": genome}, meta)
+        records.append(
+            {
+                "index": c,
+                "label": labels[c],
+                "confidence": float(conf[cell]),
+                "log_prob": float(log_prob[cell]),
+                "image": str(png.relative_to(out)),
+                "genome": f"elites/{stem}.npz",
+                "last_improved": int(last_improved[cell]),
+                "takeovers": int(takeovers[cell]),
+            }
+        )
+    return records
+
+
+def format_confidence(p: float) -> str:
+    """A percentage with just enough digits not to round up to 100% (99.9999986%)."""
+    for digits in range(2, 11):
+        text = f"{100 * p:.{digits}f}"
+        if not text.startswith("100"):
+            return text + "%"
+    return f"{100 * p:.10f}%"
+
+
+def encoding_spec(encoding: Any) -> dict[str, Any]:
+    """A JSON-able description of an encoding: its class name and settings."""
+    return {"name": type(encoding).__name__, **dataclasses.asdict(encoding)}
+
+
+def encoding_from_spec(spec: dict[str, Any]) -> Any:
+    """Rebuilds the encoding that `encoding_spec` described."""
+    from jaxfool.search.encodings.cppn import CppnEncoding
+    from jaxfool.search.encodings.direct import DirectEncoding
+
+    classes = {c.__name__: c for c in (CppnEncoding, DirectEncoding)}
+    if not isinstance(spec, dict) or spec.get("name") not in classes:
+        raise ValueError(f"unknown encoding {spec!r:.60}")
+    settings = {k: v for k, v in spec.items() if k != "name"}
+    settings["image_shape"] = tuple(settings["image_shape"])
+    return classes[spec["name"]](**settings)
+
+
+def write_classes_csv(path: Path, records: list[dict[str, Any]]) -> Path:
+    """classes.csv: one row per archived class (index, label, confidence, ...)."""
+    import csv
+    import io
+
+    columns = ["index", "label", "confidence", "log_prob", "last_improved", "takeovers", "image"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return fileio.write_text(path, buf.getvalue())
+
+
+def caption(label: str, index: int, confidence: float, width: int = 18) -> str:
+    """'index label' (cut to `width` characters) over the confidence: a gallery tile's text."""
+    text = label if label == str(index) else f"{index} {label}"
+    return f"{text[:width]}\n{format_confidence(confidence)}"
+
+
+def gallery_tile(num_elites: int) -> int:
+    """A gallery's tile size in pixels: 112 up to 200 elites; 64 beyond, so that all 1000
+    ImageNet classes make one poster of about 2,800 x 2,300 pixels (the paper's Fig. 8)."""
+    return 112 if num_elites <= 200 else 64
+
+
+def save_elite_gallery(
+    path: str | Path, elite_images: np.ndarray, records: list[dict], tile: int | None = None
+) -> Path:
+    """gallery.png: each elite with its class and confidence (records as in classes.csv), in
+    tiles of `tile` pixels (default `gallery_tile`: by the number of elites)."""
+    tile = gallery_tile(len(records)) if tile is None else tile
+    width = 18 if tile >= 112 else tile // 6  # the default font is ~6 pixels per character
+    captions = [caption(r["label"], r["index"], r["confidence"], width) for r in records]
+    return images.save_gallery(path, elite_images, captions, tile=tile)
+
+
+def save_checkpoint(out: Path, state: Any, loop_key: jax.Array, config: dict[str, Any]) -> Path:
+    """checkpoint/state.npz: the whole evolution state, the generations key and the config."""
+    tree = {
+        "state": jax.tree.map(np.asarray, _as_dict(state)),
+        "loop_key": np.asarray(jax.random.key_data(loop_key)),
+    }
+    return npz.save_params(out / "checkpoint" / "state.npz", tree, {"config": config})
+
+
+def _as_dict(node: Any) -> Any:
+    """A flax struct dataclass tree as nested dicts (for the flat .npz layout)."""
+    if hasattr(node, "__dataclass_fields__"):
+        return {k: _as_dict(getattr(node, k)) for k in node.__dataclass_fields__}
+    return node
+
+
+def load_genome(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    """Reads an elite's genome file: (encoding, genome batch of one, metadata)."""
+    tree, meta = npz.load_params(path)
+    if "genome" not in tree or "encoding" not in meta:
+        raise npz.WeightsFileError(f"{path}: not a jaxfool genome file (no genome/encoding)")
+    try:
+        encoding = encoding_from_spec(meta["encoding"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise npz.WeightsFileError(f"{path}: bad encoding description ({e})") from None
+    genome = tree["genome"]
+    if isinstance(genome, dict):
+        from jaxfool.search.encodings.cppn import CppnGenome
+
+        try:
+            genome = CppnGenome(**genome)
+        except TypeError as e:
+            raise npz.WeightsFileError(f"{path}: bad CPPN genome ({e})") from None
+    return encoding, jax.tree.map(lambda a: jnp.asarray(a)[None], genome), meta
+
+
+def _path_name(path) -> str:
+    """'archive/genomes/act' for a pytree key path (dataclass fields and dict keys)."""
+    parts = []
+    for k in path:
+        parts.append(str(getattr(k, "name", getattr(k, "key", k))))
+    return "/".join(parts)
+
+
+def load_checkpoint(out: Path, template: Any) -> tuple[Any, jax.Array, dict[str, Any]]:
+    """Restores (state, generations key, config) from checkpoint/state.npz.
+
+    `template` is a state of the same structure (e.g. `jax.eval_shape` of `evolve.init`); every
+    array must be present with the template's shape and dtype, else `RunDirError`.
+    """
+    path = Path(out) / "checkpoint" / "state.npz"
+    if not Path(out).is_dir():
+        raise RunDirError(f"{out}: no such run directory")
+    if not path.exists():
+        raise RunDirError(
+            f"{out}: no checkpoint/state.npz (the run never reached its first checkpoint)"
+        )
+    try:
+        tree, meta = npz.load_params(path)
+    except npz.WeightsFileError as e:
+        raise RunDirError(str(e)) from None
+    if not isinstance(tree.get("state"), dict) or "loop_key" not in tree:
+        raise RunDirError(f"{path}: not a jaxfool checkpoint (no state/ or loop_key)")
+    flat = npz.flatten(tree["state"])
+    leaves = []
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
+        name = _path_name(key_path)
+        if name not in flat:
+            raise RunDirError(f"{path}: no {name}; the checkpoint does not fit this config")
+        value = flat[name]
+        if value.shape != leaf.shape or value.dtype != leaf.dtype:
+            raise RunDirError(
+                f"{path}: {name} is {value.dtype}{list(value.shape)}, this config needs "
+                f"{leaf.dtype}{list(leaf.shape)}"
+            )
+        leaves.append(jnp.asarray(value))
+    state = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+    try:
+        key = jax.random.wrap_key_data(jnp.asarray(tree["loop_key"]))
+    except (TypeError, ValueError) as e:
+        raise RunDirError(f"{path}: loop_key is not a random key ({e})") from None
+    return state, key, meta.get("config", {})

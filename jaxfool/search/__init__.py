@@ -1,0 +1,1 @@
+"""Search: the MAP-Elites archive and generation, genome encodings, emitters."""

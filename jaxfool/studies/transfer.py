@@ -1,0 +1,374 @@
+"""Transfer of fooling images (paper §3.5): score the elites evolved against one model with others.
+
+    runs (summary.json + elite PNGs) --group by source model--> images, classes
+    --score with each target model--> p_target(same class) --> matrix[source, target]
+
+A cell holds the median confidence that the target gives the class the image was evolved for,
+and the fraction of images at or above a threshold (0.99). The diagonal (a model scoring its own
+elites) reproduces the runs' summary.json confidences, which checks the whole path.
+Everything but the file readers is a pure function of arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfool.base import images as images_lib
+from jaxfool.classifiers import scoring
+from jaxfool.classifiers.registry import Classifier
+from jaxfool.runs.store import format_confidence
+
+DEFAULT_THRESHOLD = 0.99
+
+
+class TransferError(ValueError):
+    """A run directory or model spec cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model by registry name, weights file (None: the registry default) and mean file."""
+
+    name: str
+    weights: str | None = None
+    mean: str | None = None
+
+    def key(self) -> tuple[str, str | None, str | None]:
+        """Identity for matching sources to targets: paths resolved to absolute form."""
+
+        def norm(p: str | None) -> str | None:
+            return str(Path(p).expanduser().resolve()) if p else None
+
+        return (self.name, norm(self.weights), norm(self.mean))
+
+    def label(self) -> str:
+        """A short name: `name`, `name:file` or `name:file+mean`."""
+        text = self.name if not self.weights else f"{self.name}:{Path(self.weights).name}"
+        return text + ("+mean" if self.mean else "")
+
+
+def parse_model_spec(text: str) -> ModelRef:
+    """'name[:weights[:mean]]' -> ModelRef ('lenet', 'lenet:w.npz', 'lenet_paper:W:MEAN');
+    the name may be your own model's 'package.module:factory' ('tests.my_mlp:factory:w.npz')."""
+    from jaxfool.classifiers import custom as custom_model
+    from jaxfool.classifiers import registry as classifiers
+
+    parts = text.strip().split(":")
+    if (
+        len(parts) > 1
+        and parts[0] not in classifiers.MODELS
+        and custom_model.is_spec(f"{parts[0]}:{parts[1]}")
+    ):
+        parts = [f"{parts[0]}:{parts[1]}", *parts[2:]]
+    if not parts[0] or len(parts) > 3:
+        raise TransferError(f"{text!r}: expected name[:weights[:mean]]")
+    weights = parts[1] if len(parts) > 1 and parts[1] else None
+    mean = parts[2] if len(parts) > 2 and parts[2] else None
+    return ModelRef(parts[0], weights, mean)
+
+
+def same_model(a: ModelRef, b: ModelRef, default_weights: dict[str, str | None]) -> bool:
+    """True when a and b name the same network: same name, weights (defaults filled in), mean."""
+
+    def filled(ref: ModelRef) -> tuple:
+        name, weights, mean = ref.key()
+        if weights is None and default_weights.get(name):
+            weights = str(Path(default_weights[name]).resolve())
+        return (name, weights, mean)
+
+    return filled(a) == filled(b)
+
+
+@dataclass
+class RunElites:
+    """The elites of one fool.py run: the model they fooled, their classes and images."""
+
+    run: str
+    source: ModelRef
+    classes: np.ndarray  # int [N], the class each image was evolved for
+    images: np.ndarray  # uint8 [N, H, W, C], as saved (the PNGs)
+    confidences: np.ndarray  # float64 [N], the run's own confidence (summary.json)
+    files: list[str] = field(default_factory=list)
+
+
+def load_run(run_dir: str | Path) -> RunElites:
+    """Reads summary.json, config.json (for --mean) and the elite PNGs of a fool.py run."""
+    run_dir = Path(run_dir)
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        raise TransferError(f"{run_dir}: no summary.json (not a fool.py run directory)")
+    try:
+        summary = json.loads(path.read_text())
+        records = summary["classes"]
+        model = summary["model"]
+        if model == "ensemble":  # its members and fitness, e.g. "ensemble(mean: lenet + ...)"
+            model = str(summary.get("ensemble", model))
+    except (ValueError, KeyError, TypeError):
+        raise TransferError(f"{path}: not a fool.py summary (no model/classes)") from None
+    mean = None
+    config = run_dir / "config.json"
+    if config.is_file():
+        try:
+            mean = json.loads(config.read_text()).get("flags", {}).get("mean")
+        except ValueError:
+            raise TransferError(f"{config}: not valid JSON") from None
+    if not records:
+        raise TransferError(f"{path}: the run archived no elites")
+    pngs, classes, confs, files = [], [], [], []
+    for record in records:
+        png = run_dir / record["image"]
+        if not png.is_file():
+            raise TransferError(f"{run_dir}: elite image {record['image']} is missing")
+        pngs.append(images_lib.load_png(png))
+        classes.append(int(record["index"]))
+        confs.append(float(record["confidence"]))
+        files.append(str(record["image"]))
+    shapes = {p.shape for p in pngs}
+    if len(shapes) != 1:
+        raise TransferError(f"{run_dir}: elite images differ in shape: {sorted(shapes)}")
+    return RunElites(
+        run=str(run_dir),
+        source=ModelRef(model, summary.get("weights"), mean),
+        classes=np.asarray(classes, np.int64),
+        images=np.stack(pngs),
+        confidences=np.asarray(confs, np.float64),
+        files=files,
+    )
+
+
+@partial(jax.jit, static_argnums=0)
+def _score(logits_fn: Any, params: Any, images: jax.Array) -> jax.Array:
+    return scoring.score(logits_fn, params, images)
+
+
+def score_images(
+    classifier: Classifier, params: Any, images: np.ndarray, chunk: int = 64
+) -> np.ndarray:
+    """Precise log-probabilities float32 [N, K] of uint8 images [N, H, W, C].
+
+    The classifier sees min(chunk, N) images per call (the last call zero-padded), so one
+    compilation serves every call of the same size and memory stays bounded.
+    """
+    n = len(images)
+    if n == 0:
+        return np.zeros((0, classifier.num_classes), np.float32)
+    size = min(chunk, n)
+    out = []
+    for i in range(0, n, size):
+        batch = np.asarray(images[i : i + size])
+        pad = size - len(batch)
+        if pad:
+            batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), batch.dtype)])
+        out.append(np.asarray(_score(classifier.logits, params, jnp.asarray(batch)))[: size - pad])
+    return np.concatenate(out)
+
+
+def same_class_confidence(log_probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """float64 [N]: each image's probability of its own class; NaN where the target lacks it."""
+    log_probs = np.asarray(log_probs, np.float64)
+    classes = np.asarray(classes, np.int64)
+    ok = (classes >= 0) & (classes < log_probs.shape[1])
+    picked = np.take_along_axis(log_probs, np.where(ok, classes, 0)[:, None], axis=1)[:, 0]
+    return np.where(ok, np.exp(picked), np.nan)
+
+
+def cell_stats(
+    confidences: np.ndarray, threshold: float = DEFAULT_THRESHOLD, top1: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Median confidence, fraction >= threshold (and of top-1 hits) over the non-NaN images."""
+    conf = np.asarray(confidences, np.float64)
+    valid = ~np.isnan(conf)
+    n = int(valid.sum())
+    if n == 0:
+        return {"n": 0, "median_confidence": None, "fraction_above": None, "top1_fraction": None}
+    stats = {
+        "n": n,
+        "median_confidence": float(np.median(conf[valid])),
+        "fraction_above": float(np.mean(conf[valid] >= threshold)),
+        "top1_fraction": None,
+    }
+    if top1 is not None:
+        stats["top1_fraction"] = float(np.mean(np.asarray(top1, bool)[valid]))
+    return stats
+
+
+def top1_hits(log_probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """bool [N]: the target's top-1 class is the class the image was evolved for."""
+    return np.argmax(np.asarray(log_probs), axis=1) == np.asarray(classes)
+
+
+def without_default_weights(ref: ModelRef, default_weights: dict[str, str | None]) -> ModelRef:
+    """`ref` with weights None when they are the registry default (so it is labelled `name`)."""
+    default = default_weights.get(ref.name)
+    if (
+        ref.weights
+        and default
+        and same_model(ref, ModelRef(ref.name, None, ref.mean), default_weights)
+    ):
+        return ModelRef(ref.name, None, ref.mean)
+    return ref
+
+
+def group_by_source(
+    run_elites: list[RunElites], default_weights: dict[str, str | None]
+) -> list[tuple[ModelRef, list[RunElites]]]:
+    """Runs grouped by the model they fooled (one matrix row each), in first-seen order."""
+    groups: list[tuple[ModelRef, list[RunElites]]] = []
+    for r in run_elites:
+        for ref, members in groups:
+            if same_model(ref, r.source, default_weights):
+                members.append(r)
+                break
+        else:
+            groups.append((without_default_weights(r.source, default_weights), [r]))
+    return groups
+
+
+def unique_labels(refs: list[ModelRef]) -> list[str]:
+    """Short labels, falling back to full paths where two models would share one."""
+    short = [r.label() for r in refs]
+    out = []
+    for ref, label in zip(refs, short, strict=True):
+        if short.count(label) > 1:
+            label = f"{ref.name}:{ref.weights}" + (f"+{ref.mean}" if ref.mean else "")
+        out.append(label)
+    return out
+
+
+def build_matrix(
+    sources: list[dict[str, Any]],
+    targets: list[dict[str, Any]],
+    cells: list[list[dict[str, Any]]],
+    threshold: float,
+) -> dict[str, Any]:
+    """The JSON-able transfer matrix: rows = sources, columns = targets, a stats dict per cell."""
+    if len(cells) != len(sources) or any(len(row) != len(targets) for row in cells):
+        raise ValueError("cells must be [len(sources)][len(targets)]")
+
+    def table(key: str) -> list[list[float | None]]:
+        return [[cell[key] for cell in row] for row in cells]
+
+    return {
+        "threshold": threshold,
+        "sources": sources,
+        "targets": targets,
+        "median_confidence": table("median_confidence"),
+        "fraction_above": table("fraction_above"),
+        "top1_fraction": table("top1_fraction"),
+        "cells": cells,
+    }
+
+
+def _pct(x: float | None) -> str:
+    """A percentage with enough digits not to round 0.99999998 up to 100%."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return format_confidence(x)
+
+
+def markdown(matrix: dict[str, Any]) -> str:
+    """Two markdown tables (median confidence; fraction >= threshold), rows = sources.
+
+    A cell where source and target are the same model is in bold (that is the runs' own score).
+    """
+    cols = [t["label"] for t in matrix["targets"]]
+    thr = matrix["threshold"]
+
+    def table(key: str, fmt) -> list[str]:
+        lines = [
+            "| source \\ target | " + " | ".join(cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
+        for src, row in zip(matrix["sources"], matrix["cells"], strict=True):
+            texts = []
+            for cell in row:
+                text = fmt(cell)
+                texts.append(f"**{text}**" if cell.get("same_model") else text)
+            lines.append(f"| {src['label']} ({src['images']} images) | " + " | ".join(texts) + " |")
+        return lines
+
+    def frac(cell):
+        if cell["fraction_above"] is None:
+            return "n/a"
+        return f"{round(cell['fraction_above'] * cell['n'])}/{cell['n']}"
+
+    out = [
+        "Median confidence of the target model for the class each image was evolved for:",
+        "",
+        *table("median_confidence", lambda c: _pct(c["median_confidence"])),
+        "",
+        f"Images that the target gives >= {thr} for that class:",
+        "",
+        *table("fraction_above", frac),
+        "",
+        "Bold: the target is the model the images were evolved against.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def transfer_matrix(
+    groups: list[tuple[ModelRef, list[RunElites]]],
+    targets: list[tuple[ModelRef, Classifier, Any]],
+    default_weights: dict[str, str | None],
+    threshold: float = DEFAULT_THRESHOLD,
+    chunk: int = 64,
+) -> dict[str, Any]:
+    """Scores every source group's images with every target; returns `build_matrix`'s dict.
+
+    A target whose input shape differs from the images (MNIST vs ImageNet) gets an empty
+    cell (n = 0). Per-image confidences are kept under each source's "images" list.
+    """
+    source_labels = unique_labels([ref for ref, _ in groups])
+    target_labels = unique_labels([ref for ref, _, _ in targets])
+    sources, cells = [], []
+    for (ref, members), label in zip(groups, source_labels, strict=True):
+        imgs = np.concatenate([m.images for m in members])
+        classes = np.concatenate([m.classes for m in members])
+        own = np.concatenate([m.confidences for m in members])
+        per_image = [
+            {"run": m.run, "image": f, "class": int(c), "source_confidence": float(p)}
+            for m in members
+            for f, c, p in zip(m.files, m.classes, m.confidences, strict=True)
+        ]
+        row = []
+        for (tref, clf, params), tlabel in zip(targets, target_labels, strict=True):
+            cell = {"source": label, "target": tlabel}
+            if tuple(imgs.shape[1:]) != tuple(clf.image_shape):
+                conf = np.full(len(imgs), np.nan)
+                hits = np.zeros(len(imgs), bool)
+            else:
+                lp = score_images(clf, params, imgs, chunk)
+                conf = same_class_confidence(lp, classes)
+                hits = top1_hits(lp, classes)
+            cell.update(cell_stats(conf, threshold, hits))
+            cell["same_model"] = same_model(ref, tref, default_weights)
+            row.append(cell)
+            for rec, p in zip(per_image, conf, strict=True):
+                rec.setdefault("target_confidence", {})[tlabel] = None if np.isnan(p) else float(p)
+        cells.append(row)
+        sources.append(
+            {
+                "label": label,
+                "model": ref.name,
+                "weights": ref.weights,
+                "mean": ref.mean,
+                "runs": [m.run for m in members],
+                "images": int(len(imgs)),
+                "source_median_confidence": float(np.median(own)),
+                "per_image": per_image,
+            }
+        )
+    target_rows = [
+        {"label": tl, "model": r.name, "weights": r.weights, "mean": r.mean}
+        for (r, _, _), tl in zip(targets, target_labels, strict=True)
+    ]
+    return build_matrix(sources, target_rows, cells, threshold)
