@@ -58,12 +58,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
+from jaxfool import runs
 from jaxfool.base import cli
 from jaxfool.base.cli import FlagError
 from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers import scoring
-from jaxfool.runs import experiment
-from jaxfool.runs import store as runs
 from jaxfool.search import archive as archive_lib
 from jaxfool.search import map_elites as evolve
 from jaxfool.search.encodings.cppn import CppnEncoding
@@ -321,8 +320,8 @@ def custom_case() -> Case:
     if FLAGS.weights and FLAGS.weights != "random" and not Path(FLAGS.weights).is_file():
         raise FlagError(f"--weights={FLAGS.weights}: no such file")
     if FLAGS.weights and FLAGS.weights != "random":  # a bad file: one line now, not in the case
-        experiment.load_classifier(experiment.RunConfig(model=FLAGS.model, weights=FLAGS.weights))
-    if not FLAGS.ten_crop and FLAGS.model not in experiment.TEN_CROP_MODELS:
+        runs.setup.load_classifier(runs.RunConfig(model=FLAGS.model, weights=FLAGS.weights))
+    if not FLAGS.ten_crop and FLAGS.model not in runs.config.TEN_CROP_MODELS:
         raise FlagError("--noten_crop: only caffenet and alexnet_caffe score 10 crops")
     name = f"custom/{FLAGS.model}/{FLAGS.encoding}/p{FLAGS.population}"
     return Case("generation", "custom", name, FLAGS.model, FLAGS.weights, FLAGS.ten_crop,
@@ -483,11 +482,11 @@ def sig(x: float | None, digits: int = 4):
 # --- generation cases -------------------------------------------------------------------------
 
 
-def run_config(case: Case) -> experiment.RunConfig:
+def run_config(case: Case) -> runs.RunConfig:
     """The fool.py settings of a generation case: its model, weights, 10-crop fitness,
     encoding, population and eval_chunk; the rest (direct genes: uint8 for colour, float32 for
     MNIST; CPPN capacities; eval_chunk when None) fool.py's defaults."""
-    return experiment.RunConfig(
+    return runs.RunConfig(
         model=case.model,
         weights=case.weights,
         encoding=case.encoding,
@@ -501,11 +500,9 @@ def run_config(case: Case) -> experiment.RunConfig:
 
 def case_setup(case: Case):
     """(classifier, params, EvolutionConfig) of a generation case, built through the library
-    as `experiment.start` builds a run's (one device: no population mesh)."""
-    config = run_config(case)
-    clf, params = experiment.load_classifier(config)
-    config, _ = experiment.with_original_defaults(config, experiment.LoopConfig(), clf.image_shape)
-    return clf, params, experiment.evolution_config(config, clf)
+    as `runs.start` builds a run's (one device: no population mesh)."""
+    setup = runs.build(run_config(case))
+    return setup.classifier, setup.params, setup.evolution
 
 
 def classifier_only(config: evolve.EvolutionConfig, params, images):
@@ -848,7 +845,7 @@ def render_case_row(case: Case) -> dict:
 def insert_case_row(case: Case) -> dict:
     """The MAP-Elites insert alone, as it runs inside a generation loop."""
     shape = (case.size, case.size, case.channels)
-    enc = experiment.build_encoding(experiment.RunConfig(encoding=case.encoding), shape)
+    enc = runs.setup.build_encoding(runs.RunConfig(encoding=case.encoding), shape)
     key = jax.random.key(0)
     children = enc.init(key, case.population)
     example = jax.tree.map(lambda g: g[0], children)
@@ -947,7 +944,7 @@ def run_case(case: Case, isolated: bool = True) -> dict:
     t = time.perf_counter()
     row = {"suite": case.suite, "case": case.name, "kind": case.kind, **environment()}
     row.update(ROWS[case.kind](case))
-    row.update(runs.peak_memory())
+    row.update(runs.store.peak_memory())
     row["isolated"] = isolated
     row["wall_s"] = round(time.perf_counter() - t, 1)
     return row

@@ -17,9 +17,8 @@ import time  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from jaxfool import runs
 from jaxfool.base.cli import FlagError  # noqa: E402
-from jaxfool.runs import experiment  # noqa: E402
-from jaxfool.runs import store as runs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lenet", "Classifier (see fool.py --model).")
@@ -34,17 +33,15 @@ flags.DEFINE_string("classes", None, "Class indices (default: all).")
 flags.DEFINE_enum("cppn_coords", "raw", ["raw", "normalized"], "CPPN inputs (see fool.py).")
 
 
-def first_passing(config: experiment.RunConfig, seeds: list[int]) -> list[int | None]:
+def first_passing(config: runs.RunConfig, seeds: list[int]) -> list[int | None]:
     """Per seed, the first generation at which every cell is >= --threshold (None: never)."""
     import jax
     import numpy as np
 
     from jaxfool.search import map_elites as evolve
 
-    clf, params = experiment.load_classifier(config)
-    config, _ = experiment.with_original_defaults(config, experiment.LoopConfig(), clf.image_shape)
-    evolution = experiment.evolution_config(config, clf)
-    eparams = experiment.emitter_params(config, evolution)
+    setup = runs.build(config)
+    params, evolution, eparams = setup.params, setup.evolution, setup.emitter_params
     step = jax.jit(lambda s, k: evolve.run(evolution, params, s, k, 1, eparams))
     limit = np.log(FLAGS.threshold)
     done: list[int | None] = []
@@ -80,7 +77,7 @@ def main(argv):
     print("|---|---|---|---|---|---|")
     for encoding in FLAGS.encodings.split(","):
         for spec in specs:
-            config = experiment.RunConfig(
+            config = runs.RunConfig(
                 model=FLAGS.model, weights=FLAGS.weights, encoding=encoding.strip(),
                 population=FLAGS.population, classes=FLAGS.classes, emitter=spec,
                 cppn_coords=FLAGS.cppn_coords,

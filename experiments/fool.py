@@ -7,8 +7,8 @@
     python experiments/fool.py --flagfile=experiments/configs/fig8_caffenet.flags
         --weights=bvlc_reference_caffenet.caffemodel    # the paper's ImageNet run (one line)
 
-Flags -> `experiment.RunConfig` (what is computed) and `LoopConfig` (how it is driven) ->
-`experiment.start` and `drive`. Writes DIR/summary.json, metrics.jsonl, progress.png,
+Flags -> `runs.RunConfig` (what is computed) and `LoopConfig` (how it is driven) ->
+`runs.start` and `drive`. Writes DIR/summary.json, metrics.jsonl, progress.png,
 gallery.png, classes.csv, config.json, manifest.json, elites/ and checkpoint/ (see README).
 """
 
@@ -23,10 +23,9 @@ from pathlib import Path
 
 from absl import flags, logging
 
+from jaxfool import classifiers, runs
 from jaxfool.base.cli import FlagError
-from jaxfool.classifiers import registry as classifiers
-from jaxfool.runs import experiment
-from jaxfool.search import map_elites as evolve
+from jaxfool.search import encodings
 
 FLAGS = flags.FLAGS
 STR, INT, FLOAT, BOOL = (
@@ -35,16 +34,16 @@ STR, INT, FLOAT, BOOL = (
     flags.DEFINE_float,
     flags.DEFINE_bool,
 )
-CHUNK = evolve.IMAGENET_EVAL_CHUNK
+CHUNK = runs.presets.IMAGENET_EVAL_CHUNK
 # fmt: off
 for define, name, default, text in [
-    # what the run computes (experiment.RunConfig; a resumed run keeps them)
+    # what the run computes (runs.RunConfig; a resumed run keeps them)
     (STR, "model", "lenet", f"Classifier: {', '.join(classifiers.MODELS)}, or mod:factory."),
     (STR, "weights", None, "Weights file (default: the model's shipped weights)."),
     (STR, "mean", None, "Mean image (.binaryproto/.npy) to subtract (default: none)."),
     (STR, "models", "", "Ensemble instead of --model: 'name[:weights[:mean]],...' (transfer.py)."),
     (STR, "ensemble_fitness", "mean", "Ensemble fitness: mean or min of the log-probabilities."),
-    (STR, "encoding", "cppn", f"Genome encoding: {', '.join(experiment.ENCODINGS)}."),
+    (STR, "encoding", "cppn", f"Genome encoding: {', '.join(encodings.ENCODINGS)}."),
     (INT, "population", None, "Children per generation, even (default: 200; ImageNet CPPN 400)"),
     (INT, "initial_population", None, "Random genomes at the start (default: --population)."),
     (INT, "seed", 0, "Random seed; the same seed gives the same run on one machine."),
@@ -63,7 +62,7 @@ for define, name, default, text in [
     (INT, "max_edges", 256, "CPPN connection capacity."),
     (STR, "emitter", "original", "Variation: original, isoline, gradient, or a mix 'a:0.5,b:0.5'."),
     (STR, "emitter_params", "", "Emitter settings, e.g. 'gradient.step_max=0.1' (see README)."),
-    # how it is driven (experiment.LoopConfig)
+    # how it is driven (runs.LoopConfig)
     (INT, "generations", None, "Generations to reach (default: 200 MNIST, 5000 ImageNet)."),
     (STR, "out", None, "Run directory (default: runs/<time>_<model>_<encoding>_s<seed>)."),
     (BOOL, "overwrite", False, "Replace a previous run in --out (only the files it wrote)."),
@@ -106,11 +105,11 @@ def main(argv):
         clash = [f"--{n}" for n in ("model", "weights", "mean") if FLAGS[n].present]
         if clash:
             raise FlagError(f"--models names the networks; drop {', '.join(clash)}")
-    config = cli.from_flags(experiment.RunConfig)
-    loop = cli.from_flags(experiment.LoopConfig, out=FLAGS.resume or FLAGS.out)
+    config = cli.from_flags(runs.RunConfig)
+    loop = cli.from_flags(runs.LoopConfig, out=FLAGS.resume or FLAGS.out)
     if FLAGS.resume:
         given = cli.given_flags()
-        config, loop, _ = experiment.resumed_configs(FLAGS.resume, config, loop, given)
+        config, loop, _ = runs.store.resumed_configs(FLAGS.resume, config, loop, given)
     join_cluster()
     import jax
 
@@ -119,7 +118,7 @@ def main(argv):
             print(msg, flush=True)
 
     resuming = bool(FLAGS.resume)
-    run = experiment.start(config, loop, resuming, STOP, shlex.join(sys.argv), log)
+    run = runs.start(config, loop, resuming, STOP, shlex.join(sys.argv), log)
     out, cfg = run.dir.path, run.evolution
     if resuming:
         log(f"resuming {out} at generation {int(run.state.generation)}")
@@ -128,7 +127,7 @@ def main(argv):
         f"{len(cfg.classes)} classes, population {cfg.population}, "
         f"{run.loop.generations} generations, seed {run.config.seed})"
     )
-    summary = experiment.drive(run, STOP, resuming)
+    summary = runs.drive(run, STOP, resuming)
     if not run.writer:
         return
     if summary["nan_scores"]:

@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags, logging
 
-from jaxfool.base import cli, images
+from jaxfool import runs
+from jaxfool.base import cli, fileio, images
 from jaxfool.base.cli import FlagError
 from jaxfool.base.npz import WeightsFileError
 from jaxfool.classifiers import registry as classifiers
-from jaxfool.runs import store as runs
 from jaxfool.search import gradient_ascent as ga
 
 # The 20 classes of the original's supplementary figures (run_chosen_supplementary.sh).
@@ -116,7 +116,7 @@ def progress_row(state: ga.AscentState, seconds: float, steps: int) -> dict:
         "median_confidence": float(np.median(p)),
         "min_confidence": float(np.min(p)),
         "num_classes_above": {
-            t: int(np.sum(log_prob > math.log(float(t)))) for t in runs.THRESHOLDS
+            t: int(np.sum(log_prob > math.log(float(t)))) for t in runs.store.THRESHOLDS
         },
         "done": int(np.sum(np.asarray(state.classes.done))),
     }
@@ -135,7 +135,7 @@ def class_records(out: Path, res: ga.Result, labels: tuple[str, ...]) -> list[di
     """Saves images/<class>_<label>.png per class; returns the summary's per-class records."""
     records = []
     for k, c in enumerate(res.targets.tolist()):
-        stem = runs.elite_stem(c, labels[c])
+        stem = runs.store.elite_stem(c, labels[c])
         png = images.save_png(out / "images" / f"{stem}.png", res.images[k])
         records.append(
             {
@@ -170,7 +170,7 @@ def main(argv):
         raise FlagError(f"--model={FLAGS.model}: {e}") from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(FLAGS.out or f"runs/{stamp}_ascent_{FLAGS.model}_{FLAGS.preset}")
-    out = runs.prepare_run_dir(out, FLAGS.overwrite)
+    out = runs.store.prepare_run_dir(out, FLAGS.overwrite)
     run_config = {
         "command": shlex.join(sys.argv),
         "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
@@ -180,7 +180,7 @@ def main(argv):
         "jax_version": jax.__version__,
         "devices": [str(d) for d in jax.devices()],
     }
-    runs.fileio.write_json(out / "config.json", run_config)
+    fileio.write_json(out / "config.json", run_config)
     log(
         f"run directory {out}  ({clf.name}, preset {config.name}, {config.optimizer}, "
         f"{len(classes)} classes, {config.steps} steps, seed {FLAGS.seed})"
@@ -193,7 +193,7 @@ def main(argv):
         now = time.perf_counter()
         row = progress_row(state, now - last["t"], int(state.step) - last["step"])
         last.update(t=now, step=int(state.step))
-        runs.append_jsonl(out / "metrics.jsonl", row)
+        runs.store.append_jsonl(out / "metrics.jsonl", row)
         log(progress_line(row, config.steps, len(classes)))
 
     targets = jnp.asarray(classes, jnp.int32)
@@ -202,8 +202,8 @@ def main(argv):
     )
     res = ga.result(space, params, targets, state)
     records = class_records(out, res, clf.labels)
-    runs.save_elite_gallery(out / "gallery.png", res.images, records)
-    stats = runs.archive_stats(res.log_prob)
+    runs.store.save_elite_gallery(out / "gallery.png", res.images, records)
+    stats = runs.store.archive_stats(res.log_prob)
     summary = {
         "model": FLAGS.model,
         "weights": run_config["weights"],
@@ -221,7 +221,7 @@ def main(argv):
         "wall_seconds": round(time.perf_counter() - t_start, 3),
         "classes": records,
     }
-    runs.fileio.write_json(out / "summary.json", summary)
+    fileio.write_json(out / "summary.json", summary)
     above = summary["num_classes_above"]
     log(
         f"done: {res.steps_run} steps, median confidence {summary['median_confidence']:.6f}, "

@@ -16,10 +16,10 @@ import jax
 import numpy as np
 from absl import flags, logging
 
+from jaxfool import runs
 from jaxfool.base import cli, images
 from jaxfool.base.cli import FlagError
 from jaxfool.base.npz import WeightsFileError
-from jaxfool.runs import store as runs
 from jaxfool.search.encodings.cppn import CppnEncoding
 
 FLAGS = flags.FLAGS
@@ -71,7 +71,7 @@ def check_out_dir(out: str | None) -> Path | None:
 def load(path: Path, size: int | None) -> tuple[object, object, int]:
     """(encoding, genome, size to render) of a genome file, checked before any rendering."""
     try:
-        encoding, genome, _ = runs.load_genome(path)
+        encoding, genome, _ = runs.store.load_genome(path)
     except WeightsFileError as e:
         raise FlagError(str(e)) from None
     native = encoding.image_shape[0]

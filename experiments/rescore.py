@@ -40,8 +40,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) != 2:
         raise FlagError("name one run directory")
+    from jaxfool import runs
     from jaxfool.runs import rescore
-    from jaxfool.runs import store as runs
 
     run_dir = Path(argv[1])
     gallery = Path(FLAGS.gallery) if FLAGS.gallery else None
@@ -56,12 +56,12 @@ def main(argv):
     result = rescore.rescore(run_dir, classes)
     print(rescore.report(result), flush=True)
     if gallery is not None and len(result.elites):
-        confidences = runs.confidences(result.log_probs)
+        confidences = runs.store.confidences(result.log_probs)
         records = [
             {"index": e.index, "label": e.label, "confidence": float(p)}
             for e, p in zip(result.elites, confidences, strict=True)
         ]
-        runs.save_elite_gallery(gallery, result.images, records, tile=FLAGS.tile)
+        runs.store.save_elite_gallery(gallery, result.images, records, tile=FLAGS.tile)
         print(f"wrote {gallery}")
     if len(result.mismatches):
         sys.exit(1)

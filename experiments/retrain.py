@@ -127,7 +127,7 @@ def check_flags() -> None:
 def check_emitter_params() -> None:
     """Emitter settings that this encoding's emitters do not have (the original emitter's rates
     differ between direct and CPPN genomes), refused before anything is trained."""
-    from jaxfool.runs import experiment
+    from jaxfool import runs
     from jaxfool.search.encodings.cppn import CppnEncoding
     from jaxfool.search.encodings.direct import DirectEncoding
 
@@ -139,7 +139,7 @@ def check_emitter_params() -> None:
         if not spec:
             continue
         try:
-            experiment.parse_emitter_params(FLAGS[name].value, spec, kind)
+            runs.emitter_text.parse_params(FLAGS[name].value, spec, kind)
         except ValueError as e:
             raise FlagError(f"--{name}: {e}") from None
 
@@ -351,10 +351,10 @@ def main(argv: list[str]) -> None:
     import jax
     import numpy as np
 
-    from jaxfool import plots
+    from jaxfool import plots, runs
     from jaxfool.base import fileio, images
     from jaxfool.base.npz import save_params
-    from jaxfool.runs import store as runs
+    from jaxfool.search import encodings
     from jaxfool.studies import retrain, retrain_report
 
     thresholds = retrain.parse_thresholds(FLAGS.thresholds)
@@ -370,7 +370,7 @@ def main(argv: list[str]) -> None:
         settings = {
             "command": shlex.join(sys.argv),
             "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
-            "encoding": runs.encoding_spec(encoding),
+            "encoding": encodings.to_spec(encoding),
             "jax_version": jax.__version__,
             "devices": [str(d) for d in jax.devices()],
         }
@@ -397,7 +397,8 @@ def main(argv: list[str]) -> None:
         conf = np.exp(rnd.log_prob.astype(np.float64)).reshape(-1)
         n = rnd.images.shape[1]
         captions = [
-            f"run {k // n} class {k % n}\n{runs.format_confidence(c)}" for k, c in enumerate(conf)
+            f"run {k // n} class {k % n}\n{runs.store.format_confidence(c)}"
+            for k, c in enumerate(conf)
         ]
         gallery = path.with_name(path.stem.replace("fooling", "gallery") + ".png")
         tile = 56 if len(flat) > 20 else 112

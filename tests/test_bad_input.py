@@ -25,12 +25,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxfool.base.errors import RunDirError
+
 from .conftest import REPO
 
 SCRIPTS = REPO / "experiments"
 LENET = REPO / "models" / "lenet_mnist.npz"
 PHOTO = REPO / "tests" / "data" / "photos" / "coffee.png"
-MNIST = REPO / "jaxfool" / "data" / "mnist-10k"
+MNIST = REPO / "jaxfool" / "classifiers" / "data" / "mnist-10k"
 MNIST_IMAGES = "train-images-idx3-ubyte.gz"
 KINDS = ("missing", "empty", "truncated", "random")
 TIMEOUT = 120  # a case that has not failed by then counts as not failing
@@ -138,25 +140,25 @@ def test_pickled_entry_is_refused_by_name(tmp_path):
 
 
 def test_missing_checkpoint_says_the_run_never_reached_one(tmp_path):
-    from jaxfool.runs import store as runs
+    from jaxfool import runs
 
     (tmp_path / "run").mkdir()
-    with pytest.raises(runs.RunDirError) as e:
-        runs.load_checkpoint(tmp_path / "run", {})
+    with pytest.raises(RunDirError) as e:
+        runs.store.load_checkpoint(tmp_path / "run", {})
     assert str(e.value) == (
         f"{tmp_path / 'run'}: no checkpoint/state.npz (the run never reached its first checkpoint)"
     )
-    with pytest.raises(runs.RunDirError, match="no such run directory"):
-        runs.load_checkpoint(tmp_path / "nope", {})
+    with pytest.raises(RunDirError, match="no such run directory"):
+        runs.store.load_checkpoint(tmp_path / "nope", {})
 
 
 def test_checkpoint_without_loop_key_is_a_run_dir_error(tmp_path):
+    from jaxfool import runs
     from jaxfool.base import npz
-    from jaxfool.runs import store as runs
 
     npz.save_params(tmp_path / "checkpoint" / "state.npz", {"state": {"x": np.zeros(2)}})
-    with pytest.raises(runs.RunDirError, match="not a jaxfool checkpoint"):
-        runs.load_checkpoint(tmp_path, {"x": np.zeros(2)})
+    with pytest.raises(RunDirError, match="not a jaxfool checkpoint"):
+        runs.store.load_checkpoint(tmp_path, {"x": np.zeros(2)})
 
 
 @pytest.mark.parametrize(
@@ -171,7 +173,7 @@ def test_checkpoint_without_loop_key_is_a_run_dir_error(tmp_path):
     ],
 )
 def test_parse_classes_errors(text, message):
-    from jaxfool.runs import store as runs
+    from jaxfool import runs
 
     with pytest.raises(ValueError) as e:
         runs.parse_classes(text, 10)
@@ -179,7 +181,7 @@ def test_parse_classes_errors(text, message):
 
 
 def test_parse_classes_ranges():
-    from jaxfool.runs import store as runs
+    from jaxfool import runs
 
     assert runs.parse_classes("0,3,7-9", 10) == (0, 3, 7, 8, 9)
     assert runs.parse_classes("4-4", 10) == (4,)
@@ -240,12 +242,12 @@ def cppn_genome(path: Path) -> Path:
     """A random CPPN genome file as fool.py writes elites (28 x 28 grey)."""
     import jax
 
+    from jaxfool import runs
     from jaxfool.base import npz
-    from jaxfool.runs import store as runs
     from jaxfool.search.encodings.cppn import CppnEncoding
 
     enc = CppnEncoding(image_shape=(28, 28, 1))
-    genome = jax.tree.map(np.asarray, runs._as_dict(enc.init_one(jax.random.key(0))))
+    genome = jax.tree.map(np.asarray, runs.store._as_dict(enc.init_one(jax.random.key(0))))
     return npz.save_params(path, {"genome": genome}, {"encoding": runs.encoding_spec(enc)})
 
 
@@ -724,9 +726,9 @@ def test_random_bytes_npy_mean_names_the_file_without_numpy_pickle_text(tmp_path
 
 
 def test_genome_file_with_a_non_dict_encoding_is_a_clear_error(tmp_path):
+    from jaxfool import runs
     from jaxfool.base import npz
-    from jaxfool.runs import store as runs
 
     path = npz.save_params(tmp_path / "g.npz", {"genome": np.zeros(3)}, {"encoding": [1, 2]})
     with pytest.raises(npz.WeightsFileError, match="bad encoding description"):
-        runs.load_genome(path)
+        runs.store.load_genome(path)

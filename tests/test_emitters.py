@@ -9,25 +9,29 @@ import numpy as np
 import pytest
 from flax import struct
 
+from jaxfool import runs
 from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers import scoring
 from jaxfool.search import archive as archive_lib
 from jaxfool.search import emitters
 from jaxfool.search import map_elites as evolve
 from jaxfool.search.emitters import EmitContext, gradient, isoline
+from jaxfool.search.encodings import cppn_render
 from jaxfool.search.encodings.cppn import CppnEncoding
 from jaxfool.search.encodings.direct import DirectEncoding
 
 
 def config(lenet, encoding=None, shares=(), population=20):
+    """An EvolutionConfig on the shipped LeNet whose emitters are named (name, children)."""
     clf, _ = lenet
+    encoding = encoding or DirectEncoding()
     return evolve.EvolutionConfig(
-        encoding=encoding or DirectEncoding(),
+        encoding=encoding,
         classifier=clf,
         classes=tuple(range(10)),
         population=population,
         initial_population=population,
-        emitters=shares,
+        emitters=tuple((emitters.build(name, encoding), n) for name, n in shares),
     )
 
 
@@ -116,12 +120,12 @@ def test_direct_gradient_equals_finite_differences_of_the_surrogate():
 def test_cppn_surrogate_has_the_real_images_forward_values(lenet):
     enc = CppnEncoding()
     genomes = enc.init(jax.random.key(0), 6)
-    surrogate = gradient.cppn_surrogate(enc, genomes, 28)
+    surrogate = enc.surrogate(genomes, genomes.weight, 28)
     np.testing.assert_array_equal(np.asarray(surrogate), np.asarray(enc.express(genomes)))
     colour = CppnEncoding(image_shape=(16, 16, 3))
     g3 = colour.init(jax.random.key(1), 3)
     np.testing.assert_array_equal(
-        np.asarray(gradient.cppn_surrogate(colour, g3, 16)), np.asarray(colour.express(g3))
+        np.asarray(colour.surrogate(g3, g3.weight, 16)), np.asarray(colour.express(g3))
     )
 
 
@@ -138,7 +142,7 @@ def test_cppn_gradient_matches_finite_differences_in_the_weights():
     grads = np.asarray(em.log_prob_grads(context, genomes, targets))
 
     def log_p(weight):
-        out = jax.vmap(lambda g: gradient.cppn_outputs_scan(enc, g, enc.coordinates(4)))(
+        out = jax.vmap(lambda g: cppn_render.outputs_scan(enc, g, enc.coordinates(4)))(
             genomes.replace(weight=jnp.asarray(weight, jnp.float32))
         )
         images = jnp.abs(out.reshape(6, 1, 4, 4).transpose(0, 2, 3, 1)) * 255
@@ -187,12 +191,12 @@ def test_cppn_gradient_children_are_mutated_then_stepped_uphill(lenet):
 
 
 def test_mixes_split_the_population_by_fraction():
-    assert emitters.parse_spec("original", 200) == (("original", 200),)
-    assert emitters.parse_spec("original:0.5,gradient:0.5", 200) == (
+    assert runs.emitter_text.parse_spec("original", 200) == (("original", 200),)
+    assert runs.emitter_text.parse_spec("original:0.5,gradient:0.5", 200) == (
         ("original", 100),
         ("gradient", 100),
     )
-    assert emitters.parse_spec("original:0.3,isoline:0.7", 64) == (
+    assert runs.emitter_text.parse_spec("original:0.3,isoline:0.7", 64) == (
         ("original", 20),
         ("isoline", 44),
     )
@@ -200,7 +204,7 @@ def test_mixes_split_the_population_by_fraction():
                  ("original:x", "not a number"), ("original:.5,original:.5", "twice")]  # fmt: skip
     for bad, why in bad_specs:
         with pytest.raises(ValueError, match=why):
-            emitters.parse_spec(bad, 200)
+            runs.emitter_text.parse_spec(bad, 200)
 
 
 def test_a_mixed_generation_concatenates_each_emitters_children(lenet):
@@ -282,12 +286,12 @@ def test_original_rates_are_runtime_params(lenet, encoding):
 
 
 def test_emitter_param_names_follow_the_encoding():
-    direct = emitters.param_names("original", DirectEncoding())
-    cppn = emitters.param_names("original", CppnEncoding())
+    direct = runs.emitter_text.param_names("original", DirectEncoding())
+    cppn = runs.emitter_text.param_names("original", CppnEncoding())
     assert direct == ("mutation_rate", "eta_m", "crossover_rate", "eta_c")
     assert "add_neuron_rate" in cppn and "crossover_rate" not in cppn
-    assert set(emitters.param_names("original")) == set(direct) | set(cppn)
-    assert emitters.param_names("isoline") == ("iso_sigma", "line_sigma")
+    assert set(runs.emitter_text.param_names("original")) == set(direct) | set(cppn)
+    assert runs.emitter_text.param_names("isoline") == ("iso_sigma", "line_sigma")
 
 
 @pytest.mark.parametrize("batch", ["map", "vmap"])
@@ -335,15 +339,13 @@ class UniformReset:
 
 
 def test_adding_an_emitter_is_one_class_and_one_registry_line(lenet, tmp_path):
-    from jaxfool.runs import experiment
-
     emitters.register("uniform_reset", UniformReset)
     try:
-        config_ = experiment.RunConfig(
+        config_ = runs.RunConfig(
             encoding="direct", population=20, emitter="original:0.5,uniform_reset:0.5"
         )
-        loop = experiment.LoopConfig(out=str(tmp_path / "run"), generations=3, log_every=3)
-        summary = experiment.drive(experiment.start(config_, loop, log=lambda m: None))
+        loop = runs.LoopConfig(out=str(tmp_path / "run"), generations=3, log_every=3)
+        summary = runs.drive(runs.start(config_, loop, log=lambda m: None))
         assert summary["status"] == "completed" and summary["evaluations"] == 20 + 3 * 20
     finally:
         emitters.EMITTERS.pop("uniform_reset")

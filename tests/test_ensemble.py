@@ -10,11 +10,11 @@ import jax
 import numpy as np
 import pytest
 
+from jaxfool import runs
 from jaxfool.base.errors import ConfigError
 from jaxfool.classifiers import ensemble, scoring
 from jaxfool.classifiers import registry as classifiers
-from jaxfool.runs import experiment
-from jaxfool.runs.experiment import RunConfig
+from jaxfool.runs import RunConfig
 from jaxfool.search import map_elites as evolve
 
 from .conftest import REPO
@@ -77,9 +77,9 @@ def test_an_ensemble_run_evolves_against_both(two_lenets, tmp_path):
     """The library loop with --models: the archive's log-probabilities are the ensemble's
     fitness of its elites, and summary.json says "ensemble"."""
     config = RunConfig(models=f"lenet,lenet:{two_lenets}", encoding="direct", population=20)
-    loop = experiment.LoopConfig(out=str(tmp_path / "run"), generations=4, log_every=2)
-    run = experiment.start(config, loop, log=lambda _: None)
-    summary = experiment.drive(run)
+    loop = runs.LoopConfig(out=str(tmp_path / "run"), generations=4, log_every=2)
+    run = runs.start(config, loop, log=lambda _: None)
+    summary = runs.drive(run)
     assert summary["model"] == "ensemble" and summary["generations_completed"] == 4
     images = run.evolution.encoding.express(run.state.archive.genomes)
     fitness = scoring.score(run.evolution.classifier.logits, run.params, images)

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from jaxfool import runs
 from jaxfool.base.errors import ConfigError, Interrupted
-from jaxfool.runs import experiment
-from jaxfool.runs import store as runs
-from jaxfool.runs.experiment import LoopConfig, RunConfig
+from jaxfool.runs import LoopConfig, RunConfig
+from jaxfool.search import map_elites
 
 SMALL = RunConfig(encoding="direct", population=20, seed=3)
 
@@ -59,7 +59,7 @@ def test_loop_config_names_the_bad_field(changes, field):
 
 @pytest.mark.parametrize("start,total,log,ckpt", [(0, 10, 3, 0), (4, 50, 7, 5), (0, 0, 5, 2)])
 def test_chunks_cover_the_run_and_end_on_every_checkpoint(start, total, log, ckpt):
-    sizes = list(experiment.chunk_sizes(start, total, log, ckpt))
+    sizes = list(runs.chunk_sizes(start, total, log, ckpt))
     ends = np.cumsum([start] + sizes)[1:]
     assert sum(sizes) == total - start and all(0 < n <= log for n in sizes)
     if ckpt:
@@ -70,24 +70,24 @@ def test_signal_during_start_up_leaves_nothing(tmp_path):
     """Defect: Ctrl-C before the first chunk left a config.json that blocked a re-run."""
     out = tmp_path / "run"
     with pytest.raises(Interrupted, match="during start-up; nothing was written"):
-        experiment.start(SMALL, LoopConfig(out=str(out), generations=5), stop=FakeStop(), log=quiet)
+        runs.start(SMALL, LoopConfig(out=str(out), generations=5), stop=FakeStop(), log=quiet)
     assert not out.exists()
-    run = experiment.start(SMALL, LoopConfig(out=str(out), generations=2), log=quiet)
-    assert experiment.drive(run)["status"] == "completed"  # the same --out is free again
+    run = runs.start(SMALL, LoopConfig(out=str(out), generations=2), log=quiet)
+    assert runs.drive(run)["status"] == "completed"  # the same --out is free again
 
 
 def test_drive_writes_outputs_and_checkpoints_where_asked(tmp_path, monkeypatch):
     saved = []
-    real = runs.save_checkpoint
+    real = runs.store.save_checkpoint
 
     def counting(out, state, *args):
         saved.append(int(state.generation))
         return real(out, state, *args)
 
-    monkeypatch.setattr(runs, "save_checkpoint", counting)
+    monkeypatch.setattr(runs.store, "save_checkpoint", counting)
     loop = LoopConfig(out=str(tmp_path / "run"), generations=12, log_every=5, checkpoint_every=4)
-    run = experiment.start(SMALL, loop, log=quiet)
-    summary = experiment.drive(run)
+    run = runs.start(SMALL, loop, log=quiet)
+    summary = runs.drive(run)
     assert saved == [4, 8, 12, 12]  # and once more with the outputs
     rows = run.metrics()
     assert [r["generation"] for r in rows] == [4, 8, 12]
@@ -101,26 +101,26 @@ def test_resume_keeps_log_and_checkpoint_settings(tmp_path):
     """Defect: --resume dropped --checkpoint_every and --log_every."""
     out = tmp_path / "run"
     loop = LoopConfig(out=str(out), generations=6, log_every=3, checkpoint_every=6)
-    experiment.drive(experiment.start(SMALL, loop, log=quiet))
+    runs.drive(runs.start(SMALL, loop, log=quiet))
     given = {"generations"}
-    config, resumed, _ = experiment.resumed_configs(
+    config, resumed, _ = runs.store.resumed_configs(
         out, RunConfig(), LoopConfig(generations=12), given
     )
     assert config == dataclasses.replace(SMALL, initial_population=20)  # defaults filled
     assert (resumed.log_every, resumed.checkpoint_every) == (3, 6)
     assert resumed.generations == 12
-    run = experiment.start(config, resumed, resume=True, log=quiet)
-    experiment.drive(run, resuming=True)
+    run = runs.start(config, resumed, resume=True, log=quiet)
+    runs.drive(run, resuming=True)
     assert [r["generation"] for r in run.metrics()] == [3, 6, 9, 12]
-    _, again, _ = experiment.resumed_configs(out, RunConfig(), LoopConfig(), set())
+    _, again, _ = runs.store.resumed_configs(out, RunConfig(), LoopConfig(), set())
     assert again.generations == 12  # config.json now says where the run went on to
 
 
 def test_resume_refuses_a_conflicting_setting(tmp_path):
     out = tmp_path / "run"
-    experiment.drive(experiment.start(SMALL, LoopConfig(out=str(out), generations=1), log=quiet))
+    runs.drive(runs.start(SMALL, LoopConfig(out=str(out), generations=1), log=quiet))
     with pytest.raises(ConfigError, match="--seed=4 conflicts"):
-        experiment.resumed_configs(out, RunConfig(seed=4), LoopConfig(), {"seed"})
+        runs.store.resumed_configs(out, RunConfig(seed=4), LoopConfig(), {"seed"})
 
 
 def test_all_nan_classifier_stops_with_outputs(tmp_path, lenet):
@@ -132,10 +132,10 @@ def test_all_nan_classifier_stops_with_outputs(tmp_path, lenet):
         return jnp.full_like(leaf, jnp.nan) if "ip2" in str(path) and "bias" in str(path) else leaf
 
     params = jax.tree_util.tree_map_with_path(poison, lenet[1])
-    run = experiment.start(SMALL, LoopConfig(out=str(tmp_path / "run"), generations=5), log=quiet)
+    run = runs.start(SMALL, LoopConfig(out=str(tmp_path / "run"), generations=5), log=quiet)
     run.params = params
-    run.state = experiment.evolve.init(run.evolution, params, experiment.evolve.run_keys(3)[0])
-    summary = experiment.drive(run)
+    run.state = map_elites.init(run.evolution, params, map_elites.run_keys(3)[0])
+    summary = runs.drive(run)
     assert summary["status"] == "stopped: NaN scores" and summary["classes"] == []
     assert summary["generations_completed"] == 0 and summary["nan_scores"] == 20
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -157,28 +157,26 @@ def test_emitter_settings_are_checked_once(changes, field):
 
 def test_original_rates_are_checked_against_the_encoding():
     """original.crossover_rate is a direct rate: a CPPN run refuses it before any file."""
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
 
     clf, _ = classifiers.load_classifier("lenet")
     ok = RunConfig(encoding="direct", population=20, emitter_params="original.crossover_rate=0.2")
-    (rates,) = experiment.emitter_params(ok, experiment.evolution_config(ok, clf))
+    (rates,) = runs.build(ok).emitter_params
     assert float(rates.crossover_rate) == pytest.approx(0.2) and float(rates.eta_c) == 10.0
     bad = RunConfig(encoding="cppn", population=20, emitter_params="original.crossover_rate=0.2")
     with pytest.raises(ConfigError) as e:
-        experiment.evolution_config(bad, clf)
+        runs.setup.evolution_config(bad, clf)
     assert e.value.field == "emitter_params" and "add_neuron_rate" in str(e.value)
 
 
 def test_emitter_params_reach_the_emitters():
-    from jaxfool.classifiers import registry as classifiers
-
     config = RunConfig(
         encoding="direct", population=20, emitter="original:0.5,gradient:0.5",
         emitter_params="gradient.step_max=0.2,gradient.random_target=0.5",
     )  # fmt: skip
-    clf, _ = classifiers.load_classifier("lenet")
-    evolution = experiment.evolution_config(config, clf)
-    assert evolution.emitters == (("original", 10), ("gradient", 10))
-    original, grad = experiment.emitter_params(config, evolution)
+    setup = runs.build(config)
+    shares = [(type(e).__name__, n) for e, n in setup.evolution.emitters]
+    assert shares == [("Original", 10), ("Gradient", 10)]
+    original, grad = setup.emitter_params
     assert float(grad.step_max) == pytest.approx(0.2) and float(grad.random_target) == 0.5
     assert float(grad.step_min) == pytest.approx(0.05)  # the direct default, untouched

@@ -176,7 +176,7 @@ def test_direct_run_and_fixed_resolution(tmp_path):
 
 
 def test_class_lists_parse_once_for_every_tool():
-    from jaxfool.runs import store as runs
+    from jaxfool import runs
 
     assert runs.parse_classes("0,3,7-9", 10) == (0, 3, 7, 8, 9)
     assert runs.parse_classes(None, 4) == (0, 1, 2, 3)

@@ -9,24 +9,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxfool import runs
 from jaxfool.base import images
 from jaxfool.classifiers import preprocess
 from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers.nets.caffenet import CaffeNet
-from jaxfool.runs import store as runs
-from jaxfool.search import map_elites as evolve
 
 from .conftest import REPO
 
 
 def test_original_settings_per_kind_of_model():
-    assert evolve.original_settings((256, 256, 3), "cppn") == {
+    assert runs.presets.original_settings((256, 256, 3), "cppn") == {
         "population": 400,
         "generations": 5000,
-        "eval_chunk": evolve.IMAGENET_EVAL_CHUNK,
+        "eval_chunk": runs.presets.IMAGENET_EVAL_CHUNK,
     }
-    assert evolve.original_settings((256, 256, 3), "direct")["population"] == 200
-    assert evolve.original_settings((28, 28, 1), "cppn") == {
+    assert runs.presets.original_settings((256, 256, 3), "direct")["population"] == 200
+    assert runs.presets.original_settings((28, 28, 1), "cppn") == {
         "population": 200,
         "generations": 200,
         "eval_chunk": None,
@@ -65,11 +64,11 @@ def test_imagenet_direct_run_has_colour_uint8_genomes_and_original_defaults(tmp_
     res = subprocess.run(cmd + [f"--out={out}"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["eval_chunk"] == evolve.IMAGENET_EVAL_CHUNK
+    assert summary["eval_chunk"] == runs.presets.IMAGENET_EVAL_CHUNK
     assert summary["evaluations"] == 3 + 4 and summary["peak_host_rss_mib"] > 0
     clf, params = classifiers.load_classifier("efficientnet_lite0")
     for record in summary["classes"]:
-        encoding, genome, _ = runs.load_genome(out / record["genome"])
+        encoding, genome, _ = runs.store.load_genome(out / record["genome"])
         assert genome.dtype == np.uint8 and genome.shape == (1, 256, 256, 3)
         assert encoding.genes == "uint8" and encoding.color == "hls"
         picture = images.load_png(out / record["image"])

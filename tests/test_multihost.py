@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from jaxfool.runs import store as runs
+from jaxfool import runs
 
 from .conftest import REPO
 
@@ -50,6 +50,6 @@ def test_two_processes_equal_one_and_only_process_zero_writes(tmp_path):
     assert a["devices"] == 2 and a["processes"] == 2 and b["devices"] == 1
     assert [c["log_prob"] for c in a["classes"]] == [c["log_prob"] for c in b["classes"]]
     for ca, cb in zip(a["classes"], b["classes"], strict=True):
-        ga = runs.load_genome(out / ca["genome"])[1]
-        gb = runs.load_genome(single / cb["genome"])[1]
+        ga = runs.store.load_genome(out / ca["genome"])[1]
+        gb = runs.store.load_genome(single / cb["genome"])[1]
         np.testing.assert_array_equal(ga, gb)

@@ -19,6 +19,7 @@ import pytest
 from jax import export
 from PIL import Image
 
+from jaxfool import runs
 from jaxfool.base import platforms, rng
 from jaxfool.base.errors import ConfigError
 from jaxfool.classifiers import preprocess, scoring
@@ -27,7 +28,6 @@ from jaxfool.classifiers.data import mnist
 from jaxfool.classifiers.nets.caffenet import CaffeNet
 from jaxfool.classifiers.nets.conv import depthwise_conv, grouped_conv, strided_valid_conv
 from jaxfool.classifiers.nets.efficientnet_lite import EfficientNetLite
-from jaxfool.runs import experiment
 from jaxfool.search import archive as archive_lib
 from jaxfool.search import map_elites as evolve
 from jaxfool.search.encodings.cppn import CppnEncoding
@@ -278,9 +278,9 @@ def test_compute_dtype_setting():
     with pytest.raises(ValueError, match="compute_dtype"):
         classifiers.load_classifier("lenet", compute_dtype="float16")
     with pytest.raises(ConfigError, match="bfloat16") as e:
-        experiment.RunConfig(compute_dtype="float16")
+        runs.RunConfig(compute_dtype="float16")
     assert e.value.field == "compute_dtype"
-    bf16, _ = experiment.load_classifier(experiment.RunConfig(compute_dtype="bfloat16"))
+    bf16, _ = runs.setup.load_classifier(runs.RunConfig(compute_dtype="bfloat16"))
     assert bf16.compute_dtype == "bfloat16"
 
 

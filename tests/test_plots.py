@@ -26,7 +26,7 @@ PIXELS = (round(plots.FIGSIZE[0] * plots.DPI), round(plots.FIGSIZE[1] * plots.DP
 
 
 def metrics_rows(n: int = 6, every: int = 5, population: int = 100, classes: int = 10):
-    """Metrics rows like experiment.progress_row's: confidences rising towards 1."""
+    """Metrics rows like runs.loop.progress_row's: confidences rising towards 1."""
     rows = []
     for i in range(1, n + 1):
         med = 1.0 - 10.0 ** (-1.0 - 4.0 * i / n)

@@ -25,7 +25,7 @@ import importlib.util, json, sys
 from absl import flags
 from jaxfool.classifiers import registry as classifiers
 from jaxfool.base import cli
-from jaxfool.runs import store as runs
+from jaxfool import runs
 script, *files = sys.argv[1:]
 spec = importlib.util.spec_from_file_location("preset_script", script)
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -40,9 +40,9 @@ for path in files:
             mnist = classifiers.MODELS[FLAGS.model].image_shape == classifiers.MNIST_SHAPE
             runs.parse_classes(FLAGS.classes, 10 if mnist else 1000)
         if script.endswith("fool.py"):  # the library validates every value of a run
-            from jaxfool.runs import experiment
-            cli.from_flags(experiment.RunConfig)
-            cli.from_flags(experiment.LoopConfig)
+            from jaxfool import runs
+            cli.from_flags(runs.RunConfig)
+            cli.from_flags(runs.LoopConfig)
         result[path] = {
             n: {"value": FLAGS[n].value, "serialized": FLAGS[n].serialize()} for n in given
         }

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxfool import runs
 from jaxfool.base import images
-from jaxfool.runs import experiment, rescore
-from jaxfool.runs import store as runs
-from jaxfool.runs.experiment import LoopConfig, RunConfig
-from jaxfool.runs.rundir import RunDirError
+from jaxfool.base.errors import RunDirError
+from jaxfool.runs import LoopConfig, RunConfig, rescore
 
 REPO = Path(__file__).resolve().parents[1]
 RESCORE = [sys.executable, str(REPO / "experiments" / "rescore.py")]
@@ -36,7 +35,7 @@ def quiet(msg):
 def mnist_run(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / request.param
     config = RunConfig(encoding=request.param, population=20, seed=5)
-    experiment.drive(experiment.start(config, LoopConfig(out=str(out), generations=4), log=quiet))
+    runs.drive(runs.start(config, LoopConfig(out=str(out), generations=4), log=quiet))
     return out
 
 
@@ -150,10 +149,10 @@ def test_cli_errors_and_gallery(mnist_run, tmp_path):
 
 
 def test_large_galleries_use_small_tiles():
-    assert runs.gallery_tile(10) == runs.gallery_tile(200) == 112
-    assert runs.gallery_tile(201) == runs.gallery_tile(1000) == 64
-    assert runs.caption("great white shark", 2, 0.5, width=10) == "2 great wh\n50.00%"
-    assert runs.caption("great white shark", 2, 0.5) == "2 great white shar\n50.00%"
+    assert runs.store.gallery_tile(10) == runs.store.gallery_tile(200) == 112
+    assert runs.store.gallery_tile(201) == runs.store.gallery_tile(1000) == 64
+    assert runs.store.caption("great white shark", 2, 0.5, width=10) == "2 great wh\n50.00%"
+    assert runs.store.caption("great white shark", 2, 0.5) == "2 great white shar\n50.00%"
 
 
 @pytest.mark.slow

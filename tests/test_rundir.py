@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from jaxfool.runs.rundir import MANIFEST, RunDir, RunDirError
+from jaxfool.base.errors import RunDirError
+from jaxfool.runs.rundir import MANIFEST, RunDir
 
 
 def make_run(path, files=("config.json", "summary.json", "elites/0000_0.png")):

@@ -248,13 +248,13 @@ def test_adding_a_torch_layout_model_is_one_file_and_one_line(tmp_path):
             want = ref.head(h).numpy()
         np.testing.assert_allclose(np.asarray(clf.logits(params, images)), want, atol=1e-5)
         # and fool's library loop runs against it
-        from jaxfool.runs import experiment
+        from jaxfool import runs
 
-        config = experiment.RunConfig(
+        config = runs.RunConfig(
             model="tiny_test_net", weights=str(path), encoding="cppn", population=4
         )
-        loop = experiment.LoopConfig(out=str(tmp_path / "run"), generations=2, log_every=1)
-        summary = experiment.drive(experiment.start(config, loop, log=lambda _: None))
+        loop = runs.LoopConfig(out=str(tmp_path / "run"), generations=2, log_every=1)
+        summary = runs.drive(runs.start(config, loop, log=lambda _: None))
         assert summary["model"] == "tiny_test_net" and len(summary["classes"]) == 5
     finally:
         classifiers.MODELS.pop("tiny_test_net")

@@ -16,9 +16,8 @@ from typing import Any, NoReturn
 
 from absl import app, flags
 
-from jaxfool.base.errors import ConfigError, Interrupted
+from jaxfool.base.errors import ConfigError, Interrupted, RunDirError
 from jaxfool.base.signals import Stop
-from jaxfool.runs.rundir import RunDirError
 
 __all__ = ["FlagError", "Stop", "fail", "from_flags", "given_flags", "run"]
 

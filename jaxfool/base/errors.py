@@ -18,3 +18,7 @@ class Interrupted(RuntimeError):
     def __init__(self, signal_name: str, message: str):
         super().__init__(message)
         self.signal_name = signal_name
+
+
+class RunDirError(RuntimeError):
+    """A run directory cannot be used or read (the message names it and why)."""

@@ -3,7 +3,7 @@
 A run directory's elites/*.npz genomes are the record of what it found (the PNGs can be
 re-rendered from them). `rescore` checks that record: it rebuilds the run's classifier and
 encoding from config.json, expresses every genome (the same bytes that were scored), scores the
-images through the same path as evolution (`evolve.evaluate`: same eval chunk, so the classifier
+images through the same path as evolution (`map_elites.evaluate`: same eval chunk, so the classifier
 sees the same batch shapes) and compares each elite's log-probability with classes.csv.
 """
 
@@ -19,14 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfool.search import map_elites as evolve
-
-from jaxfool.runs import experiment
-
-from jaxfool.runs import store as runs
 from jaxfool.base.errors import ConfigError
-from jaxfool.runs.rundir import RunDirError
 from jaxfool.base.npz import WeightsFileError
+from jaxfool.runs import store
+from jaxfool.runs.config import LoopConfig, RunConfig
+from jaxfool.base.errors import RunDirError
+from jaxfool.runs.setup import build
+from jaxfool.search import map_elites
 
 
 @dataclass(frozen=True)
@@ -81,14 +80,12 @@ def read_elites(run_dir: Path) -> list[Elite]:
     return elites
 
 
-def run_configs(run_dir: Path) -> tuple[experiment.RunConfig, experiment.LoopConfig]:
+def run_configs(run_dir: Path) -> tuple[RunConfig, LoopConfig]:
     """The run's RunConfig and LoopConfig as config.json records them."""
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")
     try:
-        config, loop, _ = experiment.resumed_configs(
-            run_dir, experiment.RunConfig(), experiment.LoopConfig(), given=set()
-        )
+        config, loop, _ = store.resumed_configs(run_dir, RunConfig(), LoopConfig(), given=set())
     except ConfigError as e:
         raise RunDirError(f"{run_dir}: {e}") from None
     return config, loop
@@ -112,13 +109,12 @@ def rescore(run_dir: str | Path, classes: Sequence[int] | None = None) -> Rescor
     for elite in elites:  # only the classes asked for need their genomes (a run may keep a few)
         if not elite.genome_path.is_file():
             raise RunDirError(f"{elite.genome_path}: genome file missing (class {elite.index})")
-    clf, params = experiment.load_classifier(config)
-    config, loop = experiment.with_original_defaults(config, loop, clf.image_shape)
-    evolution = experiment.evolution_config(config, clf)
+    setup = build(config, loop)
+    clf, params, evolution = setup.classifier, setup.params, setup.evolution
     genomes = []
     for elite in elites:
         try:
-            encoding, genome, _ = runs.load_genome(elite.genome_path)
+            encoding, genome, _ = store.load_genome(elite.genome_path)
         except WeightsFileError as e:
             raise RunDirError(str(e)) from None
         if encoding != evolution.encoding:
@@ -142,7 +138,7 @@ def rescore(run_dir: str | Path, classes: Sequence[int] | None = None) -> Rescor
     padded = -(-n // block) * block
     order = np.concatenate([np.arange(n), np.zeros(padded - n, int)])
     blocks = jax.tree.map(lambda a: a[order].reshape((-1, block) + a.shape[1:]), stacked)
-    score = jax.jit(lambda p, g: evolve.evaluate(evolution, p, g)[0])
+    score = jax.jit(lambda p, g: map_elites.evaluate(evolution, p, g)[0])
     scored = [
         np.asarray(score(params, jax.tree.map(lambda a, i=i: a[i], blocks)))
         for i in range(padded // block)

@@ -14,12 +14,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from jaxfool.base import fileio
+from jaxfool.base.errors import RunDirError
+
 MANIFEST = "manifest.json"
 FORMAT = "jaxfool run"
-
-
-class RunDirError(RuntimeError):
-    """The output directory cannot be used (the message names it and why)."""
 
 
 def _check_directory(path: Path) -> None:

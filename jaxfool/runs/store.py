@@ -18,13 +18,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfool.base import fileio
-
-from jaxfool.base import images
-from jaxfool.runs.rundir import RunDir, RunDirError
-from jaxfool.base import npz
+from jaxfool.base import fileio, images, npz
+from jaxfool.base.errors import ConfigError
+from jaxfool.runs.config import LoopConfig, RunConfig, replace_checked
+from jaxfool.base.errors import RunDirError
+from jaxfool.runs.rundir import RunDir
+from jaxfool.search import encodings
 
 THRESHOLDS = ("0.99", "0.999", "0.9999")
+# outputs of every run (elites/ come per class): recorded in the manifest before they exist
+RUN_FILES = (
+    "config.json", "metrics.jsonl", "progress.png", "summary.json", "classes.csv",
+    "gallery.png", "checkpoint/state.npz",
+)  # fmt: skip
 
 
 def prepare_run_dir(out: str | Path, overwrite: bool = False) -> Path:
@@ -59,35 +65,6 @@ def archive_stats(log_prob: np.ndarray) -> dict[str, Any]:
         "min_confidence": float(np.min(p)),
         "num_classes_above": above,
     }
-
-
-def _class_range(part: str) -> range:
-    """'7' -> range(7, 8); '7-9' -> range(7, 10). ValueError for anything else."""
-    try:
-        if "-" not in part[1:]:
-            return range(int(part), int(part) + 1)
-        lo, hi = part.split("-", 1)
-        lo, hi = int(lo), int(hi)
-    except ValueError:
-        raise ValueError(f"{part!r} is not an index or a range a-b") from None
-    if lo > hi:
-        raise ValueError(f"{part!r}: empty range ({lo} > {hi})")
-    return range(lo, hi + 1)
-
-
-def parse_classes(text: str | None, num_classes: int) -> tuple[int, ...]:
-    """'0,3,7-9' -> (0, 3, 7, 8, 9); None or blank -> all classes. Bad lists raise ValueError."""
-    if text is None or not text.strip():
-        return tuple(range(num_classes))
-    classes: list[int] = []
-    for part in text.split(","):
-        classes.extend(_class_range(part.strip()))
-    bad = [c for c in classes if not 0 <= c < num_classes]
-    if bad:
-        raise ValueError(f"{bad} outside 0..{num_classes - 1}")
-    if len(set(classes)) != len(classes):
-        raise ValueError("an index appears twice")
-    return tuple(classes)
 
 
 def peak_memory() -> dict[str, int | None]:
@@ -141,7 +118,7 @@ def write_elites(
         meta = {
             "class": c,
             "label": labels[c],
-            "encoding": encoding_spec(encoding),
+            "encoding": encodings.to_spec(encoding),
             "log_prob": float(log_prob[cell]),
         }
         npz.save_params(out / "elites" / f"{stem}.npz", {"genome": genome}, meta)
@@ -167,24 +144,6 @@ def format_confidence(p: float) -> str:
         if not text.startswith("100"):
             return text + "%"
     return f"{100 * p:.10f}%"
-
-
-def encoding_spec(encoding: Any) -> dict[str, Any]:
-    """A JSON-able description of an encoding: its class name and settings."""
-    return {"name": type(encoding).__name__, **dataclasses.asdict(encoding)}
-
-
-def encoding_from_spec(spec: dict[str, Any]) -> Any:
-    """Rebuilds the encoding that `encoding_spec` described."""
-    from jaxfool.search.encodings.cppn import CppnEncoding
-    from jaxfool.search.encodings.direct import DirectEncoding
-
-    classes = {c.__name__: c for c in (CppnEncoding, DirectEncoding)}
-    if not isinstance(spec, dict) or spec.get("name") not in classes:
-        raise ValueError(f"unknown encoding {spec!r:.60}")
-    settings = {k: v for k, v in spec.items() if k != "name"}
-    settings["image_shape"] = tuple(settings["image_shape"])
-    return classes[spec["name"]](**settings)
 
 
 def write_classes_csv(path: Path, records: list[dict[str, Any]]) -> Path:
@@ -240,23 +199,32 @@ def _as_dict(node: Any) -> Any:
 
 
 def load_genome(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
-    """Reads an elite's genome file: (encoding, genome batch of one, metadata)."""
+    """Reads an elite's genome file: (encoding, genome batch of one, metadata). Every array the
+    encoding's genomes have must be there with its shape and dtype, else `WeightsFileError`
+    naming the file and the array."""
     tree, meta = npz.load_params(path)
     if "genome" not in tree or "encoding" not in meta:
         raise npz.WeightsFileError(f"{path}: not a jaxfool genome file (no genome/encoding)")
     try:
-        encoding = encoding_from_spec(meta["encoding"])
+        encoding = encodings.from_spec(meta["encoding"])
     except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise npz.WeightsFileError(f"{path}: bad encoding description ({e})") from None
-    genome = tree["genome"]
-    if isinstance(genome, dict):
-        from jaxfool.search.encodings.cppn import CppnGenome
-
-        try:
-            genome = CppnGenome(**genome)
-        except TypeError as e:
-            raise npz.WeightsFileError(f"{path}: bad CPPN genome ({e})") from None
-    return encoding, jax.tree.map(lambda a: jnp.asarray(a)[None], genome), meta
+    template = jax.eval_shape(lambda k: encoding.init(k, 1), jax.random.key(0))
+    flat = npz.flatten({"genome": tree["genome"]})
+    leaves = []
+    for key_path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]:
+        name = "/".join(["genome", _path_name(key_path)]).rstrip("/")
+        value = flat.get(name)
+        if value is None:
+            raise npz.WeightsFileError(f"{path}: no {name}; not a genome of its encoding")
+        if value.shape != leaf.shape[1:] or value.dtype != leaf.dtype:
+            raise npz.WeightsFileError(
+                f"{path}: {name} is {value.dtype}{list(value.shape)}, its encoding needs "
+                f"{leaf.dtype}{list(leaf.shape[1:])}"
+            )
+        leaves.append(jnp.asarray(value)[None])
+    genome = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+    return encoding, genome, meta
 
 
 def _path_name(path) -> str:
@@ -305,3 +273,54 @@ def load_checkpoint(out: Path, template: Any) -> tuple[Any, jax.Array, dict[str,
     except (TypeError, ValueError) as e:
         raise RunDirError(f"{path}: loop_key is not a random key ({e})") from None
     return state, key, meta.get("config", {})
+
+
+def drop_metrics_after(path: Path, generation: int) -> None:
+    """Keeps the metrics lines up to the checkpoint's generation (a killed run wrote more)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in rows if json.loads(line).get("generation", 0) <= generation]
+    fileio.write_text(path, "".join(line + "\n" for line in kept))
+
+
+def resumed_configs(
+    out: str | Path, config: RunConfig, loop: LoopConfig, given: set[str]
+) -> tuple[RunConfig, LoopConfig, dict]:
+    """The saved run's RunConfig (a `given` setting that differs is a ConfigError) and its loop
+    settings, each replaced by the `given` value where one was given."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise ConfigError("resume", "no config.json there (not a run directory)")
+    try:
+        record = json.loads(path.read_text())
+        saved = record["flags"]
+        if not isinstance(saved, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ConfigError("resume", f"{path} is not a run config") from None
+    changes = {}
+    for field in dataclasses.fields(RunConfig):
+        if field.name not in saved:
+            continue
+        ours, theirs = getattr(config, field.name), saved[field.name]
+        if field.name in given and ours != theirs:
+            raise ConfigError(
+                field.name,
+                f"--{field.name}={ours} conflicts with the resumed run's {theirs!r}; "
+                "a resumed run keeps its settings",
+            )
+        changes[field.name] = theirs
+    loop_changes = {
+        f.name: saved[f.name]
+        for f in dataclasses.fields(LoopConfig)
+        if f.name in saved and f.name not in given and f.name not in ("out", "overwrite")
+    }
+    try:
+        return (
+            replace_checked(config, **changes),
+            replace_checked(loop, out=str(out), **loop_changes),
+            record,
+        )
+    except (TypeError, ConfigError) as e:
+        raise ConfigError("resume", f"{path}: a saved setting is invalid ({e})") from None

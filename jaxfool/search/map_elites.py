@@ -25,25 +25,13 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxfool.classifiers import scoring
-from jaxfool.classifiers.registry import Classifier
+from jaxfool.classifiers.protocol import Classifier
 from jaxfool.search import archive as archive_lib
+from jaxfool.search.emitters import EmitContext
+from jaxfool.search.emitters.original import Original
 from jaxfool.search.encodings import Encoding
 
 POP_AXIS = "pop"
-IMAGENET_EVAL_CHUNK = 32  # images per classifier call (x10 crops for CaffeNet): ~2 GiB peak
-
-
-def original_settings(image_shape: tuple[int, int, int], encoding: str) -> dict[str, Any]:
-    """The original code's run settings (PAPER.md 4.2) for images of `image_shape`.
-
-    ImageNet (colour): population 400 for CPPN, 200 for direct, 5000 generations, classifier
-    chunks of IMAGENET_EVAL_CHUNK images. MNIST: population 200 and the paper's 200 generations
-    (the original ran 1001-1010), whole-population classifier calls.
-    """
-    if image_shape[-1] == 3:
-        population = 400 if encoding == "cppn" else 200
-        return {"population": population, "generations": 5000, "eval_chunk": IMAGENET_EVAL_CHUNK}
-    return {"population": 200, "generations": 200, "eval_chunk": None}
 
 
 def population_mesh(devices: Any = None) -> Mesh:
@@ -62,6 +50,8 @@ class EvolutionConfig:
     eval_chunk: at most this many images go through the classifier at once (None: all); with
         a mesh, per device.
     mesh: devices to split the population over (axis name POP_AXIS); None: no sharding.
+    emitters: (emitter, children) pairs sharing each generation's population, in population
+        order (`jaxfool.search.emitters`); () = the original emitter for the whole population.
     """
 
     encoding: Encoding
@@ -71,7 +61,7 @@ class EvolutionConfig:
     initial_population: int = 200
     eval_chunk: int | None = None
     mesh: Mesh | None = None
-    emitters: tuple[tuple[str, int], ...] = ()  # (name, children); () = ("original", population)
+    emitters: tuple[tuple[Any, int], ...] = ()
 
     def __post_init__(self):
         if self.population < 2 or self.population % 2:
@@ -88,11 +78,11 @@ class EvolutionConfig:
             )
         if self.mesh is not None and self.mesh.axis_names != (POP_AXIS,):
             raise ValueError(f"mesh must have the single axis {POP_AXIS!r}")
-        from jaxfool.search import emitters as emitters_lib
-
-        for name, count in self.emitters:
-            if name not in emitters_lib.EMITTERS or count < 2 or count % 2:
-                raise ValueError(f"bad emitter share {(name, count)}")
+        for emitter, count in self.emitters:
+            if not hasattr(emitter, "emit") or count < 2 or count % 2:
+                raise ValueError(f"bad emitter share {(emitter, count)}")
+            if emitter.encoding != self.encoding:
+                raise ValueError(f"{type(emitter).__name__} varies another encoding's genomes")
         if self.emitters and sum(c for _, c in self.emitters) != self.population:
             raise ValueError(f"emitter shares {self.emitters} do not sum to the population")
         if self.encoding.image_shape != self.classifier.image_shape:
@@ -104,10 +94,7 @@ class EvolutionConfig:
     @property
     def emitter_plan(self) -> tuple[tuple[Any, int], ...]:
         """(emitter, children) per emitter of a generation, in population order."""
-        from jaxfool.search import emitters as emitters_lib
-
-        shares = self.emitters or (("original", self.population),)
-        return tuple((emitters_lib.build(name, self.encoding), n) for name, n in shares)
+        return self.emitters or ((Original(self.encoding), self.population),)
 
     def default_emitter_params(self) -> tuple:
         """Each emitter's default `Params`, in plan order (what `run` uses when given None)."""
@@ -179,8 +166,6 @@ def emit(
 ) -> Any:
     """The generation's children: each emitter its share, concatenated in plan order (one
     emitter uses `key` itself; several use fold_in(key, i))."""
-    from jaxfool.search.emitters import EmitContext
-
     plan = config.emitter_plan
     emitter_params = config.default_emitter_params() if emitter_params is None else emitter_params
     context = EmitContext(config.encoding, config.classifier, config.classes, params)

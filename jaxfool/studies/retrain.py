@@ -37,9 +37,11 @@ from jaxfool.base.errors import ConfigError
 from jaxfool.classifiers import retrain_nets, train, train_folder
 from jaxfool.classifiers.data.folder import FolderData, scan_image_folder
 from jaxfool.classifiers.registry import Classifier
-from jaxfool.runs import experiment
-from jaxfool.search import emitters
-from jaxfool.search import map_elites as evolve
+from jaxfool.runs import emitter_text
+from jaxfool.runs.config import check_emitter_settings
+from jaxfool.runs.loop import many_chunks
+from jaxfool.runs.setup import search_config
+from jaxfool.search.map_elites import EvolutionConfig
 from jaxfool.studies.retrain_report import format_row
 from jaxfool.studies.transfer import score_images
 
@@ -109,12 +111,10 @@ class RetrainConfig:
             "probe_emitter_params",
             "given without --probe_emitter",
         )
-        experiment.check_emitter_settings(self.emitter, self.emitter_params, pop)
+        check_emitter_settings(self.emitter, self.emitter_params, pop)
         if self.probe_emitter:
             fields = ("probe_emitter", "probe_emitter_params")
-            experiment.check_emitter_settings(
-                self.probe_emitter, self.probe_emitter_params, pop, fields
-            )
+            check_emitter_settings(self.probe_emitter, self.probe_emitter_params, pop, fields)
 
 
 def parse_thresholds(text: str) -> tuple[float, ...]:
@@ -154,19 +154,13 @@ def fooling_evolution_config(
     population: int,
     eval_chunk=None,
     emitter: str = "original",
-) -> evolve.EvolutionConfig:
+) -> EvolutionConfig:
     """MAP-Elites over the real classes only (cells 0..n-1), whatever the net's output count,
     searching with the emitter spec `emitter` ("original": exactly the original code's)."""
-    shares = () if emitter == "original" else emitters.parse_spec(emitter, population)
-    return evolve.EvolutionConfig(
-        encoding=encoding,
-        classifier=classifier,
-        classes=tuple(range(num_real)),
-        population=population,
-        initial_population=population,
+    return search_config(
+        encoding, classifier, tuple(range(num_real)), population, emitter,
         eval_chunk=eval_chunk,
-        emitters=shares,
-    )
+    )  # fmt: skip
 
 
 def median_confidence(log_prob: np.ndarray) -> float:
@@ -190,7 +184,7 @@ class FoolingRound:
 
 
 def evolve_fooling(
-    config: evolve.EvolutionConfig,
+    config: EvolutionConfig,
     params: Any,
     key: jax.Array,
     runs: int,
@@ -199,7 +193,7 @@ def evolve_fooling(
     emitter_params: tuple | None = None,
 ) -> FoolingRound:
     """`runs` independent MAP-Elites runs of `generations` generations (run r uses fold_in(key, r)),
-    all in each host call (`evolve.run_many_states`; on CPU bit for bit the runs one by one).
+    all in each host call (`runs.loop.many_chunks`; on CPU bit for bit the runs one by one).
 
     Records each run's median confidence every `log_every` generations (host calls).
     `emitter_params`: the emitters' runtime Params (None: their defaults).
@@ -208,15 +202,15 @@ def evolve_fooling(
     checkpoints = list(range(0, generations, log_every)) + [generations]
     keys = jax.vmap(lambda r: jax.random.split(jax.random.fold_in(key, r)))(jnp.arange(runs))
     init_keys, loop_keys = keys[:, 0], keys[:, 1]
-    state = evolve.init_many(config, params, init_keys)
 
     def medians_of(state) -> list[float]:
         log_prob = np.asarray(state.archive.log_prob)
         return [median_confidence(row) for row in log_prob]
 
-    medians = [medians_of(state)]
-    for n in experiment.chunk_sizes(0, generations, log_every, 0):
-        state = evolve.run_many_states(config, params, state, loop_keys, n, emitter_params)
+    medians = []
+    steps = many_chunks(config, params, init_keys, loop_keys, generations, log_every,
+                        emitter_params)  # fmt: skip
+    for state, _ in steps:
         medians.append(medians_of(state))
     log_probs = np.asarray(state.archive.log_prob)
     genomes = state.archive.genomes
@@ -469,7 +463,7 @@ def _search(task, encoding, config, clf, clf_params, emitter, emitter_params, ru
         encoding, clf, task.num_real, config.population, config.eval_chunk, emitter
     )
     custom = emitter != "original" or emitter_params
-    params = experiment.spec_emitter_params(emitter, emitter_params, evo) if custom else None
+    params = emitter_text.runtime_params(emitter, emitter_params, evo) if custom else None
     return evolve_fooling(evo, clf_params, key, runs, config.generations, config.log_every, params)
 
 

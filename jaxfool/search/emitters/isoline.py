@@ -2,10 +2,12 @@
 genes: child = a + iso_sigma * N(0, I) + line_sigma * N(0, 1) * (b - a) for parents a, b drawn
 uniformly over occupied cells, clipped to the genes' range [0, 1].
 
-Direct genomes: every pixel gene (uint8 genomes are decoded to the centre of their byte and
-encoded again). CPPN genomes: the connection weight genes (the weight is 20 g - 10); the
-structure still varies by the original's mutations (parent a is mutated first), and the line
-term uses b's weight where b has the same connection (src, dst) in the same slot, else none.
+The genes are the encoding's (`genes_of`): every pixel gene of a direct genome (uint8 genomes
+decoded to the centre of their byte and encoded again), the connection weight genes of a CPPN
+(weight 20 g - 10). Parent a first gets the encoding's own structural mutation (a CPPN's
+original mutations; none for pixels), and b's genes enter the line term as the encoding aligns
+them with a's (`partner_genes`: for a CPPN, b's weight where b has the same connection in the
+same slot, else none).
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxfool.search import archive as archive_lib
-from jaxfool.search.emitters import register
 
 
 @struct.dataclass
 class IsolineParams:
     """iso_sigma: isotropic noise per gene; line_sigma: spread along b - a (QDax's defaults
-    are 0.005 / 0.05 for genes in [0, 1]; ours from MNIST runs, see README; these field
-    defaults are the CPPN weights', `Isoline.default_params` gives direct pixels their own)."""
+    are 0.005 / 0.05 for genes in [0, 1]; each encoding gives its measured ones, `tuned`)."""
 
     iso_sigma: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.01))
     line_sigma: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.1))
@@ -39,31 +39,21 @@ def iso_line(key: jax.Array, a: jax.Array, b: jax.Array, params: IsolineParams) 
     return jnp.clip(a + iso + line * (b - a), 0.0, 1.0)
 
 
-@register("isoline")
 @dataclass(frozen=True)
 class Isoline:
     encoding: Any
 
     def default_params(self) -> IsolineParams:
-        if hasattr(self.encoding, "decode"):
-            # direct pixels, MNIST seeds 0-1, 300 generations: (0.05, 0.01) all ten digits
-            # >= 0.9999 by ~190-220 (the original's pace); the line term between unrelated
-            # classes' elites hurts: (0.01, 0.1) 1 of 10 at 200, (0.02, 0.05) 2, (0.05, 0) 9
-            return IsolineParams(iso_sigma=jnp.float32(0.05), line_sigma=jnp.float32(0.01))
-        return IsolineParams()
+        tuned = self.encoding.tuned("isoline")
+        return IsolineParams().replace(**{k: jnp.float32(v) for k, v in tuned.items()})
 
     def emit(self, key, archive, params, generation, n, context=None):
         del context
+        enc = self.encoding
         k_select, k_vary, k_struct = jax.random.split(key, 3)
         parents = archive_lib.gather(archive, archive_lib.select(archive, k_select, 2 * n))
         a = jax.tree.map(lambda g: g[0::2], parents)
         b = jax.tree.map(lambda g: g[1::2], parents)
-        if hasattr(self.encoding, "decode"):  # direct: pixel genes
-            enc = self.encoding
-            return enc.encode(iso_line(k_vary, enc.decode(a), enc.decode(b), params))
-        # CPPN: structure (and the original's weight mutation) from a, then iso+line weights
-        mutated = jax.vmap(self.encoding.mutate)(jax.random.split(k_struct, n), a)
-        same = mutated.edge_alive & b.edge_alive & (mutated.src == b.src) & (mutated.dst == b.dst)
-        partner = jnp.where(same, b.weight, mutated.weight)
-        weight = iso_line(k_vary, mutated.weight, partner, params)
-        return mutated.replace(weight=jnp.where(mutated.edge_alive, weight, mutated.weight))
+        a = enc.mutate_structure(k_struct, a)
+        child = iso_line(k_vary, enc.genes_of(a), enc.partner_genes(a, b), params)
+        return enc.with_genes(a, child)

@@ -1,5 +1,5 @@
 """The original code's variation: uniform parents over occupied cells, then the encoding's
-own operators (direct: SBX + polynomial mutation; CPPN: the six DnnFF mutations).
+own operators (direct: SBX + polynomial mutation; CPPN: the six `DnnFF` mutations).
 
 Its Params are the encoding's rates (`DirectRates`: mutation_rate, eta_m, crossover_rate,
 eta_c; `CppnRates`: the six mutations' rates and eta_m), defaulting to the encoding's fields
@@ -14,10 +14,8 @@ from typing import Any
 import jax
 
 from jaxfool.search import archive as archive_lib
-from jaxfool.search.emitters import register
 
 
-@register("original")
 @dataclass(frozen=True)
 class Original:
     encoding: Any
@@ -27,7 +25,7 @@ class Original:
 
     def emit(self, key, archive, params, generation, n, context=None):
         """n children of n/2 parent pairs drawn uniformly over occupied cells (pairs are
-        consecutive draws), varied by `encoding.vary`: today's generation, bit for bit."""
+        consecutive draws), varied by `encoding.vary`."""
         del context
         k_select, k_vary = jax.random.split(key)
         parents = archive_lib.gather(archive, archive_lib.select(archive, k_select, n))

@@ -1,27 +1,16 @@
 """CPPN encoding: variable-topology networks in fixed-capacity arrays, as the original code's
-Sferes `DnnFF` genome (PAPER.md 4.5), mutated and rendered inside jit.
+Sferes `DnnFF` genome, mutated and rendered inside jit.
 
-Genome layout. Node slots 0..3 are the inputs (x, y, d, bias), the next C slots the outputs
-(1 gray, or 3 for H, L, S), the rest hidden slots. Connections are an edge table (src, dst,
-weight gene, alive) rather than a weight matrix: the original allows parallel edges, and
-mutations act on individual edges (delete one, split one), which a summed matrix cannot
-represent. Weight genes g lie in [0, 1]; the weight is 20 g - 10.
-
-Rendering evaluates the DAG feed-forward, which equals the original's synchronous stepping for
-depth = longest path + 1. Edges are sorted by the longest-path depth of their source, so when
-an edge is processed its source is final: acc[dst] += w * act_src(acc[src]). The loop runs
-over live edges only, vmapped over genomes and vectorised over pixels, in chunks of at most
-`max_genome_pixels` genome-pixels so memory stays bounded.
-
-Two renderers: "sequential" (one genome after another, `lax.switch` per edge: the CPU's) and
-"batched" (all genomes of a chunk per edge: the accelerators'). `render_strategy="auto"` takes
-the one of the platform the render is lowered for (`backend`, see `jaxfool.base.platforms`).
+The genome (`cppn_genome.CppnGenome`) is a padded node and edge table; variation is the
+original's: no crossover, each child copied from a parent and mutated by `DnnFF::mutate`
+(weights, activations, add/delete a connection, add/delete a neuron). Rendering is in
+`cppn_render`. What an emitter moves is the connection weights; `mutate_structure` is the
+original's mutation, which grows the network (a weight step alone cannot).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import jax
@@ -30,117 +19,33 @@ from flax import struct
 
 from jaxfool.base import platforms
 from jaxfool.search import operators
-from jaxfool.search.encodings import color
+from jaxfool.search.encodings import cppn_render
+from jaxfool.search.encodings.cppn_genome import (
+    ACTIVATIONS,
+    IDENTITY,
+    NUM_INPUTS,
+    CppnGenome,
+    ancestors,
+    first_free,
+    pick,
+)
 
-ACTIVATIONS = ("sine", "sigmoid", "gaussian", "linear")
-IDENTITY = len(ACTIVATIONS)  # activation id of the input nodes
-NUM_INPUTS = 4  # x, y, d, bias
 COORDS = ("raw", "normalized")
 COLORS = ("hls", "hsv")
-SEQUENTIAL_PIXEL_BLOCK = 2**14  # pixels per pass of the CPU renderer (16 K: ~1 MiB of live rows)
-
-
-@struct.dataclass
-class CppnGenome:
-    """One CPPN (a population has a leading batch axis on every field).
-
-    act: int32 [N] activation id per node slot (inputs: IDENTITY).
-    node_alive: bool [N]; inputs and outputs are always alive.
-    src, dst: int32 [E] edge endpoints; weight: float32 [E] weight gene in [0, 1].
-    edge_alive: bool [E].
-    capacity_hits: int32 [], structural mutations skipped for lack of room along the lineage.
-    """
-
-    act: jax.Array
-    node_alive: jax.Array
-    src: jax.Array
-    dst: jax.Array
-    weight: jax.Array
-    edge_alive: jax.Array
-    capacity_hits: jax.Array
-
-
-def _sine(p):
-    return jnp.sin(p)
-
-
-def _sigmoid(p):
-    return 2.0 / (1.0 + jnp.exp(-p)) - 1.0
-
-
-def _gaussian(p):
-    return jnp.exp(-p * p)
-
-
-def _linear(p):
-    return jnp.clip(p, -3.0, 3.0) / 3.0
-
-
-def _identity(p):
-    return p
-
-
-_FUNCTIONS = (_sine, _sigmoid, _gaussian, _linear, _identity)
-
-
-def activate(act_id: jax.Array, p: jax.Array) -> jax.Array:
-    """The original's activation functions (`af_cppn.hpp`) by id, elementwise (id 4: identity).
-
-    All five are computed and one is selected, which suits batched (vmapped) ids.
-    """
-    return jnp.select([act_id == i for i in range(4)], [f(p) for f in _FUNCTIONS[:4]], p)
-
-
-def activate_one(act_id: jax.Array, p: jax.Array) -> jax.Array:
-    """Like `activate` for one scalar id: only the chosen function runs (`lax.switch`)."""
-    return jax.lax.switch(act_id, _FUNCTIONS, p)
-
-
-def _pick(key: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """A uniformly random index where mask is True, and whether there was any."""
-    index = jax.random.categorical(key, jnp.where(mask, 0.0, -jnp.inf))
-    return index.astype(jnp.int32), jnp.any(mask)
-
-
-def _first_free(alive: jax.Array, start: int = 0) -> tuple[jax.Array, jax.Array]:
-    """The first slot >= start that is not alive, and whether there is one."""
-    free = ~alive & (jnp.arange(alive.shape[0]) >= start)
-    return jnp.argmax(free).astype(jnp.int32), jnp.any(free)
-
-
-def _fixed_point(step, init: jax.Array, max_steps: int) -> jax.Array:
-    """Iterates `step` from `init` until nothing changes (at most `max_steps` times)."""
-
-    def cond(carry):
-        i, _, changed = carry
-        return changed & (i < max_steps)
-
-    def body(carry):
-        i, x, _ = carry
-        new = step(x)
-        return i + 1, new, jnp.any(new != x)
-
-    return jax.lax.while_loop(cond, body, (0, init, True))[1]
-
-
-def ancestors(genome: CppnGenome, node: jax.Array) -> jax.Array:
-    """bool [N]: `node` and every node with a path of alive edges to it."""
-    n = genome.act.shape[0]
-
-    def grow(anc):
-        return anc.at[genome.src].max(anc[genome.dst] & genome.edge_alive)
-
-    return _fixed_point(grow, jnp.arange(n) == node, n)
-
-
-def depths(genome: CppnGenome) -> jax.Array:
-    """int32 [N]: the longest path of alive edges into each node (0 for sources)."""
-    n = genome.act.shape[0]
-
-    def relax(depth):
-        return depth.at[genome.dst].max(jnp.where(genome.edge_alive, depth[genome.src] + 1, 0))
-
-    return _fixed_point(relax, jnp.zeros(n, jnp.int32), n)
+# Emitter defaults measured on MNIST (shipped LeNet, seed 0):
+# - gradient steps (the RMS of the weight-gene change) drawn log-uniformly in [lo, hi]: with the
+#   original's raw pixel-index inputs log p is so rugged in the weights that steps above ~1e-3
+#   overshoot (measured against finite differences): 1e-6..1e-3 brings 8 of 10 digits to 0.9999
+#   by generation 50 (1e-4..1e-2: 5, 1e-5..1e-1: 6, 1e-7..1e-4: 7); normalized inputs take
+#   1e-4..1e-2 (all ten by generation 10);
+# - isoline on weight genes: iso_sigma 0.01, line_sigma 0.1.
+TUNED = {
+    "isoline": {"iso_sigma": 0.01, "line_sigma": 0.1},
+    "gradient": {
+        "raw": {"step_min": 1e-6, "step_max": 1e-3},
+        "normalized": {"step_min": 1e-4, "step_max": 1e-2},
+    },
+}
 
 
 @struct.dataclass
@@ -209,6 +114,14 @@ class CppnEncoding:
     def first_hidden(self) -> int:
         return NUM_INPUTS + self.num_outputs
 
+    @classmethod
+    def from_settings(cls, image_shape: tuple[int, int, int], settings) -> CppnEncoding:
+        """The encoding of a run's settings: capacities, coordinates and colour space."""
+        names = {"max_nodes": "max_nodes", "max_edges": "max_edges",
+                 "coords": "cppn_coords", "color": "cppn_color"}  # fmt: skip
+        options = {k: settings[v] for k, v in names.items() if v in settings}
+        return cls(image_shape=tuple(image_shape), **options)
+
     # ----------------------------------------------------------------------------- genomes
     def init_one(self, key: jax.Array) -> CppnGenome:
         """No hidden nodes, each input wired to each output, weights U[-10, 10], random acts."""
@@ -261,9 +174,9 @@ class CppnEncoding:
 
         # 3. add a connection: source not an output, target neither an input nor an ancestor
         do = jax.random.uniform(keys[3]) < r.add_connection_rate
-        source, _ = _pick(keys[4], g.node_alive & ~is_output)
-        target, has_target = _pick(keys[5], g.node_alive & ~is_input & ~ancestors(g, source))
-        slot, has_slot = _first_free(g.edge_alive)
+        source, _ = pick(keys[4], g.node_alive & ~is_output)
+        target, has_target = pick(keys[5], g.node_alive & ~is_input & ~ancestors(g, source))
+        slot, has_slot = first_free(g.edge_alive)
         add = do & has_target & has_slot
         hits = hits + (do & has_target & ~has_slot)
         g = g.replace(
@@ -277,14 +190,14 @@ class CppnEncoding:
 
         # 4. delete a random connection
         do = jax.random.uniform(keys[7]) < r.delete_connection_rate
-        edge, has_edge = _pick(keys[8], g.edge_alive)
+        edge, has_edge = pick(keys[8], g.edge_alive)
         g = g.replace(edge_alive=g.edge_alive.at[edge].set(g.edge_alive[edge] & ~(do & has_edge)))
 
         # 5. add a neuron on a random connection: src->new and new->dst keep the old weight
         do = jax.random.uniform(keys[9]) < r.add_neuron_rate
-        edge, has_edge = _pick(keys[10], g.edge_alive)
-        node, has_node = _first_free(g.node_alive, self.first_hidden)
-        slot, has_slot = _first_free(g.edge_alive)
+        edge, has_edge = pick(keys[10], g.edge_alive)
+        node, has_node = first_free(g.node_alive, self.first_hidden)
+        slot, has_slot = first_free(g.edge_alive)
         add = do & has_edge & has_node & has_slot
         hits = hits + (do & has_edge & ~(has_node & has_slot))
         old_dst = g.dst[edge]
@@ -302,7 +215,7 @@ class CppnEncoding:
 
         # 6. delete a random hidden neuron and its connections
         do = jax.random.uniform(keys[12]) < r.delete_neuron_rate
-        node, has_node = _pick(keys[13], g.node_alive & (n_slots >= self.first_hidden))
+        node, has_node = pick(keys[13], g.node_alive & (n_slots >= self.first_hidden))
         kill = do & has_node
         touching = (g.src == node) | (g.dst == node)
         g = g.replace(
@@ -338,124 +251,46 @@ class CppnEncoding:
     # ----------------------------------------------------------------------------- rendering
     def coordinates(self, size: int) -> jax.Array:
         """float32 [4, size*size] CPPN inputs per pixel (row-major), native range at any size."""
-        native = self.image_shape[0]
-        idx = jnp.arange(size, dtype=jnp.float32)
-        unit = -1.0 + 2.0 * idx / (size - 1)  # [-1, 1]
-        raw = idx * ((native - 1) / (size - 1))  # 0..native-1 at any resolution
-        col, row = jnp.meshgrid(jnp.arange(size), jnp.arange(size), indexing="xy")
-        xn, yn = unit[col].ravel(), unit[row].ravel()
-        if self.coords == "raw":
-            x, y = raw[col].ravel(), raw[row].ravel()
-        else:
-            x, y = xn, yn
-        d = jnp.sqrt(xn * xn + yn * yn)
-        return jnp.stack([x, y, d, jnp.ones_like(d)])
-
-    def _schedule(self, g: CppnGenome):
-        """Edges sorted by source depth (dead ones last), as (src, dst, weight, count)."""
-        depth = depths(g)
-        e = self.max_edges
-        # a stable sort by source depth, as one int32 sort (XLA's CPU argsort is ~10x slower)
-        key = jnp.where(g.edge_alive, depth[g.src], self.max_nodes) * e + jnp.arange(e)
-        order = jnp.sort(key) % e
-        weight = jnp.where(g.edge_alive, 20.0 * g.weight - 10.0, 0.0)[order]
-        return g.src[order], g.dst[order], weight, jnp.sum(g.edge_alive, dtype=jnp.int32)
-
-    def _outputs_sequential(self, act: jax.Array, schedule, coords: jax.Array) -> jax.Array:
-        """float32 [G, C, P], one genome after another: each edge costs one activation of its
-        source (`lax.switch`) and an in-place row update. Fastest on CPUs."""
-
-        unroll = 2  # edges per loop iteration: amortises the loop's fixed cost
-
-        def one(args):
-            act, (src, dst, weight, count) = args
-            # dead edges (weight 0) pad the table so the last iteration may overrun `count`
-            src, dst = (jnp.pad(a, (0, unroll)) for a in (src, dst))
-            weight = jnp.pad(weight, (0, unroll))
-            acc = jnp.zeros((self.max_nodes, coords.shape[1]), jnp.float32)
-            acc = acc.at[:NUM_INPUTS].set(coords)
-
-            def edges(i, acc):
-                for j in range(unroll):
-                    k = unroll * i + j
-                    s = src[k]
-                    acc = acc.at[dst[k]].add(weight[k] * activate_one(act[s], acc[s]))
-                return acc
-
-            acc = jax.lax.fori_loop(0, (count + unroll - 1) // unroll, edges, acc)
-            outs = [activate_one(act[o], acc[o]) for o in range(NUM_INPUTS, self.first_hidden)]
-            return jnp.stack(outs)
-
-        return jax.lax.map(one, (act, schedule))
-
-    def _outputs_batched(self, act: jax.Array, schedule, coords: jax.Array) -> jax.Array:
-        """float32 [G, C, P]: G genomes (act [G, N], schedules) on pixel inputs [4, P].
-
-        The loop runs to the largest live-edge count of the chunk; shorter genomes run on
-        dead edges of weight 0, which add nothing.
-        """
-        src, dst, weight, count = schedule
-        num = act.shape[0]
-        rows = jnp.arange(num)
-        acc = jnp.zeros((num, self.max_nodes, coords.shape[1]), jnp.float32)
-        acc = acc.at[:, :NUM_INPUTS].set(coords)
-
-        def edge(k, acc):
-            s = src[:, k]
-            value = activate(act[rows, s][:, None], acc[rows, s])
-            return acc.at[rows, dst[:, k]].add(weight[:, k, None] * value)
-
-        acc = jax.lax.fori_loop(0, jnp.max(count), edge, acc)
-        outs = slice(NUM_INPUTS, self.first_hidden)
-        return activate(act[:, outs, None], acc[:, outs])
+        return cppn_render.coordinates(self, size)
 
     def outputs(self, genomes: CppnGenome, size: int | None = None) -> jax.Array:
         """float32 [B, size, size, C]: raw CPPN outputs in [-1, 1] (default size: native)."""
-        size = size or self.image_shape[0]
-        if self.render_strategy != "auto":
-            return self._outputs(self.render_strategy, size, genomes)
-        sequential = partial(self._outputs, "sequential", size)
-        batched = partial(self._outputs, "batched", size)
-        return platforms.select(self.backend, sequential, batched, genomes)
-
-    def _outputs(self, strategy: str, size: int, genomes: CppnGenome) -> jax.Array:
-        """`outputs` by one renderer ("sequential" or "batched")."""
-        pixels = size * size
-        block = min(pixels, self.max_genome_pixels)
-        if strategy == "sequential":  # a genome's node rows then stay in a CPU core's cache
-            block = min(block, SEQUENTIAL_PIXEL_BLOCK)
-        num_blocks = -(-pixels // block)
-        coords = self.coordinates(size)
-        coords = jnp.pad(coords, ((0, 0), (0, num_blocks * block - pixels)))
-        coords = coords.reshape(NUM_INPUTS, num_blocks, block).transpose(1, 0, 2)
-        batch = genomes.act.shape[0]
-        chunk = max(1, min(batch, self.max_genome_pixels // block))
-        num_chunks = -(-batch // chunk)
-        padded = jax.tree.map(
-            lambda a: jnp.concatenate([a, jnp.repeat(a[:1], num_chunks * chunk - batch, 0)]),
-            genomes,
-        )
-        chunks = jax.tree.map(lambda a: a.reshape((num_chunks, chunk) + a.shape[1:]), padded)
-
-        evaluate = self._outputs_sequential if strategy == "sequential" else self._outputs_batched
-
-        def render_chunk(gs):
-            schedules = jax.vmap(self._schedule)(gs)
-            per_block = jax.lax.map(
-                lambda c: evaluate(gs.act, schedules, c), coords
-            )  # [blocks, chunk, C, block]
-            return per_block.transpose(1, 2, 0, 3).reshape(chunk, -1, num_blocks * block)
-
-        out = jax.lax.map(render_chunk, chunks).reshape(num_chunks * chunk, self.num_outputs, -1)
-        out = out[:batch, :, :pixels].reshape(batch, self.num_outputs, size, size)
-        return out.transpose(0, 2, 3, 1)
+        return cppn_render.outputs(self, genomes, size)
 
     def render(self, genomes: CppnGenome, size: int | None = None) -> jax.Array:
         """uint8 [B, size, size, C]: bytes |trunc(o * 255)|; colour bytes are HLS (or HSV)."""
-        raw = jnp.abs(jnp.trunc(self.outputs(genomes, size) * 255.0)).astype(jnp.uint8)
-        if self.num_outputs == 1:
-            return raw
-        return color.hls_bytes_to_rgb(raw) if self.color == "hls" else color.hsv_bytes_to_rgb(raw)
+        return cppn_render.render(self, genomes, size)
 
     def express(self, genomes: CppnGenome) -> jax.Array:
         return self.render(genomes)
+
+    # --- what emitters move: the connection weight genes -------------------------------------
+    def genes_of(self, genomes: CppnGenome) -> jax.Array:
+        return genomes.weight
+
+    def with_genes(self, genomes: CppnGenome, genes: jax.Array) -> CppnGenome:
+        return genomes.replace(weight=jnp.where(genomes.edge_alive, genes, genomes.weight))
+
+    def gene_mask(self, genomes: CppnGenome) -> jax.Array:
+        return genomes.edge_alive.astype(jnp.float32)
+
+    def partner_genes(self, a: CppnGenome, b: CppnGenome) -> jax.Array:
+        """b's weight where b has the same connection (src, dst) in the same slot, else a's."""
+        same = a.edge_alive & b.edge_alive & (a.src == b.src) & (a.dst == b.dst)
+        return jnp.where(same, b.weight, a.weight)
+
+    def mutate_structure(self, key: jax.Array, genomes: CppnGenome) -> CppnGenome:
+        """`DnnFF::mutate` on each genome (one key per genome, split from `key`)."""
+        n = genomes.act.shape[0]
+        return jax.vmap(self.mutate)(jax.random.split(key, n), genomes)
+
+    def surrogate(self, genomes: CppnGenome, genes: jax.Array, max_size: int) -> jax.Array:
+        """Images with the exact bytes forward, differentiable in the weight genes, rendered at
+        most `max_size` pixels a side (and resized), so ImageNet gradients fit in memory."""
+        size = min(max_size, self.image_shape[0])
+        return cppn_render.surrogate(self, genomes.replace(weight=genes), size)
+
+    def tuned(self, emitter: str) -> dict[str, float]:
+        if emitter == "gradient":
+            return dict(TUNED["gradient"][self.coords])
+        return dict(TUNED.get(emitter, {}))
