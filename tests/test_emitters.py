@@ -1,13 +1,10 @@
 """Emitters: the original is today's variation bit for bit, iso+line's statistics, the gradient
 emitter against finite differences, mixes, ask/tell, run_many, and adding an emitter."""
 
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import struct
 
 from jaxfool import runs
 from jaxfool.classifiers import registry as classifiers
@@ -317,35 +314,3 @@ def test_run_many_equals_separate_runs(lenet, batch):
 def test_run_many_rejects_unknown_batch(lenet):
     with pytest.raises(ValueError, match="batch must be"):
         evolve.run_many(config(lenet), lenet[1], jnp.arange(2), 1, None, "loop")
-
-
-@struct.dataclass
-class ResetParams:
-    pass
-
-
-@dataclass(frozen=True)
-class UniformReset:
-    """A toy emitter from outside the library: fresh random genomes (no parents)."""
-
-    encoding: object
-
-    def default_params(self):
-        return ResetParams()
-
-    def emit(self, key, archive, params, generation, n, context):
-        del archive, params, generation, context
-        return self.encoding.init(key, n)
-
-
-def test_adding_an_emitter_is_one_class_and_one_registry_line(lenet, tmp_path):
-    emitters.register("uniform_reset", UniformReset)
-    try:
-        config_ = runs.RunConfig(
-            encoding="direct", population=20, emitter="original:0.5,uniform_reset:0.5"
-        )
-        loop = runs.LoopConfig(out=str(tmp_path / "run"), generations=3, log_every=3)
-        summary = runs.drive(runs.start(config_, loop, log=lambda m: None))
-        assert summary["status"] == "completed" and summary["evaluations"] == 20 + 3 * 20
-    finally:
-        emitters.EMITTERS.pop("uniform_reset")
