@@ -28,12 +28,17 @@ def lenet():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def weights_cache_in_tmp(tmp_path_factory):
-    """Converted-weights caches of the test run (subprocesses too) go to a temporary folder."""
+def caches_in_tmp(tmp_path_factory):
+    """The test run's caches (converted weights, compiled programs; subprocesses too) go to
+    one temporary folder: shared by every test of the run, fresh for every run, so a cold
+    machine is what each run starts from."""
     import os
+
+    from jaxfool.base import compile_cache
 
     old = os.environ.get("JAXFOOL_CACHE")
     os.environ["JAXFOOL_CACHE"] = str(tmp_path_factory.mktemp("jaxfool-cache"))
+    compile_cache.enable()
     yield
     if old is None:
         os.environ.pop("JAXFOOL_CACHE", None)

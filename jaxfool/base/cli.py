@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from absl import app, flags
 
+from jaxfool.base import compile_cache
 from jaxfool.base.errors import ConfigError, Interrupted, RunDirError
 from jaxfool.base.signals import Stop
 
@@ -57,7 +58,8 @@ def given_flags() -> set[str]:
 def run(main: Callable[[list[str]], object]) -> None:
     """absl's `app.run(main)`, except that an unparsable flag value, a `FlagError`, a library
     `ConfigError` or a `RunDirError` ends the script through `fail` (exit 2), and `Interrupted`
-    with one line and 128 + the signal's number."""
+    with one line and 128 + the signal's number. Programs compile through the persistent
+    compilation cache (`compile_cache`)."""
 
     def parse(argv: list[str]) -> list[str]:
         try:
@@ -66,6 +68,7 @@ def run(main: Callable[[list[str]], object]) -> None:
             fail(e)
 
     def guarded(argv: list[str]) -> None:
+        compile_cache.enable()  # before the first compilation; never fails the script
         try:
             main(argv)
         except (FlagError, RunDirError) as e:

@@ -133,7 +133,6 @@ class LoopConfig:
         _check(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
 
 
-
 def check_emitter_settings(
     spec: str, text: str, population: int, fields: tuple[str, str] = ("emitter", "emitter_params")
 ) -> None:
@@ -155,8 +154,6 @@ def ensemble_refs(models: str) -> list:
     from jaxfool.studies import transfer  # TODO(restructure): ModelRef moves to classifiers
 
     return [transfer.parse_model_spec(t) for t in models.split(",")]
-
-
 
 
 def replace_checked(config, **changes):

@@ -25,13 +25,12 @@ import jax
 import numpy as np
 
 from jaxfool import plots
-from jaxfool.base import fileio
-from jaxfool.base.errors import Interrupted
+from jaxfool.base import compile_cache, fileio
+from jaxfool.base.errors import Interrupted, RunDirError
 from jaxfool.base.signals import Stop
 from jaxfool.classifiers import registry
 from jaxfool.runs import store
 from jaxfool.runs.config import LoopConfig, RunConfig
-from jaxfool.base.errors import RunDirError
 from jaxfool.runs.rundir import RunDir
 from jaxfool.runs.setup import build
 from jaxfool.search import map_elites
@@ -88,9 +87,7 @@ def many_chunks(
     state = map_elites.init_many(evolution, params, init_keys)
     yield state, 0
     for n in chunk_sizes(0, generations, log_every, 0):
-        state = map_elites.run_many_states(
-            evolution, params, state, loop_keys, n, emitter_params
-        )
+        state = map_elites.run_many_states(evolution, params, state, loop_keys, n, emitter_params)
         yield state, n
 
 
@@ -237,6 +234,7 @@ def run_record(config: RunConfig, loop: LoopConfig, classes, command: str) -> di
         "weights": weights,
         "classes": list(classes),
         "jax_version": jax.__version__,
+        "compilation_cache": compile_cache.location(),
         "devices": [str(d) for d in jax.devices()],
         "processes": jax.process_count(),
     }
@@ -262,6 +260,7 @@ def start(
 ) -> Run:
     """Loads the classifier, scores the initial population (or restores the checkpoint of
     `loop.out` when resuming) and returns the run, ready for `drive`."""
+    compile_cache.enable()
     writer = jax.process_index() == 0
     mesh = map_elites.population_mesh() if loop.shard and jax.device_count() > 1 else None
     setup = build(config, loop, mesh)

@@ -19,11 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfool.base.errors import ConfigError
+from jaxfool.base.errors import ConfigError, RunDirError
 from jaxfool.base.npz import WeightsFileError
 from jaxfool.runs import store
 from jaxfool.runs.config import LoopConfig, RunConfig
-from jaxfool.base.errors import RunDirError
 from jaxfool.runs.setup import build
 from jaxfool.search import map_elites
 

@@ -19,9 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfool.base import fileio, images, npz
-from jaxfool.base.errors import ConfigError
+from jaxfool.base.errors import ConfigError, RunDirError
 from jaxfool.runs.config import LoopConfig, RunConfig, replace_checked
-from jaxfool.base.errors import RunDirError
 from jaxfool.runs.rundir import RunDir
 from jaxfool.search import encodings
 
