@@ -59,7 +59,7 @@ import numpy as np
 from absl import flags
 
 from jaxfool import runs
-from jaxfool.base import cli
+from jaxfool.base import cli, memory
 from jaxfool.base.cli import FlagError
 from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers import scoring
@@ -944,7 +944,7 @@ def run_case(case: Case, isolated: bool = True) -> dict:
     t = time.perf_counter()
     row = {"suite": case.suite, "case": case.name, "kind": case.kind, **environment()}
     row.update(ROWS[case.kind](case))
-    row.update(runs.store.peak_memory())
+    row.update(memory.peak_memory())
     row["isolated"] = isolated
     row["wall_s"] = round(time.perf_counter() - t, 1)
     return row

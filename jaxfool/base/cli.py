@@ -17,7 +17,14 @@ from typing import Any, NoReturn
 from absl import app, flags
 
 from jaxfool.base import compile_cache
-from jaxfool.base.errors import ConfigError, Interrupted, RunDirError
+from jaxfool.base.errors import (
+    ConfigError,
+    Interrupted,
+    NothingToDo,
+    OutOfMemory,
+    RunDirError,
+    WriteFailed,
+)
 from jaxfool.base.signals import Stop
 
 __all__ = ["FlagError", "Stop", "fail", "from_flags", "given_flags", "run"]
@@ -57,9 +64,10 @@ def given_flags() -> set[str]:
 
 def run(main: Callable[[list[str]], object]) -> None:
     """absl's `app.run(main)`, except that an unparsable flag value, a `FlagError`, a library
-    `ConfigError` or a `RunDirError` ends the script through `fail` (exit 2), and `Interrupted`
-    with one line and 128 + the signal's number. Programs compile through the persistent
-    compilation cache (`compile_cache`)."""
+    `ConfigError` or a `RunDirError` ends the script through `fail` (exit 2), a file that
+    cannot be written or memory that runs out (`WriteFailed`, `OutOfMemory`) with exit 4,
+    `NothingToDo` with its line and exit 0, and `Interrupted` with one line and 128 + the
+    signal's number. Programs compile through the persistent compilation cache."""
 
     def parse(argv: list[str]) -> list[str]:
         try:
@@ -75,6 +83,10 @@ def run(main: Callable[[list[str]], object]) -> None:
             fail(e)
         except ConfigError as e:
             fail(flag_message(e))
+        except (WriteFailed, OutOfMemory) as e:  # the machine, not the input, said no
+            fail(e, code=4)
+        except NothingToDo as e:
+            print(f"{Path(sys.argv[0]).name}: {e}", flush=True)
         except Interrupted as e:
             print(f"{Path(sys.argv[0]).name}: {e}", file=sys.stderr)
             sys.exit(128 + int(getattr(signal, e.signal_name)))

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from jaxfool.base.errors import WriteFailed
+
 
 def _default_mode() -> int:
     """The mode open() would give a new file (0o666 less the umask); mkstemp makes 0o600."""
@@ -18,20 +20,26 @@ def _default_mode() -> int:
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Calls `write(f)` on a temporary file beside `path`, then renames it onto `path`."""
+    """Calls `write(f)` on a temporary file beside `path`, then renames it onto `path`. An
+    operating-system error (no space left, a quota, a read-only disk) is `WriteFailed` naming
+    the file, which is then as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, WriteFailed):
+            why = (e.strerror or str(e)).lower()
+            raise WriteFailed(e.errno, f"{why} writing {path}") from e
         raise
     return path
 

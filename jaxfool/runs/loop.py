@@ -25,8 +25,14 @@ import jax
 import numpy as np
 
 from jaxfool import plots
-from jaxfool.base import compile_cache, fileio
-from jaxfool.base.errors import Interrupted, RunDirError
+from jaxfool.base import compile_cache, fileio, memory
+from jaxfool.base.errors import (
+    Interrupted,
+    NothingToDo,
+    OutOfMemory,
+    RunDirError,
+    WriteFailed,
+)
 from jaxfool.base.signals import Stop
 from jaxfool.classifiers import registry
 from jaxfool.runs import store
@@ -103,7 +109,7 @@ def progress_row(state, previous_takeovers: int, n: int, seconds: float, populat
         "improved": takeovers - previous_takeovers,
         "nan_scores": int(state.nan_scores),
         **store.archive_stats(np.asarray(state.archive.log_prob)),
-        **store.peak_memory(),
+        **memory.peak_memory(),
     }
 
 
@@ -215,7 +221,7 @@ def write_outputs(run: Run, status: str) -> dict:
         "eval_chunk": cfg.eval_chunk,
         "devices": jax.device_count(),
         "processes": jax.process_count(),
-        **store.peak_memory(),
+        **memory.peak_memory(),
         "classes": records,
     }
     store.save_checkpoint(out, state, run.loop_key, run.record)
@@ -275,22 +281,56 @@ def start(
         if not np.array_equal(jax.random.key_data(saved_key), jax.random.key_data(loop_key)):
             raise RunDirError(f"{rundir.path}: the checkpoint's key is not this seed's")
         record["flags"] = {**record["flags"], **dataclasses.asdict(loop)}
+        check_something_to_do(rundir.path, int(state.generation), loop.generations)
     else:
+        init = map_elites.init.lower(evolution, params, init_key).compile()
+        memory.check_fits(
+            init, f"scoring {evolution.initial_population} initial genomes",
+            "--population (and --initial_population) or --eval_chunk",
+        )  # fmt: skip
+        _check_stop(stop, None, resume)
         out = loop.out or default_out(config)
         loop = dataclasses.replace(loop, out=str(out))
         rundir = RunDir.create(out, loop.overwrite) if writer else RunDir(Path(out))
         record = run_record(config, loop, evolution.classes, command)
-        if writer:
-            rundir.record(*(rundir.path / f for f in store.RUN_FILES))
-            fileio.write_json(rundir.path / "config.json", record)
-        _check_stop(stop, rundir, resume)
-        state = map_elites.init(evolution, params, init_key)
-        jax.block_until_ready(state)
+        try:
+            if writer:
+                rundir.record(*(rundir.path / f for f in store.RUN_FILES))
+                fileio.write_json(rundir.path / "config.json", record)
+            _check_stop(stop, rundir, resume)
+            state = jax.block_until_ready(init(params, init_key))
+            if writer and loop.checkpoint_every:  # a fault before the first chunk's checkpoint
+                store.save_checkpoint(rundir.path, state, loop_key, record)  # can resume
+        except (WriteFailed, jax.errors.JaxRuntimeError) as e:
+            rundir.discard()  # a run that never got going leaves nothing behind
+            if memory.is_out_of_memory(e):
+                raise OutOfMemory(
+                    "out of memory scoring the initial population; lower --population "
+                    "(and --initial_population) or --eval_chunk"
+                ) from None
+            raise
     _check_stop(stop, rundir, resume)
     return Run(
         rundir, config, loop, evolution, params, state, loop_key, record,
         setup.emitter_params, writer, log,
     )  # fmt: skip
+
+
+def check_something_to_do(out: Path, done: int, asked: int) -> None:
+    """NothingToDo when a resumed run is past the generation asked for, or at it with its
+    outputs written (at it without them: the outputs are what is left to write)."""
+    summary = out / "summary.json"
+    finished = False
+    if done == asked and summary.is_file():
+        try:
+            finished = json.loads(summary.read_text()).get("generations_completed") == done
+        except (ValueError, OSError, AttributeError):
+            finished = False
+    if done > asked or finished:
+        raise NothingToDo(
+            f"{out} is already at generation {done} (--generations={asked}); nothing to do, "
+            "nothing was touched"
+        )
 
 
 def default_out(config: RunConfig) -> Path:
@@ -305,36 +345,58 @@ def drive(run: Run, stop: Stop | None = None, resuming: bool = False) -> dict:
     out = run.dir.path
     extra = () if run.emitter_params is None else (run.emitter_params,)  # none: the defaults
     compiled = map_elites.run.lower(cfg, run.params, run.state, run.loop_key, 1, *extra).compile()
+    memory.check_fits(compiled, f"a generation of {cfg.population}", "--population or --eval_chunk")
     _check_stop(stop, run.dir, resuming)
-    if resuming and run.writer:
-        store.drop_metrics_after(out / "metrics.jsonl", int(run.state.generation))
-        fileio.write_json(out / "config.json", run.record)  # the loop settings it goes on with
-    run.log(
-        f"compiled and scored the initial population in {time.perf_counter() - run.started:.1f}s"
-    )
-    status = "completed"
-    takeovers = int(np.sum(run.state.archive.takeovers))
-    if int(run.state.nan_scores):
-        status = "stopped: NaN scores"
-    steps = chunks(cfg, run.params, run.state, run.loop_key, loop.generations, loop.log_every,
-                   loop.checkpoint_every, compiled, *extra)  # fmt: skip
-    for state, n, seconds in steps if status == "completed" else ():
-        run.state = state
-        row = progress_row(state, takeovers, n, seconds, cfg.population)
-        takeovers += row["improved"]
-        if run.writer:
-            store.append_jsonl(out / "metrics.jsonl", row)
-            run.write_progress_plot()
-        run.log(progress_line(row, loop.generations, len(cfg.classes)))
-        if row["nan_scores"]:
+    try:
+        if resuming and run.writer:
+            store.drop_metrics_after(out / "metrics.jsonl", int(run.state.generation))
+            fileio.write_json(out / "config.json", run.record)  # the loop settings it goes on with
+        run.log(
+            f"compiled and scored the initial population in "
+            f"{time.perf_counter() - run.started:.1f}s"
+        )
+        status = "completed"
+        takeovers = int(np.sum(run.state.archive.takeovers))
+        if int(run.state.nan_scores):
             status = "stopped: NaN scores"
-            break
-        every = loop.checkpoint_every
-        if every and row["generation"] % every == 0 and run.writer:
-            store.save_checkpoint(out, run.state, run.loop_key, run.record)
-        if stop:
-            status = f"interrupted by {stop.name} at generation {row['generation']}"
-            break
-    if not run.writer:
-        return {"status": status}
-    return write_outputs(run, status)
+        steps = chunks(cfg, run.params, run.state, run.loop_key, loop.generations,
+                       loop.log_every, loop.checkpoint_every, compiled, *extra)  # fmt: skip
+        for state, n, seconds in steps if status == "completed" else ():
+            run.state = state
+            row = progress_row(state, takeovers, n, seconds, cfg.population)
+            takeovers += row["improved"]
+            if run.writer:
+                store.append_jsonl(out / "metrics.jsonl", row)
+                run.write_progress_plot()
+            run.log(progress_line(row, loop.generations, len(cfg.classes)))
+            if row["nan_scores"]:
+                status = "stopped: NaN scores"
+                break
+            every = loop.checkpoint_every
+            if every and row["generation"] % every == 0 and run.writer:
+                store.save_checkpoint(out, run.state, run.loop_key, run.record)
+            if stop:
+                status = f"interrupted by {stop.name} at generation {row['generation']}"
+                break
+        if not run.writer:
+            return {"status": status}
+        return write_outputs(run, status)
+    except WriteFailed as e:
+        raise WriteFailed(e.errno, f"{e}; {resume_hint(out)}") from None
+    except jax.errors.JaxRuntimeError as e:
+        if not memory.is_out_of_memory(e):
+            raise
+        raise OutOfMemory(
+            f"out of memory at generation {int(run.state.generation)}: lower --eval_chunk "
+            f"(now {cfg.eval_chunk}) or --population (now {cfg.population}); "
+            f"{resume_hint(out)}"
+        ) from None
+
+
+def resume_hint(out: Path) -> str:
+    """What a user can do after a run stopped on a resource fault: resume from the checkpoint
+    on disk (written atomically, so it is whole), or start again without one."""
+    saved = store.checkpoint_generation(out)
+    if saved is None:
+        return f"no checkpoint was written: start again (--overwrite --out={out})"
+    return f"the checkpoint at generation {saved} is intact: --resume={out} goes on from it"

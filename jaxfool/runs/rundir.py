@@ -91,7 +91,11 @@ class RunDir:
         except OSError as e:
             raise RunDirError(f"{path}: cannot create the run directory ({e.strerror})") from None
         run = cls(path, created=created)
-        run.record()
+        try:
+            run.record()
+        except OSError:
+            run.discard()  # e.g. a full disk: no half-made run is left behind
+            raise
         return run
 
     @classmethod

@@ -66,19 +66,6 @@ def archive_stats(log_prob: np.ndarray) -> dict[str, Any]:
     }
 
 
-def peak_memory() -> dict[str, int | None]:
-    """Peak host RSS of this process so far and, where the backend reports it (else None),
-    peak device memory, in MiB."""
-    import resource
-
-    stats = jax.local_devices()[0].memory_stats() or {}
-    peak = stats.get("peak_bytes_in_use")
-    return {
-        "peak_host_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "peak_device_mib": None if peak is None else round(peak / 2**20),
-    }
-
-
 def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")[:40] or "class"
 
@@ -232,6 +219,15 @@ def _path_name(path) -> str:
     for k in path:
         parts.append(str(getattr(k, "name", getattr(k, "key", k))))
     return "/".join(parts)
+
+
+def checkpoint_generation(out: Path) -> int | None:
+    """The generation of the checkpoint in run directory `out` (None: none, or unreadable)."""
+    try:
+        with np.load(Path(out) / "checkpoint" / "state.npz", allow_pickle=False) as z:
+            return int(z["state/generation"])
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def load_checkpoint(out: Path, template: Any) -> tuple[Any, jax.Array, dict[str, Any]]:
