@@ -23,8 +23,8 @@ from pathlib import Path
 
 from absl import flags, logging
 
+from jaxfool import classifiers
 from jaxfool.base.cli import FlagError
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.runs import experiment
 from jaxfool.search import map_elites as evolve
 

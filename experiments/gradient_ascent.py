@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags, logging
 
+from jaxfool import classifiers
 from jaxfool.base import cli, images
 from jaxfool.base.cli import FlagError
 from jaxfool.base.npz import WeightsFileError
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.runs import store as runs
 from jaxfool.search import gradient_ascent as ga
 

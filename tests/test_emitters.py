@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import struct
 
-from jaxfool.classifiers import registry as classifiers
+from jaxfool import classifiers
 from jaxfool.classifiers import scoring
 from jaxfool.search import archive as archive_lib
 from jaxfool.search import emitters

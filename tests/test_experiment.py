@@ -157,7 +157,7 @@ def test_emitter_settings_are_checked_once(changes, field):
 
 def test_original_rates_are_checked_against_the_encoding():
     """original.crossover_rate is a direct rate: a CPPN run refuses it before any file."""
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
 
     clf, _ = classifiers.load_classifier("lenet")
     ok = RunConfig(encoding="direct", population=20, emitter_params="original.crossover_rate=0.2")
@@ -170,7 +170,7 @@ def test_original_rates_are_checked_against_the_encoding():
 
 
 def test_emitter_params_reach_the_emitters():
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
 
     config = RunConfig(
         encoding="direct", population=20, emitter="original:0.5,gradient:0.5",

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxfool import classifiers
 from jaxfool.base import images
 from jaxfool.classifiers import preprocess
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers.nets.caffenet import CaffeNet
 from jaxfool.runs import store as runs
 from jaxfool.search import map_elites as evolve

@@ -342,7 +342,7 @@ def test_cli_folder_stand_in_for_imagenet(image_folder, tmp_path):
 def test_fooling_runs_in_one_call_equal_the_runs_one_by_one():
     """evolve_fooling batches its runs (evolve.run_many_states): each run, its medians at every
     host call and its elites' images are those of evolve.init + evolve.run alone, bit for bit."""
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
     from jaxfool.search import map_elites as evolve
 
     clf, params = classifiers.load_classifier("lenet")

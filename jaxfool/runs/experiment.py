@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfool.classifiers import registry as classifiers
+from jaxfool import classifiers
 
 from jaxfool.classifiers import custom as custom_model
 
@@ -42,7 +42,6 @@ from jaxfool.base.signals import Stop
 from jaxfool.base.npz import WeightsFileError
 
 ENCODINGS = ("cppn", "direct")
-TEN_CROP_MODELS = ("caffenet", "alexnet_caffe")
 # outputs of every run (elites/ come per class): recorded in the manifest before they exist
 RUN_FILES = (
     "config.json", "metrics.jsonl", "progress.png", "summary.json", "classes.csv",
@@ -118,28 +117,27 @@ class RunConfig:
         for name in ("mutation_rate", "crossover_rate"):
             _check(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
         check_emitter_settings(self.emitter, self.emitter_params, 2 * 10**6)  # any population
-        from jaxfool.classifiers import ensemble
-        from jaxfool.studies import transfer
         if self.models:
             try:
                 refs = ensemble_refs(self.models)
-            except transfer.TransferError as e:
+            except ValueError as e:
                 raise ConfigError("models", str(e)) from None
             _check(len(refs) >= 2, "models", "an ensemble needs at least two networks")
             for ref in refs:
                 known = ref.name in classifiers.MODELS or custom_model.is_spec(ref.name)
                 _check(known, "models", f"{ref.name!r}: not a model; see --model")
         _check(
-            self.ensemble_fitness in ensemble.FITNESS,
+            self.ensemble_fitness in classifiers.ENSEMBLE_FITNESS,
             "ensemble_fitness",
             f"{self.ensemble_fitness!r}: choose mean or min",
         )
         _check(self.max_nodes >= 1, "max_nodes", "must be >= 1")
         _check(self.max_edges >= 1, "max_edges", "must be >= 1")
         _check(
-            self.ten_crop or self.model in TEN_CROP_MODELS or bool(self.models),
+            self.ten_crop or classifiers.has_ten_crop(self.model) or bool(self.models),
             "ten_crop",
-            f"--noten_crop: only {' and '.join(TEN_CROP_MODELS)} score 10 crops",
+            f"--noten_crop: only {' and '.join(filter(classifiers.has_ten_crop, classifiers.MODELS))}"
+            " score 10 crops",
         )
 
 
@@ -182,10 +180,9 @@ def check_emitter_settings(
 
 
 def ensemble_refs(models: str) -> list:
-    """`--models` 'name[:weights[:mean]],...' -> transfer.ModelRef per member
-    (transfer.TransferError for a malformed one)."""
-    from jaxfool.studies import transfer
-    return [transfer.parse_model_spec(t) for t in models.split(",")]
+    """`--models` 'name[:weights[:mean]],...' -> classifiers.ModelRef per member
+    (ValueError for a malformed one)."""
+    return [classifiers.parse_model_ref(t) for t in models.split(",")]
 
 
 def parse_emitter_params(text: str, spec: str, encoding: Any = None) -> dict[str, dict[str, float]]:
@@ -257,7 +254,6 @@ def load_classifier(config: RunConfig):
 
 def load_ensemble(config: RunConfig):
     """The `models` of `config` as one classifier (`jaxfool.classifiers.ensemble`); ConfigError(models)."""
-    from jaxfool.classifiers import ensemble
     refs = ensemble_refs(config.models)
     members = []
     for ref in refs:
@@ -265,13 +261,13 @@ def load_ensemble(config: RunConfig):
             clf, params = classifiers.load_classifier(
                 ref.name, ref.weights, ref.mean, config.compute_dtype
             )
-            if not config.ten_crop and ref.name in TEN_CROP_MODELS:
+            if not config.ten_crop and classifiers.has_ten_crop(ref.name):
                 clf = classifiers.with_center_crop(clf)
         except (WeightsFileError, ValueError, OSError) as e:
             raise ConfigError("models", f"{ref.label()}: {e}") from None
         members.append((clf, params))
     try:
-        return ensemble.ensemble(members, config.ensemble_fitness, [r.label() for r in refs])
+        return classifiers.ensemble(members, config.ensemble_fitness, [r.label() for r in refs])
     except ValueError as e:
         raise ConfigError("models", str(e)) from None
 

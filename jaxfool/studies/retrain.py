@@ -37,11 +37,11 @@ from jaxfool.base.errors import ConfigError
 from jaxfool.classifiers import retrain_nets, train, train_folder
 from jaxfool.classifiers.data.folder import FolderData, scan_image_folder
 from jaxfool.classifiers.registry import Classifier
+from jaxfool.classifiers.scoring import score_images
 from jaxfool.runs import experiment
 from jaxfool.search import emitters
 from jaxfool.search import map_elites as evolve
 from jaxfool.studies.retrain_report import format_row
-from jaxfool.studies.transfer import score_images
 
 Params = Any
 LogFn = Callable[[str], None]

@@ -29,9 +29,9 @@ import numpy as np
 
 import jaxfool
 from jaxfool.base import npz
-from jaxfool.classifiers.weights.torch_file import file_sha256
+from jaxfool.base.fileio import file_sha256
 
-# Bump when a conversion (weights.convert, efficientnet_lite_params_from_state_dict, or
+# Bump when a conversion (a network file's converter, e.g. `caffenet_params_from_caffemodel`, or
 # what a loader passes as `convert`) changes its output: entries of older versions are rebuilt.
 CONVERTER_VERSION = 1
 ENV_VAR = "JAXFOOL_CACHE"
