@@ -61,3 +61,13 @@ def test_remembered_sha256_does_not_keep_a_file_modified_just_now(tmp_path, hash
     fileio.remembered_sha256(path)
     fileio.remembered_sha256(path)
     assert len(hashes) == 2
+
+
+def test_a_digest_taken_elsewhere_is_remembered(tmp_path, hashes):
+    """What the converted-weights cache hashed or vouched for is not read again."""
+    path = old_file(tmp_path / "w.bin", b"abc")
+    st = path.stat()
+    fileio.remember_sha256(path, st.st_size, st.st_mtime_ns, "f" * 64, st.st_mtime_ns + 4 * 10**9)
+    assert fileio.remembered_sha256(path) == "f" * 64 and hashes == []
+    fileio.remember_sha256(path, 3, 7, "e" * 64, 8)  # racy: not kept
+    assert fileio._SHA256 == {(str(path.resolve()), st.st_size, st.st_mtime_ns): "f" * 64}

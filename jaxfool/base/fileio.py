@@ -77,8 +77,7 @@ _SHA256: dict[tuple[str, int, int], str] = {}
 
 def remembered_sha256(path: str | Path) -> str:
     """`file_sha256`, remembered for this process per (resolved path, size, mtime_ns): a file
-    whose size and mtime are unchanged is not read again. A digest taken within `RACY_NS` of the
-    file's mtime is not remembered (a change in the same timestamp tick would go unseen)."""
+    whose size and mtime are unchanged is not read again (see `remember_sha256`)."""
     path = Path(path).resolve()
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
@@ -86,6 +85,16 @@ def remembered_sha256(path: str | Path) -> str:
         return _SHA256[key]
     hashed_at = time.time_ns()  # before reading: a change while hashing is then "racy"
     digest = file_sha256(path)
-    if hashed_at - st.st_mtime_ns > RACY_NS:
-        _SHA256[key] = digest
+    remember_sha256(path, st.st_size, st.st_mtime_ns, digest, hashed_at)
     return digest
+
+
+def remember_sha256(
+    path: str | Path, size: int, mtime_ns: int, digest: str, hashed_at_ns: int
+) -> None:
+    """Lets `remembered_sha256` answer `digest` for `path` while its size and mtime_ns are these
+    (e.g. a digest the converted-weights cache took or vouched for). A digest taken within
+    `RACY_NS` of the file's mtime is not kept: a change in the same timestamp tick would go
+    unseen."""
+    if hashed_at_ns - mtime_ns > RACY_NS:
+        _SHA256[str(Path(path).resolve()), size, mtime_ns] = digest
