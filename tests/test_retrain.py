@@ -183,7 +183,7 @@ def test_evolution_fitness_is_a_real_class_of_the_eleven_way_softmax(loop):
     dnn2, round2 = saved[2]
     clf, params = task.classifier(dnn2)
     assert clf.num_classes == 11
-    from jaxfool.studies.transfer import score_images
+    from jaxfool.classifiers import score_images
 
     lp = score_images(clf, params, round2.images.reshape(-1, 28, 28, 1))
     own = lp[:, :10].reshape(3, 10, 10)[:, np.arange(10), np.arange(10)]
