@@ -58,10 +58,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from jaxfool import runs
+from jaxfool import classifiers, runs
 from jaxfool.base import cli, memory
 from jaxfool.base.cli import FlagError
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers import scoring
 from jaxfool.search import archive as archive_lib
 from jaxfool.search import map_elites as evolve
@@ -321,7 +320,7 @@ def custom_case() -> Case:
         raise FlagError(f"--weights={FLAGS.weights}: no such file")
     if FLAGS.weights and FLAGS.weights != "random":  # a bad file: one line now, not in the case
         runs.setup.load_classifier(runs.RunConfig(model=FLAGS.model, weights=FLAGS.weights))
-    if not FLAGS.ten_crop and FLAGS.model not in runs.config.TEN_CROP_MODELS:
+    if not FLAGS.ten_crop and not classifiers.has_ten_crop(FLAGS.model):
         raise FlagError("--noten_crop: only caffenet and alexnet_caffe score 10 crops")
     name = f"custom/{FLAGS.model}/{FLAGS.encoding}/p{FLAGS.population}"
     return Case("generation", "custom", name, FLAGS.model, FLAGS.weights, FLAGS.ten_crop,
@@ -669,7 +668,7 @@ def generation_case_row(case: Case) -> dict:
     row = {
         "model": clf.name,
         "weights": case.weights or "shipped",
-        "fitness": fitness_name(clf),
+        "fitness": classifiers.fitness_name(clf),
         "compute_dtype": case.compute_dtype,
         "emitter": case.emitter,
         "encoding": case.encoding,
@@ -720,13 +719,6 @@ def generation_case_row(case: Case) -> dict:
     return row
 
 
-def fitness_name(clf) -> str:
-    logits = clf.logits
-    if isinstance(logits, classifiers.CaffeNetLogits):
-        return "10-crop" if logits.ten_crop else "centre crop"
-    return "single image"
-
-
 # --- the other kinds --------------------------------------------------------------------------
 
 
@@ -740,7 +732,8 @@ def torch_network(name: str):
     torch (a test-only extra) is not installed."""
     try:
         import torch
-        from jaxfool.reference import torch_nets
+
+        from jaxfool.classifiers import torch_reference as torch_nets
     except ImportError:
         return None
     torch.set_num_threads(os.cpu_count() or 1)

@@ -18,10 +18,10 @@ import numpy as np
 from absl import flags, logging
 from PIL import Image, UnidentifiedImageError
 
+from jaxfool import classifiers
 from jaxfool.base import cli, images
 from jaxfool.base.cli import FlagError
 from jaxfool.base.npz import WeightsFileError
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers import scoring
 
 FLAGS = flags.FLAGS

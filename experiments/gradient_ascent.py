@@ -23,11 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags, logging
 
-from jaxfool import runs
+from jaxfool import classifiers, runs
 from jaxfool.base import cli, fileio, images
 from jaxfool.base.cli import FlagError
 from jaxfool.base.npz import WeightsFileError
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.search import gradient_ascent as ga
 
 # The 20 classes of the original's supplementary figures (run_chosen_supplementary.sh).

@@ -211,7 +211,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
     check_flags(f)
-    from jaxfool.classifiers import registry as classifiers  # JAX, only to read the shipped weights
+    from jaxfool import classifiers  # JAX, only to read the shipped weights
 
     _, params = classifiers.load_classifier("lenet")
     p = numpy_lenet_params(params)

@@ -207,7 +207,7 @@ def mnist_setup():
 
 def folder_setup():
     """(task, encoding, DNN_1 variables) for an ImageNet-format folder."""
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
     from jaxfool.classifiers import retrain_nets, train_folder
     from jaxfool.search.encodings.cppn import CppnEncoding
     from jaxfool.studies import retrain

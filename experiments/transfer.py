@@ -73,9 +73,9 @@ def main(argv: list[str]) -> None:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
     run_dirs, model_specs, out = check_flags()
 
+    from jaxfool import classifiers
     from jaxfool.base import fileio, images
     from jaxfool.base.npz import WeightsFileError
-    from jaxfool.classifiers import registry as classifiers
     from jaxfool.studies import transfer
 
     try:
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> None:
     targets = []
     for text in model_specs:
         try:
-            ref = transfer.parse_model_spec(text)
+            ref = classifiers.parse_model_ref(text)
             clf, params = classifiers.load_classifier(ref.name, ref.weights, ref.mean)
         except (transfer.TransferError, WeightsFileError, ValueError, OSError) as e:
             raise FlagError(f"--models: {text}: {e}") from None

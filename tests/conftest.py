@@ -22,7 +22,7 @@ def require(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def lenet():
     """The shipped LeNet classifier and its params."""
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
 
     return classifiers.load_classifier("lenet")
 

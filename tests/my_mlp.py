@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxfool.base import npz
-from jaxfool.classifiers.registry import Classifier
+from jaxfool.classifiers import Classifier
 
 
 class MLP(nn.Module):

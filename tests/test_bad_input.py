@@ -224,7 +224,7 @@ def one_error_line(res: subprocess.CompletedProcess, script: str) -> str:
 def test_classify_a_one_pixel_image(tmp_path, model):
     from PIL import Image
 
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
 
     if classifiers.MODELS[model].default_weights is None:
         pytest.skip(f"{model} needs its weights (the [imagenet] extra)")
@@ -641,7 +641,7 @@ def sources(tmp_path_factory):
         "png": PHOTO,
         "npy": root / "mean.npy",
     }
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
 
     pth = classifiers.MODELS["efficientnet_lite0"].default_weights
     if pth is not None:
@@ -716,7 +716,7 @@ def test_sixteen_bit_gray_folder_images_are_scaled_not_clipped(tmp_path):
 
 
 def test_random_bytes_npy_mean_names_the_file_without_numpy_pickle_text(tmp_path):
-    from jaxfool.classifiers.weights.convert import CaffeFormatError, caffe_mean_image
+    from jaxfool.classifiers.weights.caffemodel import CaffeFormatError, caffe_mean_image
 
     bad = tmp_path / "mean.npy"
     bad.write_bytes(np.random.default_rng(0).bytes(500))

@@ -1,4 +1,4 @@
-"""Tests for the pure-Python protobuf / Caffe readers and the paper-LeNet loader.
+"""Tests for the pure-Python protobuf / Caffe readers and the paper-LeNet converter.
 
 Synthetic files are built with a tiny protobuf encoder below, in both Caffe layouts (V1 `layers`
 and V2 `layer`). The converted LeNet is checked against an independent NumPy forward pass in
@@ -16,12 +16,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from jaxfool.base.npz import WeightsFileError
 from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
-from jaxfool.classifiers.nets.lenet import LeNet
+from jaxfool.classifiers.nets.lenet import (
+    LeNet,
+    lenet_from_caffemodel,
+    lenet_params_from_caffemodel,
+)
 from jaxfool.classifiers.weights import protobuf as pb
 from jaxfool.classifiers.weights.caffemodel import (
     CaffeFormatError,
-    lenet_from_caffemodel,
-    lenet_params_from_caffemodel,
     read_binaryproto,
     read_caffemodel,
 )
@@ -367,10 +369,12 @@ def test_layout_rules_are_shared_and_compute_what_caffe_and_torch_compute():
     """One set of layout rules (torch_layout) serves the Caffe, torchvision-AlexNet and torch
     converters: a dense kernel with a C, H, W flatten applied to NHWC activations equals the
     (out, in) matrix on the C, H, W flatten, and an OIHW kernel correlates like Caffe's."""
-    from jaxfool.classifiers.weights import caffemodel, convert, torch_layout
+    from jaxfool.classifiers.nets import alexnet, caffenet, lenet
+    from jaxfool.classifiers.weights import torch_layout
 
-    assert caffemodel.dense_kernel is torch_layout.dense_kernel
-    assert convert.conv_kernel is torch_layout.conv_kernel
+    for net in (lenet, caffenet, alexnet):
+        assert net.dense_kernel is torch_layout.dense_kernel
+        assert net.conv_kernel is torch_layout.conv_kernel
     rng = np.random.default_rng(0)
     c, h, w, out = 3, 4, 5, 7
     weights = rng.standard_normal((out, c * h * w)).astype(np.float32)

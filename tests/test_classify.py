@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxfool import classifiers
 from jaxfool.classifiers import preprocess, scoring
-from jaxfool.classifiers import registry as classifiers
-from jaxfool.classifiers.nets.caffenet import CaffeNet
+from jaxfool.classifiers.nets.caffenet import CaffeNet, CaffeNetLogits
 
 from .conftest import REPO
 
@@ -90,7 +90,7 @@ def test_caffenet_fitness_is_the_mean_softmax_of_ten_crops():
     mean = jax.random.uniform(jax.random.key(1), (227, 227, 3)) * 255
     params = {"net": variables, "mean_227": mean}
     images = jax.random.randint(jax.random.key(2), (1, 256, 256, 3), 0, 256).astype(jnp.uint8)
-    got = scoring.score(classifiers.CaffeNetLogits(), params, images)
+    got = scoring.score(CaffeNetLogits(), params, images)
     crops = preprocess.caffe_ten_crops(images[..., ::-1].astype(jnp.float32), mean)
     # log of the mean of the 10 softmax vectors, in float64 so nothing underflows
     logp = np.stack(

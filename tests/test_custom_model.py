@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from jaxfool import classifiers
 from jaxfool.classifiers import custom as custom_model
-from jaxfool.classifiers import registry as classifiers
 
 from .conftest import REPO
 
@@ -53,7 +53,7 @@ def test_classify_runs_your_own_model(tmp_path):
 
 
 BAD_MODULE = """
-from jaxfool.classifiers.registry import Classifier
+from jaxfool.classifiers import Classifier
 def three(weights):
     return 3
 def raises(weights):

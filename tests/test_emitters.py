@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool import runs
-from jaxfool.classifiers import registry as classifiers
+from jaxfool import classifiers, runs
 from jaxfool.classifiers import scoring
 from jaxfool.search import archive as archive_lib
 from jaxfool.search import emitters

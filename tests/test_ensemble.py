@@ -10,10 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxfool import runs
+from jaxfool import classifiers, runs
 from jaxfool.base.errors import ConfigError
-from jaxfool.classifiers import ensemble, scoring
-from jaxfool.classifiers import registry as classifiers
+from jaxfool.classifiers import scoring
 from jaxfool.runs import RunConfig
 from jaxfool.search import map_elites as evolve
 
@@ -39,7 +38,7 @@ def two_lenets(tmp_path_factory):
 def test_fitness_is_the_members_log_probabilities_combined(two_lenets, fitness):
     a = classifiers.load_classifier("lenet")
     b = classifiers.load_classifier("lenet", two_lenets)
-    clf, params = ensemble.ensemble([a, b], fitness)
+    clf, params = classifiers.ensemble([a, b], fitness)
     images = np.random.default_rng(1).integers(0, 256, (7, 28, 28, 1), dtype=np.uint8)
     got = np.asarray(scoring.score(clf.logits, params, images))
     each = np.stack([np.asarray(scoring.score(c.logits, p, images)) for c, p in (a, b)])
@@ -54,11 +53,11 @@ def test_members_must_agree():
     lenet = classifiers.load_classifier("lenet")
     lite = classifiers.load_classifier("resnet18", "random")
     with pytest.raises(ValueError, match=r"resnet18 takes \(256, 256, 3\) images"):
-        ensemble.ensemble([lenet, lite])
+        classifiers.ensemble([lenet, lite])
     with pytest.raises(ValueError, match="at least two"):
-        ensemble.ensemble([lenet])
+        classifiers.ensemble([lenet])
     with pytest.raises(ValueError, match="fitness 'max'"):
-        ensemble.ensemble([lenet, lenet], "max")
+        classifiers.ensemble([lenet, lenet], "max")
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers import scoring
-from jaxfool.classifiers.nets.lenet import LeNet
+from jaxfool.classifiers.nets.lenet import LeNet, lenet_classifier
 from jaxfool.search import map_elites as evolve
 from jaxfool.search.encodings.direct import DirectEncoding
 
@@ -18,7 +17,7 @@ from jaxfool.search.encodings.direct import DirectEncoding
 def small():
     """A randomly initialised LeNet (no files needed) and a small config."""
     variables = LeNet().init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
-    clf, params = classifiers.lenet_classifier("lenet", variables, None)
+    clf, params = lenet_classifier("lenet", variables, None)
     config = evolve.EvolutionConfig(DirectEncoding(), clf, tuple(range(10)), 16, 16)
     return config, params
 

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxfool import classifiers
 from jaxfool.base import images
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers import scoring
 
 from .conftest import REPO

@@ -9,10 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfool import runs
+from jaxfool import classifiers, runs
 from jaxfool.base import images
 from jaxfool.classifiers import preprocess
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers.nets.caffenet import CaffeNet
 
 from .conftest import REPO

@@ -20,15 +20,20 @@ import numpy as np
 import pytest
 
 from jaxfool.base.npz import WeightsFileError
-from jaxfool.classifiers.nets.alexnet import AlexNetTorchvision, adaptive_avg_pool
-from jaxfool.classifiers.nets.caffenet import CaffeNet, ceil_pool_size, lrn, max_pool_ceil
-from jaxfool.classifiers.nets.conv import grouped_conv
-from jaxfool.classifiers.weights.caffemodel import CaffeFormatError
-from jaxfool.classifiers.weights.convert import (
+from jaxfool.classifiers.nets.alexnet import (
+    AlexNetTorchvision,
+    adaptive_avg_pool,
     alexnet_torchvision_params,
-    caffe_mean_image,
-    caffenet_params_from_caffemodel,
 )
+from jaxfool.classifiers.nets.caffenet import (
+    CaffeNet,
+    caffenet_params_from_caffemodel,
+    ceil_pool_size,
+    lrn,
+    max_pool_ceil,
+)
+from jaxfool.classifiers.nets.conv import grouped_conv
+from jaxfool.classifiers.weights.caffemodel import CaffeFormatError, caffe_mean_image
 
 from .conftest import SHARED_DATA, require
 from .test_caffemodel import blob_v1, blob_v2, f_bytes, f_varint

@@ -19,11 +19,10 @@ import pytest
 from jax import export
 from PIL import Image
 
-from jaxfool import runs
+from jaxfool import classifiers, runs
 from jaxfool.base import platforms, rng
 from jaxfool.base.errors import ConfigError
 from jaxfool.classifiers import preprocess, scoring
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers.data import mnist
 from jaxfool.classifiers.nets.caffenet import CaffeNet
 from jaxfool.classifiers.nets.conv import depthwise_conv, grouped_conv, strided_valid_conv

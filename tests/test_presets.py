@@ -23,7 +23,7 @@ FLAG_LINE = re.compile(r"--([a-z_][a-z0-9_]*)(=(.*))?")
 PARSE = r"""
 import importlib.util, json, sys
 from absl import flags
-from jaxfool.classifiers import registry as classifiers
+from jaxfool import classifiers
 from jaxfool.base import cli
 from jaxfool import runs
 script, *files = sys.argv[1:]

@@ -183,7 +183,7 @@ def test_evolution_fitness_is_a_real_class_of_the_eleven_way_softmax(loop):
     dnn2, round2 = saved[2]
     clf, params = task.classifier(dnn2)
     assert clf.num_classes == 11
-    from jaxfool.studies.transfer import score_images
+    from jaxfool.classifiers import score_images
 
     lp = score_images(clf, params, round2.images.reshape(-1, 28, 28, 1))
     own = lp[:, :10].reshape(3, 10, 10)[:, np.arange(10), np.arange(10)]
@@ -342,7 +342,7 @@ def test_cli_folder_stand_in_for_imagenet(image_folder, tmp_path):
 def test_fooling_runs_in_one_call_equal_the_runs_one_by_one():
     """evolve_fooling batches its runs (evolve.run_many_states): each run, its medians at every
     host call and its elites' images are those of evolve.init + evolve.run alone, bit for bit."""
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
     from jaxfool.search import map_elites as evolve
 
     clf, params = classifiers.load_classifier("lenet")

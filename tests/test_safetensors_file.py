@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxfool.classifiers import registry as classifiers
+from jaxfool import classifiers
 from jaxfool.classifiers.weights.safetensors_file import SafetensorsFileError
 from jaxfool.classifiers.weights.safetensors_file import load_state_dict as load_safetensors
-from jaxfool.classifiers.weights.torch_file import load_state_dict
+from jaxfool.classifiers.weights.state_dict import load_state_dict
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs safetensors")
 

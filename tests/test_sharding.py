@@ -22,7 +22,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys
     import jax, numpy as np
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
     from jaxfool.search import map_elites as evolve
     from jaxfool.search.encodings.cppn import CppnEncoding
     from jaxfool.search.encodings.direct import DirectEncoding

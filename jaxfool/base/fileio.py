@@ -1,10 +1,13 @@
-"""Atomic file writes: a file is either the old one or the complete new one, never half written."""
+"""Files: atomic writes (a file is either the old one or the complete new one, never half
+written), reads that fail in one line, and SHA-256 digests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -54,3 +57,52 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_bytes(path: str | Path, error: type[Exception]) -> bytes:
+    """A file's bytes, or `error` in one line naming it: missing, or unreadable (why)."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+RACY_NS = 3_000_000_000  # a file hashed within 3 s of its mtime may change unseen: not kept
+_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def remembered_sha256(path: str | Path) -> str:
+    """`file_sha256`, remembered for this process per (resolved path, size, mtime_ns): a file
+    whose size and mtime are unchanged is not read again (see `remember_sha256`)."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _SHA256:
+        return _SHA256[key]
+    hashed_at = time.time_ns()  # before reading: a change while hashing is then "racy"
+    digest = file_sha256(path)
+    remember_sha256(path, st.st_size, st.st_mtime_ns, digest, hashed_at)
+    return digest
+
+
+def remember_sha256(
+    path: str | Path, size: int, mtime_ns: int, digest: str, hashed_at_ns: int
+) -> None:
+    """Lets `remembered_sha256` answer `digest` for `path` while its size and mtime_ns are these
+    (e.g. a digest the converted-weights cache took or vouched for). A digest taken within
+    `RACY_NS` of the file's mtime is not kept: a change in the same timestamp tick would go
+    unseen."""
+    if hashed_at_ns - mtime_ns > RACY_NS:
+        _SHA256[str(Path(path).resolve()), size, mtime_ns] = digest

@@ -1,6 +1,6 @@
 """Your own classifier without editing the library: `--model=package.module:factory`.
 
-`factory(weights_path_or_None)` returns `(Classifier, params)`: a `classifiers.Classifier`
+`factory(weights_path_or_None)` returns `(Classifier, params)`: a `jaxfool.classifiers.Classifier`
 (name, `logits(params, uint8 images [B, H, W, C]) -> float32 [B, N]`, image shape, labels) and
 the pytree `logits` takes. The module is imported as Python imports it (installed, or on
 `PYTHONPATH`), and from the current directory too (as `python -m` would), so
@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jaxfool.classifiers.protocol import Classifier
+
 SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -27,8 +29,6 @@ def is_spec(name: str) -> bool:
 
 def load(spec: str, weights: str | Path | None) -> tuple[Any, Any]:
     """(Classifier, params) from the factory named by `spec`, called with `weights`."""
-    from jaxfool.classifiers.registry import Classifier
-
     if not is_spec(spec):
         raise ValueError(f"{spec!r} is not a model name or 'package.module:factory'")
     module_name, attr = spec.split(":")

@@ -1,9 +1,15 @@
 """What every model file provides, and the pieces they share (no network code here).
 
-A model file (`jaxfool/nets/<model>.py`) holds the Flax module, its input transform (a `*Logits`
-class: uint8 image -> network input -> logits, and `input_space()`: the same transform as an
-`InputSpace` for gradient ascent), its weight loading, and its registry entries (`REGISTRY`,
-`ModelSpec`s). `jaxfool.classifiers.registry` collects the entries into `MODELS`.
+A model file (`jaxfool/classifiers/nets/<model>.py`) holds the Flax module, its input transform
+(a `*Logits` class: uint8 image -> network input -> logits, and `input_space()`: the same
+transform as an `InputSpace` for gradient ascent), its converter from the weight files people
+have, its loading, and its registry entries (`REGISTRY`, `ModelSpec`s).
+`jaxfool.classifiers.registry` collects the entries into `MODELS`.
+
+A `*Logits` object may declare settings as dataclass fields that generic code changes with
+`dataclasses.replace`: `compute_dtype` (the forward pass's dtype; `net_params` names the params
+entry holding the network's weights, None: all of them) and `ten_crop` (the paper's 10-crop
+fitness, which `registry.with_center_crop` turns off).
 
 A `Classifier` is static (hashable) and maps uint8 images [B, H, W, C] to logits [B, N] with
 its own preprocessing; its parameters are a separate pytree, passed to jitted code as an
@@ -12,6 +18,7 @@ argument (never baked in as constants).
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +32,27 @@ from PIL import Image
 
 from jaxfool.classifiers.preprocess import TORCHVISION_MEAN, TORCHVISION_STD
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODELS_DIR = REPO_ROOT / "models"
 DIGIT_LABELS = tuple(str(d) for d in range(10))
 MNIST_SHAPE = (28, 28, 1)
 IMAGENET_SHAPE = (256, 256, 3)  # what evolution makes: the paper's 256 x 256 colour images
 COMPUTE_DTYPES = ("float32", "bfloat16")
 LABELS_FILE = Path(__file__).resolve().parent / "data" / "imagenet_labels.txt"
+
+
+def shipped_file(name: str) -> Path:
+    """A file of the repository's `models/` folder: the weights and model cards jaxfool ships.
+
+    An installed jaxfool (`pip install .`, a wheel) carries the folder as the data-only package
+    `jaxfool.models` (see setup.py). Run from a source checkout (on `PYTHONPATH`, or installed
+    editable) it is the checkout's own folder, also when another checkout is installed.
+    """
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "models" / name).is_file():
+        return checkout / "models" / name
+    try:
+        return Path(str(importlib.resources.files("jaxfool.models").joinpath(name)))
+    except ModuleNotFoundError:  # neither installed nor a checkout: named for the error
+        return checkout / "models" / name
 
 
 def imagenet_labels() -> tuple[str, ...]:
@@ -103,7 +124,8 @@ class ModelSpec:
     benchmarks time alone and what random weights initialise. loader(path, mean) and
     build(variables, mean) -> (Classifier, params). photo_size: photos are resized (bilinear,
     aspect not kept) to this square before the classifier's own preprocessing; None passes
-    them at their own size.
+    them at their own size. ten_crop: the model's fitness is the paper's 10-crop average (its
+    logits have a `ten_crop` setting, on by default; `registry.with_center_crop` turns it off).
     """
 
     name: str
@@ -114,6 +136,7 @@ class ModelSpec:
     network: tuple[nn.Module, int, int]
     build: Callable[[Any, np.ndarray | None], tuple[Classifier, Any]]
     photo_size: int | None = None
+    ten_crop: bool = False
 
     def random_variables(self, key: jax.Array) -> Any:
         """Randomly initialised variables of the network (for benchmarks and memory studies)."""

@@ -1,10 +1,10 @@
 """Registry of classifiers: model name -> network, preprocessing, weights, labels.
 
-Each model is one file in `jaxfool/nets/` (its Flax module, input transform, weight loading and
-`REGISTRY` entries); this module collects the entries into `MODELS` and holds what is shared:
-the torch-layout networks' classifier (`TorchvisionLogits`, `register_torch_layout`), dtype
-casting and `load_classifier`. The shared types (`Classifier`, `ModelSpec`, `InputSpace`) are in
-`jaxfool.classifiers.protocol` and re-exported here.
+Each model is one file in `jaxfool/classifiers/nets/` (its Flax module, input transform,
+converter, loading and `REGISTRY` entries); this module collects the entries into `MODELS` and
+holds what works on any model: `load_classifier`, the settings a classifier may declare
+(`with_compute_dtype`, `with_center_crop`, `fitness_name`), and model references as scripts
+write them (`ModelRef`, `parse_model_ref`).
 
 `compute_dtype` ("float32", or "bfloat16" for accelerators) is the dtype of the network's forward
 pass only: preprocessing stays float32, and the logits come back float32, so fitness is
@@ -17,15 +17,14 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import linen as nn
 
+import jaxfool.classifiers.custom as custom
 from jaxfool.base import npz
-from jaxfool.classifiers import preprocess
 from jaxfool.classifiers.nets import (
     alexnet,
     caffenet,
@@ -36,121 +35,49 @@ from jaxfool.classifiers.nets import (
     vgg,
     vit,
 )
-from jaxfool.classifiers.nets.alexnet import AlexNetTorchvisionLogits  # noqa: F401
-from jaxfool.classifiers.nets.caffenet import CaffeNetLogits  # noqa: F401
-from jaxfool.classifiers.nets.efficientnet_lite import EfficientNetLiteLogits  # noqa: F401
-from jaxfool.classifiers.nets.lenet import LeNetLogits, lenet_classifier  # noqa: F401
-from jaxfool.classifiers.protocol import (  # noqa: F401  (re-exported: the registry's vocabulary)
-    COMPUTE_DTYPES,
-    DIGIT_LABELS,
-    IMAGENET_SHAPE,
-    LABELS_FILE,
-    MNIST_SHAPE,
-    MODELS_DIR,
-    REPO_ROOT,
-    Classifier,
-    InputSpace,
-    ModelSpec,
-    TorchvisionSpace,
-    cast_floats,
-    class_labels,
-    forward,
-    imagenet_labels,
-    photo_array,
-    resize_photo,
-)
+from jaxfool.classifiers.nets.torchvision import torch_layout_spec
+from jaxfool.classifiers.protocol import COMPUTE_DTYPES, Classifier, ModelSpec, cast_floats
+from jaxfool.classifiers.weights.caffemodel import caffe_mean_image
 
-# torchvision-layout networks, one file each: name -> (module factory(num_classes), the state
-# dict's classifier bias, description); filled by `register_torch_layout` below
-TORCHVISION_NETS: dict[str, tuple[Callable[..., nn.Module], str, str]] = {}
-
-
-@dataclass(frozen=True)
-class TorchvisionLogits:
-    """A torchvision-layout network (`TORCHVISION_NETS`) on uint8 RGB [B, H, W, 3], with
-    torchvision's eval transform (resize 256, centre crop 224, mean / std)."""
-
-    model: str
-    num_classes: int = 1000
-    compute_dtype: str = "float32"
-    net_params: ClassVar[str | None] = None
-
-    def __call__(self, params: Any, images: jax.Array) -> jax.Array:
-        x = preprocess.torchvision_eval_input(images)
-        return forward(self.network(), params, x, self.compute_dtype)
-
-    def network(self) -> nn.Module:
-        return TORCHVISION_NETS[self.model][0](self.num_classes)
-
-    def input_space(self) -> TorchvisionSpace:
-        return TorchvisionSpace.of(self.network())
-
-
-def _torchvision_build(name: str):
-    def build(variables: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
-        if mean is not None:
-            raise ValueError(f"{name}: a mean image is for the Caffe models")
-        bias_key = TORCHVISION_NETS[name][1]
-        n = int(variables["params"][bias_key.rsplit(".", 1)[0]]["bias"].shape[0])
-        params = jax.tree.map(jnp.asarray, variables)
-        logits = TorchvisionLogits(name, n)
-        return Classifier(name, logits, IMAGENET_SHAPE, class_labels(n)), params
-
-    return build
-
-
-def _torchvision_loader(name: str):
-    def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
-        from jaxfool.classifiers.weights import torch_layout
-        from jaxfool.classifiers.weights.cache import cached_variables
-        from jaxfool.classifiers.weights.convert import reference_params
-        from jaxfool.classifiers.weights.torch_file import load_state_dict
-
-        factory, bias_key, _ = TORCHVISION_NETS[name]
-
-        def convert() -> dict[str, Any]:
-            sd = load_state_dict(path)
-            if not isinstance(sd, dict):
-                raise npz.WeightsFileError(f"{path}: not a state dict")
-            net = factory(torch_layout.num_outputs(sd, bias_key))
-            ref = reference_params(net, (1, 224, 224, 3))
-            return torch_layout.variables_from_state_dict(sd, ref, name, str(path))
-
-        return _torchvision_build(name)(cached_variables(path, name, convert), mean)
-
-    return load
-
-
+# adding a model: its file in nets/, and its module here
 MODELS: dict[str, ModelSpec] = {
-    spec.name: spec for module in (lenet, caffenet, alexnet, efficientnet_lite)
+    spec.name: spec
+    for module in (lenet, caffenet, alexnet, efficientnet_lite, resnet, vgg, mobilenet_v2, vit)
     for spec in module.REGISTRY
-}  # fmt: skip
+}
+RANDOM_WEIGHTS = "random"
 
 
 def register_torch_layout(
     name: str, factory: Callable[..., nn.Module], bias_key: str, description: str
 ) -> None:
     """Registers an ImageNet network whose Flax layers are named by its torch state dict's paths
-    (`weights.torch_layout`): `factory(num_classes)` builds it, `bias_key` is the
-    state dict's classifier bias (the class count of a file). It gets torchvision's eval
-    transform, `.pth` / `.safetensors` loading, random weights and every script's `--model`."""
-    TORCHVISION_NETS[name] = (factory, bias_key, description)
-    MODELS[name] = ModelSpec(
-        name, description, IMAGENET_SHAPE, None, _torchvision_loader(name),
-        (factory(), 224, 3), _torchvision_build(name),
-    )  # fmt: skip
+    at run time (`nets.torchvision.torch_layout_spec`): `factory(num_classes)` builds it,
+    `bias_key` is the state dict's classifier bias (the class count of a file)."""
+    MODELS[name] = torch_layout_spec(name, factory, bias_key, description)
 
 
-for _module in (resnet, vgg, mobilenet_v2, vit):  # adding a model: its file, and its name here
-    for _entry in _module.REGISTRY:
-        register_torch_layout(*_entry)
+def has_ten_crop(name: str) -> bool:
+    """Whether registry model `name` scores the paper's 10 crops (False for your own model)."""
+    spec = MODELS.get(name)
+    return spec is not None and spec.ten_crop
 
 
 def with_center_crop(clf: Classifier) -> Classifier:
-    """CaffeNet / Caffe AlexNet scoring the centre 227 crop instead of the paper's 10 crops."""
-    if not isinstance(clf.logits, CaffeNetLogits):
+    """`clf` scoring the centre crop instead of the paper's 10 crops (classifiers whose logits
+    declare a `ten_crop` setting: CaffeNet, Caffe's AlexNet); ValueError for the others."""
+    if not (dataclasses.is_dataclass(clf.logits) and hasattr(clf.logits, "ten_crop")):
         raise ValueError(f"{clf.name} has no 10-crop fitness to turn off")
     return dataclasses.replace(clf, logits=dataclasses.replace(clf.logits, ten_crop=False))
+
+
+def fitness_name(clf: Classifier) -> str:
+    """What `clf` scores: "10-crop" (the paper's average over 10 crops), "centre crop" (such a
+    model with it turned off) or "single image" (every other classifier)."""
+    ten_crop = getattr(clf.logits, "ten_crop", None)
+    if ten_crop is None:
+        return "single image"
+    return "10-crop" if ten_crop else "centre crop"
 
 
 def with_compute_dtype(clf: Classifier, params: Any, compute_dtype: str) -> tuple[Classifier, Any]:
@@ -172,12 +99,9 @@ def with_compute_dtype(clf: Classifier, params: Any, compute_dtype: str) -> tupl
     return dataclasses.replace(clf, logits=logits), params
 
 
-RANDOM_WEIGHTS = "random"
-
-
 def weights_file(name: str, weights: str | Path | None = None) -> str | None:
-    """The weights a run of model `name` reads, for its records: `weights`, else the
-    registry's shipped file (None for neither, e.g. your own model without --weights)."""
+    """The weights file a run of model `name` reads: `weights`, else the registry's default
+    (None for neither, e.g. your own model without --weights)."""
     spec = MODELS.get(name)  # None: your own model
     path = weights or (spec.default_weights if spec else None)
     return None if path is None else str(path)
@@ -189,30 +113,24 @@ def load_classifier(
     mean: str | Path | None = None,
     compute_dtype: str = "float32",
 ) -> tuple[Classifier, Any]:
-    """Builds classifier `name` with its weights (default: the shipped file) and optional mean,
+    """Builds classifier `name` with its weights (default: the registry's) and optional mean,
     its network computing in `compute_dtype` (see `with_compute_dtype`).
 
     weights="random": randomly initialised parameters (fixed key), for benchmarks and memory
     studies of models whose weight files are not at hand. `name` may also be
-    'package.module:factory' (`custom_model`): the factory gets `weights` as given.
+    'package.module:factory' (`custom`): the factory gets `weights` as given.
     """
-    from jaxfool.classifiers import custom as custom_model
-
-    if name not in MODELS and custom_model.is_spec(name):  # your own: package.module:factory
+    if name not in MODELS and custom.is_spec(name):  # your own: package.module:factory
         if mean:
             raise ValueError(f"{name}: a mean image is for the Caffe models, not a custom model")
-        clf, params = custom_model.load(name, weights)
+        clf, params = custom.load(name, weights)
         return with_compute_dtype(clf, params, compute_dtype)
     if name not in MODELS:
         raise ValueError(
             f"unknown model {name!r}; choose one of {', '.join(MODELS)} or 'package.module:factory'"
         )
     spec = MODELS[name]
-    mean_image = None
-    if mean:
-        from jaxfool.classifiers.weights.convert import caffe_mean_image
-
-        mean_image = caffe_mean_image(mean, spec.image_shape)
+    mean_image = caffe_mean_image(mean, spec.image_shape) if mean else None
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype {compute_dtype!r}: choose one of {COMPUTE_DTYPES}")
     if str(weights) == RANDOM_WEIGHTS:
@@ -225,3 +143,43 @@ def load_classifier(
             raise npz.WeightsFileError(f"{path}: no such weights file for model {name}")
         clf, params = spec.loader(path, mean_image)
     return with_compute_dtype(clf, params, compute_dtype)
+
+
+# --- model references: 'name[:weights[:mean]]' ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model by registry name (or 'package.module:factory'), weights file (None: the registry
+    default) and mean file."""
+
+    name: str
+    weights: str | None = None
+    mean: str | None = None
+
+    def key(self) -> tuple[str, str | None, str | None]:
+        """Identity for matching one reference to another: paths resolved to absolute form."""
+
+        def norm(p: str | None) -> str | None:
+            return str(Path(p).expanduser().resolve()) if p else None
+
+        return (self.name, norm(self.weights), norm(self.mean))
+
+    def label(self) -> str:
+        """A short name: `name`, `name:file` or `name:file+mean`."""
+        text = self.name if not self.weights else f"{self.name}:{Path(self.weights).name}"
+        return text + ("+mean" if self.mean else "")
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    """'name[:weights[:mean]]' -> ModelRef ('lenet', 'lenet:w.npz', 'lenet_paper:W:MEAN');
+    the name may be your own model's 'package.module:factory' ('tests.my_mlp:factory:w.npz').
+    ValueError for text of another form."""
+    parts = text.strip().split(":")
+    if len(parts) > 1 and parts[0] not in MODELS and custom.is_spec(f"{parts[0]}:{parts[1]}"):
+        parts = [f"{parts[0]}:{parts[1]}", *parts[2:]]
+    if not parts[0] or len(parts) > 3:
+        raise ValueError(f"{text!r}: expected name[:weights[:mean]]")
+    weights = parts[1] if len(parts) > 1 and parts[1] else None
+    mean = parts[2] if len(parts) > 2 and parts[2] else None
+    return ModelRef(parts[0], weights, mean)

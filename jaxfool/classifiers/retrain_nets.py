@@ -2,7 +2,7 @@
 
 MNIST: LeNet with 10 or 11 outputs (`mnist_classifier`). Image folders: the tiny net or
 CaffeNet with as many outputs as the folder has classes, plus one (`FolderLogits`,
-`folder_classifier`). They are not `classifiers.MODELS` entries: a registry entry has one
+`folder_classifier`). They are not `registry.MODELS` entries: a registry entry has one
 image shape and builds its labels from the weights alone, while a folder net's image size and
 class names come from the folder it was trained on.
 """
@@ -17,10 +17,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers.nets.caffenet import CaffeNet, caffe_fitness
+from jaxfool.classifiers.nets.lenet import lenet_classifier
 from jaxfool.classifiers.nets.tiny import TinyNet
-from jaxfool.classifiers.registry import Classifier
+from jaxfool.classifiers.protocol import Classifier
 
 Params = Any
 ARCHS = ("tiny", "caffenet")
@@ -29,7 +29,7 @@ MNIST_CLASSIFIER_NAME = "lenet_retrain"
 
 def mnist_classifier(net_params: Params) -> tuple[Classifier, Any]:
     """LeNet params (10 or 11 outputs) as a classifier; one name, so jit caches are shared."""
-    return classifiers.lenet_classifier(MNIST_CLASSIFIER_NAME, {"params": net_params})
+    return lenet_classifier(MNIST_CLASSIFIER_NAME, {"params": net_params})
 
 
 @dataclass(frozen=True)

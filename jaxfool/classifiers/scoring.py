@@ -1,12 +1,17 @@
-"""From images to fitness: classifier logits -> precise log-probabilities, in bounded chunks."""
+"""From images to fitness: classifier logits -> precise log-probabilities, in bounded chunks, in
+jitted code (`score`) or from the host (`score_images`)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxfool.classifiers.protocol import Classifier
 
 
 def log_softmax(logits: jax.Array) -> jax.Array:
@@ -69,3 +74,30 @@ def score(
     out = jax.lax.map(one_step, steps)  # [num_chunks, shards * chunk, N]
     out = out.reshape((num_chunks, shards, chunk, -1)).swapaxes(0, 1)
     return out.reshape((shards, num_chunks * chunk, -1))[:, :per_shard].reshape((batch, -1))
+
+
+@partial(jax.jit, static_argnums=0)
+def _score(logits_fn: Any, params: Any, images: jax.Array) -> jax.Array:
+    return score(logits_fn, params, images)
+
+
+def score_images(
+    classifier: Classifier, params: Any, images: np.ndarray, chunk: int = 64
+) -> np.ndarray:
+    """Precise log-probabilities float32 [N, K] of uint8 images [N, H, W, C], from the host.
+
+    The classifier sees min(chunk, N) images per call (the last call zero-padded), so one
+    compilation serves every call of the same size and memory stays bounded.
+    """
+    n = len(images)
+    if n == 0:
+        return np.zeros((0, classifier.num_classes), np.float32)
+    size = min(chunk, n)
+    out = []
+    for i in range(0, n, size):
+        batch = np.asarray(images[i : i + size])
+        pad = size - len(batch)
+        if pad:
+            batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), batch.dtype)])
+        out.append(np.asarray(_score(classifier.logits, params, jnp.asarray(batch)))[: size - pad])
+    return np.concatenate(out)

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxfool.classifiers import train
+import jaxfool.classifiers.train as train
 from jaxfool.classifiers.data.folder import FolderData
-from jaxfool.classifiers.registry import Classifier
+from jaxfool.classifiers.protocol import Classifier
 from jaxfool.classifiers.retrain_nets import FolderLogits, folder_module, num_outputs
-from jaxfool.studies.transfer import score_images
+from jaxfool.classifiers.scoring import score_images
 
 Params = Any
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from jaxfool import classifiers
 from jaxfool.base.errors import ConfigError
-from jaxfool.classifiers import custom, registry
-from jaxfool.classifiers import ensemble as ensemble_lib
+from jaxfool.classifiers import custom
 from jaxfool.runs import emitter_text
 from jaxfool.search.encodings import ENCODINGS
-
-TEN_CROP_MODELS = ("caffenet", "alexnet_caffe")
 
 
 def _check(ok: bool, field: str, message: str) -> None:
@@ -62,12 +60,12 @@ class RunConfig:
 
     def __post_init__(self):
         if not custom.is_spec(self.model):  # your own model is checked when it loads
-            models = tuple(registry.MODELS)
+            models = tuple(classifiers.MODELS)
             _check(
                 self.model in models, "model", f"{self.model!r}: choose one of {', '.join(models)}"
             )
         choices = {
-            "compute_dtype": registry.COMPUTE_DTYPES,
+            "compute_dtype": classifiers.COMPUTE_DTYPES,
             "encoding": tuple(ENCODINGS),
             "direct_genes": ("auto", "float32", "uint8"),
             "mutation_schedule": ("constant", "halving"),
@@ -94,19 +92,20 @@ class RunConfig:
                 raise ConfigError("models", str(e)) from None
             _check(len(refs) >= 2, "models", "an ensemble needs at least two networks")
             for ref in refs:
-                known = ref.name in registry.MODELS or custom.is_spec(ref.name)
+                known = ref.name in classifiers.MODELS or custom.is_spec(ref.name)
                 _check(known, "models", f"{ref.name!r}: not a model; see --model")
         _check(
-            self.ensemble_fitness in ensemble_lib.FITNESS,
+            self.ensemble_fitness in classifiers.ENSEMBLE_FITNESS,
             "ensemble_fitness",
             f"{self.ensemble_fitness!r}: choose mean or min",
         )
         _check(self.max_nodes >= 1, "max_nodes", "must be >= 1")
         _check(self.max_edges >= 1, "max_edges", "must be >= 1")
+        ten_crop = [name for name in classifiers.MODELS if classifiers.has_ten_crop(name)]
         _check(
-            self.ten_crop or self.model in TEN_CROP_MODELS or bool(self.models),
+            self.ten_crop or self.model in ten_crop or bool(self.models),
             "ten_crop",
-            f"--noten_crop: only {' and '.join(TEN_CROP_MODELS)} score 10 crops",
+            f"--noten_crop: only {' and '.join(ten_crop)} score 10 crops",
         )
 
 
@@ -149,11 +148,9 @@ def check_emitter_settings(
 
 
 def ensemble_refs(models: str) -> list:
-    """`--models` 'name[:weights[:mean]],...' -> a ModelRef per member (ValueError for a
-    malformed one)."""
-    from jaxfool.studies import transfer  # TODO(restructure): ModelRef moves to classifiers
-
-    return [transfer.parse_model_spec(t) for t in models.split(",")]
+    """`--models` 'name[:weights[:mean]],...' -> a classifiers.ModelRef per member (ValueError
+    for a malformed one)."""
+    return [classifiers.parse_model_ref(t) for t in models.split(",")]
 
 
 def replace_checked(config, **changes):

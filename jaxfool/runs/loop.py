@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxfool import plots
+from jaxfool import classifiers, plots
 from jaxfool.base import compile_cache, fileio, memory
 from jaxfool.base.errors import (
     Interrupted,
@@ -34,7 +34,6 @@ from jaxfool.base.errors import (
     WriteFailed,
 )
 from jaxfool.base.signals import Stop
-from jaxfool.classifiers import registry
 from jaxfool.runs import store
 from jaxfool.runs.config import LoopConfig, RunConfig
 from jaxfool.runs.rundir import RunDir
@@ -233,7 +232,7 @@ def write_outputs(run: Run, status: str) -> dict:
 
 def run_record(config: RunConfig, loop: LoopConfig, classes, command: str) -> dict:
     """config.json: the command, both configs, and the machine (enough to resume or redo)."""
-    weights = None if config.models else registry.weights_file(config.model, config.weights)
+    weights = None if config.models else classifiers.weights_file(config.model, config.weights)
     return {
         "command": command,
         "flags": {**dataclasses.asdict(config), **dataclasses.asdict(loop)},

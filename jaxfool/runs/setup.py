@@ -14,13 +14,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from jaxfool import classifiers
 from jaxfool.base.errors import ConfigError
 from jaxfool.base.npz import WeightsFileError
-from jaxfool.classifiers import registry
-from jaxfool.classifiers.ensemble import ensemble
 from jaxfool.runs import emitter_text, presets
 from jaxfool.runs.config import (
-    TEN_CROP_MODELS,
     LoopConfig,
     RunConfig,
     ensemble_refs,
@@ -64,13 +62,13 @@ def load_classifier(config: RunConfig):
     if config.models:
         return load_ensemble(config)
     try:
-        clf, params = registry.load_classifier(
+        clf, params = classifiers.load_classifier(
             config.model, config.weights, config.mean, config.compute_dtype
         )
     except (WeightsFileError, ValueError, OSError) as e:
         raise ConfigError("model", str(e)) from None
     if not config.ten_crop:
-        clf = registry.with_center_crop(clf)
+        clf = classifiers.with_center_crop(clf)
     return clf, params
 
 
@@ -80,16 +78,16 @@ def load_ensemble(config: RunConfig):
     members = []
     for ref in refs:
         try:
-            clf, params = registry.load_classifier(
+            clf, params = classifiers.load_classifier(
                 ref.name, ref.weights, ref.mean, config.compute_dtype
             )
-            if not config.ten_crop and ref.name in TEN_CROP_MODELS:
-                clf = registry.with_center_crop(clf)
+            if not config.ten_crop and classifiers.has_ten_crop(ref.name):
+                clf = classifiers.with_center_crop(clf)
         except (WeightsFileError, ValueError, OSError) as e:
             raise ConfigError("models", f"{ref.label()}: {e}") from None
         members.append((clf, params))
     try:
-        return ensemble(members, config.ensemble_fitness, [r.label() for r in refs])
+        return classifiers.ensemble(members, config.ensemble_fitness, [r.label() for r in refs])
     except ValueError as e:
         raise ConfigError("models", str(e)) from None
 

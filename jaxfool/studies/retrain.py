@@ -36,14 +36,14 @@ import optax
 from jaxfool.base.errors import ConfigError
 from jaxfool.classifiers import retrain_nets, train, train_folder
 from jaxfool.classifiers.data.folder import FolderData, scan_image_folder
-from jaxfool.classifiers.registry import Classifier
+from jaxfool.classifiers.protocol import Classifier
+from jaxfool.classifiers.scoring import score_images
 from jaxfool.runs import emitter_text
 from jaxfool.runs.config import check_emitter_settings
 from jaxfool.runs.loop import many_chunks
 from jaxfool.runs.setup import search_config
 from jaxfool.search.map_elites import EvolutionConfig
 from jaxfool.studies.retrain_report import format_row
-from jaxfool.studies.transfer import score_images
 
 Params = Any
 LogFn = Callable[[str], None]

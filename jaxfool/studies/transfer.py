@@ -14,17 +14,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxfool.base import images as images_lib
-from jaxfool.classifiers import scoring
-from jaxfool.classifiers.registry import Classifier
+from jaxfool.classifiers import Classifier, ModelRef
+from jaxfool.classifiers.scoring import score_images
 from jaxfool.runs.store import format_confidence
 
 DEFAULT_THRESHOLD = 0.99
@@ -32,48 +29,6 @@ DEFAULT_THRESHOLD = 0.99
 
 class TransferError(ValueError):
     """A run directory or model spec cannot be used; the message names it."""
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A model by registry name, weights file (None: the registry default) and mean file."""
-
-    name: str
-    weights: str | None = None
-    mean: str | None = None
-
-    def key(self) -> tuple[str, str | None, str | None]:
-        """Identity for matching sources to targets: paths resolved to absolute form."""
-
-        def norm(p: str | None) -> str | None:
-            return str(Path(p).expanduser().resolve()) if p else None
-
-        return (self.name, norm(self.weights), norm(self.mean))
-
-    def label(self) -> str:
-        """A short name: `name`, `name:file` or `name:file+mean`."""
-        text = self.name if not self.weights else f"{self.name}:{Path(self.weights).name}"
-        return text + ("+mean" if self.mean else "")
-
-
-def parse_model_spec(text: str) -> ModelRef:
-    """'name[:weights[:mean]]' -> ModelRef ('lenet', 'lenet:w.npz', 'lenet_paper:W:MEAN');
-    the name may be your own model's 'package.module:factory' ('tests.my_mlp:factory:w.npz')."""
-    from jaxfool.classifiers import custom as custom_model
-    from jaxfool.classifiers import registry as classifiers
-
-    parts = text.strip().split(":")
-    if (
-        len(parts) > 1
-        and parts[0] not in classifiers.MODELS
-        and custom_model.is_spec(f"{parts[0]}:{parts[1]}")
-    ):
-        parts = [f"{parts[0]}:{parts[1]}", *parts[2:]]
-    if not parts[0] or len(parts) > 3:
-        raise TransferError(f"{text!r}: expected name[:weights[:mean]]")
-    weights = parts[1] if len(parts) > 1 and parts[1] else None
-    mean = parts[2] if len(parts) > 2 and parts[2] else None
-    return ModelRef(parts[0], weights, mean)
 
 
 def same_model(a: ModelRef, b: ModelRef, default_weights: dict[str, str | None]) -> bool:
@@ -143,33 +98,6 @@ def load_run(run_dir: str | Path) -> RunElites:
         confidences=np.asarray(confs, np.float64),
         files=files,
     )
-
-
-@partial(jax.jit, static_argnums=0)
-def _score(logits_fn: Any, params: Any, images: jax.Array) -> jax.Array:
-    return scoring.score(logits_fn, params, images)
-
-
-def score_images(
-    classifier: Classifier, params: Any, images: np.ndarray, chunk: int = 64
-) -> np.ndarray:
-    """Precise log-probabilities float32 [N, K] of uint8 images [N, H, W, C].
-
-    The classifier sees min(chunk, N) images per call (the last call zero-padded), so one
-    compilation serves every call of the same size and memory stays bounded.
-    """
-    n = len(images)
-    if n == 0:
-        return np.zeros((0, classifier.num_classes), np.float32)
-    size = min(chunk, n)
-    out = []
-    for i in range(0, n, size):
-        batch = np.asarray(images[i : i + size])
-        pad = size - len(batch)
-        if pad:
-            batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), batch.dtype)])
-        out.append(np.asarray(_score(classifier.logits, params, jnp.asarray(batch)))[: size - pad])
-    return np.concatenate(out)
 
 
 def same_class_confidence(log_probs: np.ndarray, classes: np.ndarray) -> np.ndarray:

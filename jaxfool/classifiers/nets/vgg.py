@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxfool.classifiers.nets.torchvision import torch_layout_spec
+
 # "M": a 2 x 2 max pool; a number: a 3 x 3 convolution (padding 1) + ReLU with that many outputs
 CONFIGS = {16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
                 512, 512, 512, "M")}  # fmt: skip
@@ -52,6 +54,10 @@ def torch_indices(config) -> list[int]:
 
 
 REGISTRY = (
-    ("vgg16", lambda n=1000: VGG(16, n), "classifier.6.bias",
-     "torchvision VGG-16 (pass --weights=vgg16-*.pth or .safetensors)"),
-)  # fmt: skip
+    torch_layout_spec(
+        "vgg16",
+        lambda n=1000: VGG(16, n),
+        "classifier.6.bias",
+        "torchvision VGG-16 (pass --weights=vgg16-*.pth or .safetensors)",
+    ),
+)

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxfool.classifiers.nets.torchvision import torch_layout_spec
+
 LN_EPSILON = 1e-6
 
 
@@ -75,6 +77,10 @@ class ViT(nn.Module):
 
 
 REGISTRY = (
-    ("vit_b_16", lambda n=1000: ViT(num_classes=n), "heads.head.bias",
-     "torchvision ViT-B/16 (pass --weights=vit_b_16-*.pth or .safetensors)"),
-)  # fmt: skip
+    torch_layout_spec(
+        "vit_b_16",
+        lambda n=1000: ViT(num_classes=n),
+        "heads.head.bias",
+        "torchvision ViT-B/16 (pass --weights=vit_b_16-*.pth or .safetensors)",
+    ),
+)

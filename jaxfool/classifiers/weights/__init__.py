@@ -1,1 +1,3 @@
-"""Weight files: the project's own `.npz` parameter files and safe readers for foreign formats."""
+"""Readers of weight file formats, never of a network: Caffe's protobuf files, torch `.pth`,
+`.safetensors`, the torch layout rules, and the cache of converted weights. Each network's own
+converter (in `jaxfool.classifiers.nets`) builds on them."""

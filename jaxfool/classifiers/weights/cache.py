@@ -29,13 +29,12 @@ import numpy as np
 
 import jaxfool
 from jaxfool.base import npz
-from jaxfool.classifiers.weights.torch_file import file_sha256
+from jaxfool.base.fileio import RACY_NS, file_sha256, remember_sha256
 
-# Bump when a conversion (weights.convert, efficientnet_lite_params_from_state_dict, or
+# Bump when a conversion (a network file's converter, e.g. `caffenet_params_from_caffemodel`, or
 # what a loader passes as `convert`) changes its output: entries of older versions are rebuilt.
 CONVERTER_VERSION = 1
 ENV_VAR = "JAXFOOL_CACHE"
-RACY_NS = 3_000_000_000  # a source hashed within 3 s of its mtime is hashed again next time
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +79,7 @@ def source_meta(source: Path, kind: str, cache_dir: Path) -> dict[str, Any]:
     else:
         hashed_at = time.time_ns()  # before reading: a change while hashing is then "racy"
         meta.update(sha256=file_sha256(source), hashed_at_ns=hashed_at, vouched=False)
+    remember_sha256(source, st.st_size, st.st_mtime_ns, meta["sha256"], meta["hashed_at_ns"])
     return meta | {
         "kind": kind,
         "converter_version": CONVERTER_VERSION,

@@ -1,4 +1,4 @@
-"""Pure-Python reader for Caffe `.caffemodel` and `.binaryproto` files, and the LeNet loader.
+"""Pure-Python reader for Caffe `.caffemodel` and `.binaryproto` files, and Caffe's mean images.
 
 No protobuf, caffe or torch: the few messages needed are decoded from the wire format
 (`jaxfool.classifiers.weights.protobuf`). Field numbers are those of BVLC Caffe's `caffe.proto`:
@@ -9,9 +9,9 @@ No protobuf, caffe or torch: the few messages needed are decoded from the wire f
 - BlobProto: num 1, channels 2, height 3, width 4 (legacy 4-D shape), data 5 (packed float),
   diff 6, shape 7 (BlobShape: dim 1, packed int64), double_data 8.
 
-The paper's trained LeNet (`Evolving-AI-Lab/fooling` `model/lenet/lenet_iter_10000`) is a V1 file;
-`lenet_params_from_caffemodel` turns it into Flax parameters for
-`jaxfool.classifiers.nets.lenet.LeNet`.
+V1 files store InnerProduct weights as (1, 1, out, in) and biases as (1, 1, 1, n): `blob_matrix`
+and `blob_vector` give them their plain shapes. Each network's converter (e.g. the paper's
+LeNet, a V1 file, in `jaxfool.classifiers.nets.lenet`) picks its layers from `read_caffemodel`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxfool.base.npz import WeightsFileError, check_matches
-from jaxfool.classifiers.nets.lenet import LeNet, zero_variables
+from jaxfool.base.npz import WeightsFileError
 from jaxfool.classifiers.weights import protobuf as pb
-from jaxfool.classifiers.weights.torch_layout import conv_kernel, dense_kernel
 
 # V1LayerParameter.LayerType -> the LayerParameter type string Caffe's upgrade code maps it to
 # (`src/caffe/util/upgrade_proto.cpp`, `UpgradeV1LayerType`).
@@ -203,88 +201,54 @@ def read_binaryproto(path: str | Path) -> np.ndarray:
     return _decode(path, lambda d: _parse_blob(pb.Field(0, pb.LEN, memoryview(d), 0), "blob"), data)
 
 
-# --- LeNet -----------------------------------------------------------------------------------
-
-LENET_LAYERS = {
-    "conv1": "Convolution",
-    "conv2": "Convolution",
-    "ip1": "InnerProduct",
-    "ip2": "InnerProduct",
-}
-LENET_POOL2_HW = (4, 4)  # spatial size of pool2 for a 28x28 input: 28 -5+1=24 -> 12 -5+1=8 -> 4
+def blob_matrix(w: np.ndarray) -> np.ndarray:
+    """InnerProduct weights as (out, in): a V1 blob (1, 1, out, in) loses its leading 1s; any
+    other shape is returned as it is (for the caller's shape check to report)."""
+    if w.ndim > 2 and math.prod(w.shape[:-2]) == 1:
+        return w.reshape(w.shape[-2:])
+    return w
 
 
-def _lenet_blobs(path: Path, layers: list[CaffeLayer]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{layer name: (weights, bias)} for LeNet's four layers; the first layer of a name wins."""
-    by_name: dict[str, CaffeLayer] = {}
-    for layer in layers:
-        if layer.blobs:
-            by_name.setdefault(layer.name, layer)
-    blobs = {}
-    for name, type_ in LENET_LAYERS.items():
-        layer = by_name.get(name)
-        if layer is None:
-            raise CaffeFormatError(
-                f"{path}: no layer {name!r} with weights (layers with weights: {sorted(by_name)})"
-            )
-        if layer.type != type_ or len(layer.blobs) != 2:
-            raise CaffeFormatError(
-                f"{path}: layer {name!r} is {layer.type or 'untyped'} with {len(layer.blobs)} "
-                f"blobs, expected {type_} with weights and bias"
-            )
-        blobs[name] = (layer.blobs[0], layer.blobs[1])
-    return blobs
+def blob_vector(b: np.ndarray) -> np.ndarray:
+    """A bias as (n,): a V1 blob (1, 1, 1, n) is flattened; any other shape is returned as it is."""
+    return b.reshape(-1) if math.prod(b.shape[:-1]) == 1 else b
 
 
-def _matrix(path: Path, name: str, w: np.ndarray) -> np.ndarray:
-    """InnerProduct weights (out, in); V1 files store them as (1, 1, out, in)."""
-    if w.ndim < 2 or math.prod(w.shape[:-2]) != 1:
-        raise CaffeFormatError(
-            f"{path}: layer {name!r} weights have shape {w.shape}, not (out, in)"
-        )
-    return w.reshape(w.shape[-2:])
+# --- mean images ------------------------------------------------------------------------------
 
 
-def _conv_kernel(path: Path, name: str, w: np.ndarray) -> np.ndarray:
-    """Caffe OIHW -> Flax HWIO (`torch_layout.conv_kernel`), refusing a blob that is not 4-D."""
-    if w.ndim != 4:
-        raise CaffeFormatError(f"{path}: layer {name!r} weights have shape {w.shape}, not OIHW")
-    return conv_kernel(w)
+def caffe_mean_image(path: str | Path, shape: tuple[int, int, int] = (256, 256, 3)) -> np.ndarray:
+    """A Caffe mean image as float32 H, W, C `shape` (default: ImageNet's [256, 256, 3] BGR).
 
-
-def lenet_params_from_caffemodel(path: str | Path) -> dict[str, Any]:
-    """Flax variables `{"params": {conv1, conv2, ip1, ip2}}` for `LeNet` from a Caffe LeNet file.
-
-    The number of classes is ip2's output size in the file (`lenet_num_classes`). The returned
-    arrays are float32 NumPy arrays; the model expects NHWC input already preprocessed (pixel/256
-    for the paper's weights). Raises `CaffeFormatError` or, when a shape does not fit the network,
-    `WeightsFileError` naming the parameter and both shapes.
+    Reads a `.npy` (C, H, W, e.g. Caffe's `ilsvrc_2012_mean.npy` (3, 256, 256)) or a
+    `.binaryproto` (e.g. `imagenet_mean.binaryproto` (1, 3, 256, 256), or the paper's MNIST
+    `mnist_mean.binaryproto` (1, 1, 28, 28) with shape (28, 28, 1)); leading size-1 axes are
+    dropped. Raises `CaffeFormatError` for a missing, unreadable or misshaped file.
     """
+    h, w, c = shape
+    expected = (c, h, w)
     path = Path(path)
-    blobs = _lenet_blobs(path, read_caffemodel(path))
-    (w1, b1), (w2, b2) = blobs["conv1"], blobs["conv2"]
-    ip1, ip2 = _matrix(path, "ip1", blobs["ip1"][0]), _matrix(path, "ip2", blobs["ip2"][0])
-    conv2 = _conv_kernel(path, "conv2", w2)
-    params = {
-        "conv1": {"kernel": _conv_kernel(path, "conv1", w1), "bias": b1.reshape(-1)},
-        "conv2": {"kernel": conv2, "bias": b2.reshape(-1)},
-        "ip1": {
-            "kernel": dense_kernel(ip1, (conv2.shape[3], *LENET_POOL2_HW)),
-            "bias": blobs["ip1"][1].reshape(-1),
-        },
-        "ip2": {"kernel": dense_kernel(ip2), "bias": blobs["ip2"][1].reshape(-1)},
-    }
-    variables = {"params": params}
-    check_matches(path, variables, zero_variables(ip2.shape[0]))
-    return variables
-
-
-def lenet_num_classes(variables: dict[str, Any]) -> int:
-    """The number of classes of LeNet variables (ip2's output size)."""
-    return int(variables["params"]["ip2"]["bias"].shape[0])
-
-
-def lenet_from_caffemodel(path: str | Path) -> tuple[LeNet, dict[str, Any]]:
-    """(`LeNet` with the file's number of classes, its variables) from a Caffe LeNet file."""
-    variables = lenet_params_from_caffemodel(path)
-    return LeNet(num_classes=lenet_num_classes(variables)), variables
+    if path.suffix == ".npy":
+        if not path.is_file():
+            raise CaffeFormatError(f"{path}: no such file")
+        try:
+            mean = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            # NumPy's text for a non-.npy file talks about pickles; say what the file is not
+            why = "it holds pickled objects" if "pickle" in str(e) else str(e)
+            raise CaffeFormatError(f"{path}: not a readable .npy array ({why})") from None
+    elif path.suffix == ".binaryproto":
+        mean = read_binaryproto(path)
+    else:
+        raise CaffeFormatError(f"{path}: unknown mean file type (expected .npy or .binaryproto)")
+    found = mean.shape
+    while mean.ndim > 3 and mean.shape[0] == 1:
+        mean = mean[0]
+    if mean.shape != expected or not np.issubdtype(mean.dtype, np.number):
+        raise CaffeFormatError(
+            f"{path}: mean image has shape {found} ({mean.dtype}), expected {expected} "
+            "C, H, W (optionally with a leading 1)"
+        )
+    if not np.isfinite(mean).all():
+        raise CaffeFormatError(f"{path}: mean image has non-finite values")
+    return np.ascontiguousarray(mean.transpose(1, 2, 0), dtype=np.float32)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxfool.base.fileio import read_bytes
 from jaxfool.base.npz import WeightsFileError
-from jaxfool.classifiers.weights.torch_file import read_bytes
 
 SUFFIX = ".safetensors"
 

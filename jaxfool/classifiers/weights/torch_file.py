@@ -1,6 +1,6 @@
 """A safe, pure-Python reader for PyTorch `.pth`/`.pt` state-dict files (no torch needed).
 
-Both formats torch writes are supported (MODELS.md §2.4):
+Both formats `torch.save` writes are supported (`torch/serialization.py`):
 
 - legacy (torch < 1.6, or `_use_new_zipfile_serialization=False`): pickles of the magic number,
   protocol and sys-info, then the object pickle, then the sorted storage keys, then one record per
@@ -16,7 +16,6 @@ views come out exactly as `torch.load` gives them.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import pickle
@@ -28,6 +27,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from jaxfool.base.fileio import read_bytes
 from jaxfool.base.npz import WeightsFileError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -261,29 +261,15 @@ def _load_zip(data: bytes) -> Any:
     return _materialize(obj, storages)
 
 
-def read_bytes(path: Path, error: type[Exception]) -> bytes:
-    """A weights file's bytes, or `error` in one line naming it: missing, or unreadable (why)."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
-    except OSError as e:
-        raise error(f"{path}: cannot read ({e.strerror or e})") from None
-
-
 def load_state_dict(path: str | Path) -> dict[str, Any]:
     """Reads a torch `.pth`/`.pt` file (legacy or zip) into {name: numpy array}, in file order
-    (a `.safetensors` file goes to `safetensors_file.load_state_dict`).
+    (`state_dict.load_state_dict` reads either this or a `.safetensors` file).
 
     Nested containers come back as they were saved (dicts, lists, tuples; `OrderedDict`s become
     plain dicts, dropping `_metadata`). Raises `TorchFileError` (one line, starting with the path)
     for a missing, truncated, corrupt or unsafe file.
     """
     path = Path(path)
-    from jaxfool.classifiers.weights import safetensors_file
-
-    if path.suffix == safetensors_file.SUFFIX:  # the same state dict in the other format
-        return safetensors_file.load_state_dict(path)
     data = read_bytes(path, TorchFileError)
     try:
         if not data:
@@ -302,12 +288,3 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise TorchFileError(f"{path}: holds a {type(obj).__name__}, not a state dict")
     return obj
-
-
-def file_sha256(path: str | Path) -> str:
-    """The hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -24,12 +24,21 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxfool.base.npz import WeightsFileError, check_matches, flatten, unflatten
 
 LEAF_NAMES = {"kernel": "weight", "scale": "weight", "mean": "running_mean", "var": "running_var"}
 IGNORED = (".num_batches_tracked",)
+
+
+def reference_params(module: Any, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Zero arrays (broadcast views, no memory) with the shapes of `module`'s variables, from
+    `jax.eval_shape` (nothing is computed): what a converted file must match."""
+    shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros(input_shape, jnp.float32))
+    return jax.tree.map(lambda s: np.broadcast_to(np.zeros((), s.dtype), s.shape), shapes)
 
 
 def torch_key(flat_key: str) -> str:
@@ -82,7 +91,7 @@ def variables_from_state_dict(
     source: str = "state dict",
     key: Callable[[str], str] = torch_key,
 ) -> dict[str, Any]:
-    """Flax variables shaped like `reference` (`convert.reference_params(module, ...)`) from a
+    """Flax variables shaped like `reference` (`reference_params(module, ...)`) from a
     torch state dict of the same network (`model` names it in errors), as float32 NumPy arrays.
     `key` maps a flat Flax key to the state dict's (default: the path rule above; a network
     named otherwise, e.g. EfficientNet-Lite's `_blocks.3._expand_conv`, passes its own)."""

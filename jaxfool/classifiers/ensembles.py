@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from jaxfool.classifiers import scoring
-from jaxfool.classifiers.registry import Classifier
+from jaxfool.classifiers.protocol import Classifier
+from jaxfool.classifiers.scoring import log_probs
 
 FITNESS = ("mean", "min")
 
@@ -31,10 +31,7 @@ class EnsembleLogits:
 
     def __call__(self, params: Any, images: jax.Array) -> jax.Array:
         per_member = jnp.stack(
-            [
-                scoring.log_probs(m.logits, p, images)
-                for m, p in zip(self.members, params, strict=True)
-            ]
+            [log_probs(m.logits, p, images) for m, p in zip(self.members, params, strict=True)]
         )
         return per_member.mean(0) if self.fitness == "mean" else per_member.min(0)
 
