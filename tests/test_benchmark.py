@@ -291,6 +291,44 @@ def test_run_many_line():
     assert row["vmap_speedup"] > 0
 
 
+# Runs in a subprocess, as SELECT: FLOPs of a matmul and a 3 x 3 convolution from `cpu_flops`,
+# given arrays and shapes alone.
+FLOPS = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import benchmark
+import jax, jax.numpy as jnp
+
+conv = lambda x, w: jax.lax.conv_general_dilated(
+    x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+x = jax.ShapeDtypeStruct((2, 16, 16, 8), jnp.float32)
+w = jnp.ones((3, 3, 8, 4))
+a = jnp.ones((64, 32))
+print(json.dumps([benchmark.cpu_flops(conv, x, w), benchmark.cpu_flops(jnp.matmul, a, a.T)]))
+"""
+
+
+def test_cpu_flops_counts_from_shapes():
+    # issue 32: FLOPs are counted on the CPU backend wherever the run is (an H200's own count
+    # left out cuDNN's convolutions: LeNet 0.83 of 4.6 MFLOPs)
+    res = subprocess.run(
+        [sys.executable, "-c", FLOPS, str(REPO / "experiments")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    conv, matmul = json.loads(res.stdout.splitlines()[-1])
+    assert conv == pytest.approx(2 * 2 * 14 * 14 * 4 * 9 * 8, rel=0.01)  # valid taps only
+    assert matmul == pytest.approx(2 * 64 * 32 * 64, rel=0.01)
+
+
+def test_classifier_line():
+    res = benchmark("--suite=classifiers", "--tiny", "--only=lenet")
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert row["weights"] == "random" and row["flax_images_per_s"] > 0
+    assert row["flops_per_image"] == pytest.approx(4.59e6, rel=0.05)
+
+
 def test_bf16_generation_line():
     res = benchmark("--suite=gpu", "--tiny", "--only=mnist-direct/lenet/direct/p200/bf16")
     assert res.returncode == 0, res.stderr[-2000:]
