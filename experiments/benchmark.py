@@ -4,16 +4,20 @@
     python experiments/benchmark.py --suite=all        # every configuration, CPU-sized
     python experiments/benchmark.py --suite=gpu        # every configuration, accelerator-sized
     python experiments/benchmark.py --suite=gpu --tiny # the same list at toy sizes (a dry run)
+    python experiments/benchmark.py --suite=gpu-runs   # run_many on an accelerator (R = 8, 64)
 
 Each configuration ("case") runs in a fresh subprocess (so its peak host RSS is its own; for
---suite=gpu in one process unless --isolate, to save 20 CUDA start-ups) and prints one JSON
-line. Generation cases report device kind and count, jax version, population, image size,
-compile time, generations/s, evaluations/s, the classifier alone on the same number of images
-in the same kind of jitted loop, their ratio (overhead = generation time / classifier-only
-time; overhead_ratio_cpu: the same in CPU seconds, which other processes on a shared machine
-barely change), per-stage times, peak memory, and the limits:
+--suite=gpu and gpu-runs in one process unless --isolate, to save a CUDA start-up per case) and
+prints one JSON line; a row with a classifier says which weights it used ("shipped" or
+"random"; --suite=gpu's ImageNet cases run on random weights, which cost the same time).
+Generation cases report device kind and count, jax version, population, image size, compile
+time, generations/s, evaluations/s, the classifier alone on the same number of images in the
+same kind of jitted loop, their ratio (overhead = generation time / classifier-only time;
+overhead_ratio_cpu: the same in CPU seconds, which other processes on a shared machine barely
+change), per-stage times, peak memory, and the limits:
 
-- flops_per_image: the classifier's FLOPs per image (XLA's cost analysis of its forward pass);
+- flops_per_image: the classifier's FLOPs per image (XLA's cost analysis of its forward pass,
+  on the CPU backend wherever the case runs: a GPU's own count leaves out cuDNN's convolutions);
 - device_flops_per_s: the best of a large float32 matmul and a large convolution, measured in
   the same process; limit_generation_s = flops_per_image * population / device_flops_per_s is
   the fastest a generation could possibly be, and fraction_of_limit = limit / measured;
@@ -35,7 +39,8 @@ much of the machine the case had; compare ratios, not absolute figures, across l
 Suites: quick, all, gpu, smoke (a seconds-long check of the machinery), device, mnist-direct,
 mnist-cppn, imagenet-direct, imagenet-cppn, classifiers (each network alone, beside torch where
 installed), render (CPPN renderer alone), archive-insert (MAP-Elites insert alone), emitters
-(each `--emitter` and a mix: MNIST at population 200, Lite0 at 64, both encodings), custom (one
+(each `--emitter` and a mix: MNIST at population 200, Lite0 at 64, both encodings), gpu-runs
+(`evolve.run_many`: R MNIST runs in one call against one call per run), custom (one
 generation case from --model/--encoding/--population/...). The suites are the tables `BASIC`
 and `OWN` below: adding a configuration is adding its line there.
 """
@@ -107,10 +112,11 @@ class Case:
 # A table case's suite is filled in when its suite is chosen, and so is "{suite}" in its name.
 
 
-def gen(model: str, encoding: str, population: int, **kw) -> Case:
+def gen(model: str, encoding: str, population: int, weights: str | None = None, **kw) -> Case:
     """Whole generations; CaffeNet (no weights file here) on random weights, which cost the
-    same time as trained ones, scoring the paper's 10 crops."""
-    weights = "random" if model == "caffenet" else None
+    same time as trained ones, scoring the paper's 10 crops. weights: None for the model's
+    shipped weights (CaffeNet: random), or "random"."""
+    weights = "random" if model == "caffenet" else weights
     tag = f"{model}-10crop" if model == "caffenet" else model
     name = f"{{suite}}/{tag}/{encoding}/p{population}"
     if kw.get("emitter", "original") != "original":
@@ -149,21 +155,32 @@ def insert(data: str, encoding: str, children: int, generations: int, **kw) -> C
     )  # fmt: skip
 
 
+def imagenet_gpu(model: str, encoding: str) -> Case:
+    """An ImageNet generation case of --suite=gpu: the paper's population of 400 on random
+    weights (the GPU machine has no weights package; they cost the same time as trained ones),
+    the whole population in one classifier call (fool.py's default of 32 images a call is sized
+    for a CPU's memory), and no per-stage profile (each stage compiles on its own, tens of
+    seconds a network on a GPU)."""
+    return gen(model, encoding, 400, weights="random", generations=10, eval_chunk=400, stages=False)
+
+
 DEVICE = Case("device", "", "device")
 NETS = ("lenet", "caffenet", "alexnet_caffe", "alexnet_torchvision", "efficientnet_lite0")
 TORCH_LAYOUT_NETS = tuple(classifiers.TORCHVISION_NETS)  # resnet18 ... vit_b_16
 
 # The basic suites, CPU-sized ("cpu": --suite=NAME and --suite=all) and accelerator-sized
-# ("gpu": --suite=gpu); all and gpu run every basic suite in this order. ImageNet on the CPU:
-# several generations per call, as fool.py runs them, so a call's fixed cost (a fresh output
-# archive, 188 MiB for direct genomes) is shared; CaffeNet's 14 s generations need no more.
+# ("gpu": --suite=gpu); all runs every basic suite in this order, gpu in GPU_ORDER's. ImageNet
+# on the CPU: several generations per call, as fool.py runs them, so a call's fixed cost (a
+# fresh output archive, 188 MiB for direct genomes) is shared; CaffeNet's 14 s generations need
+# no more.
 BASIC: dict[str, dict[str, tuple[Case, ...]]] = {
     "device": {"cpu": (DEVICE,), "gpu": (DEVICE,)},
     "mnist-direct": {
         "cpu": (gen("lenet", "direct", 200, generations=200, numpy_generations=3),),
         "gpu": (
             *in_both_dtypes(gen("lenet", "direct", 200, generations=1000, numpy_generations=3)),
-            *in_both_dtypes(gen("lenet", "direct", 4000, generations=200, numpy_generations=3)),
+            # the NumPy loop at 4000: ~1 s a generation on a CPU, one is enough
+            *in_both_dtypes(gen("lenet", "direct", 4000, generations=200, numpy_generations=1)),
         ),
     },
     "mnist-cppn": {
@@ -179,8 +196,8 @@ BASIC: dict[str, dict[str, tuple[Case, ...]]] = {
             gen("caffenet", "direct", 64, generations=1, repeats=2),
         ),
         "gpu": (
-            *in_both_dtypes(gen("efficientnet_lite0", "direct", 200, generations=10)),
-            *in_both_dtypes(gen("caffenet", "direct", 200, generations=10)),
+            *in_both_dtypes(imagenet_gpu("efficientnet_lite0", "direct")),
+            *in_both_dtypes(imagenet_gpu("caffenet", "direct")),
         ),
     },
     "imagenet-cppn": {
@@ -191,8 +208,8 @@ BASIC: dict[str, dict[str, tuple[Case, ...]]] = {
             gen("caffenet", "cppn", 400, repeats=1, classifier_only=False, stages=False),
         ),
         "gpu": (
-            *in_both_dtypes(gen("efficientnet_lite0", "cppn", 400, generations=10)),
-            *in_both_dtypes(gen("caffenet", "cppn", 400, generations=10)),
+            *in_both_dtypes(imagenet_gpu("efficientnet_lite0", "cppn")),
+            *in_both_dtypes(imagenet_gpu("caffenet", "cppn")),
         ),
     },
     "classifiers": {
@@ -217,6 +234,11 @@ BASIC: dict[str, dict[str, tuple[Case, ...]]] = {
     },
 }
 COMBINED = {"all": "cpu", "gpu": "gpu"}  # every basic suite, at one size
+# --suite=gpu's order: the figures that the accelerator's goals name first (MNIST, ImageNet
+# CPPN, the renderer behind it), so that a run cut short by a time limit keeps them
+GPU_ORDER = ("device", "mnist-direct", "mnist-cppn", "imagenet-cppn", "render",
+             "imagenet-direct", "classifiers", "archive-insert")  # fmt: skip
+assert sorted(GPU_ORDER) == sorted(BASIC)
 
 # issue 13: each emitter (and a mix) at MNIST's paper population and on Lite0 at population 64;
 # the overhead ratio against the classifier alone is each emitter's cost in forward passes
@@ -258,6 +280,11 @@ OWN: dict[str, tuple[Case, ...]] = {
         insert("imagenet", "direct", 64, 5),
         gen("efficientnet_lite0", "cppn", 16, repeats=1, stages=False),
     ),
+    # issue 32: run_many on an accelerator (its default batching there is "vmap"): R = 8 and
+    # 64 MNIST runs in one call against one call per run
+    "gpu-runs": tuple(
+        many(e, r, n, repeats=2) for e, n in (("direct", 100), ("cppn", 50)) for r in (8, 64)
+    ),
     # seconds of measuring (mostly compilation): a generation case with every field (stages,
     # limits, NumPy baseline) and an insert case; the test's suite
     "smoke": (
@@ -265,7 +292,9 @@ OWN: dict[str, tuple[Case, ...]] = {
         insert("mnist", "direct", 8, 2, repeats=1),
     ),
 }
-SUITES = ("quick", "all", "gpu", "smoke", *BASIC, "emitters", "classifiers-torch", "custom")
+SUITES = ("quick", "all", "gpu", "smoke", *BASIC, "emitters", "classifiers-torch", "gpu-runs",
+          "custom")  # fmt: skip
+GPU_SUITES = ("gpu", "gpu-runs")  # accelerator-sized, run in one process by default
 
 
 FLAGS = flags.FLAGS
@@ -275,7 +304,7 @@ flags.DEFINE_bool(
     "isolate",
     None,
     "Run each case in a fresh subprocess, so peak memory is its own (default: yes, except for "
-    "--suite=gpu, where 20 CUDA start-ups would take a third of its 5 minutes).",
+    "--suite=gpu and gpu-runs, where a CUDA start-up per case would cost minutes).",
 )
 flags.DEFINE_string("only", None, "Run only the cases whose name contains this string.")
 flags.DEFINE_integer("repeats", None, "Timed runs per case, the best reported (default: per case).")
@@ -301,7 +330,8 @@ def suite_cases(suite: str) -> list[Case]:
     """The cases of a table suite (any but custom), in table order."""
     if suite in COMBINED:
         size = COMBINED[suite]
-        return [placed(s, c) for s, sized in BASIC.items() for c in sized[size]]
+        order = GPU_ORDER if size == "gpu" else tuple(BASIC)
+        return [placed(s, c) for s in order for c in BASIC[s][size]]
     cases = BASIC[suite]["cpu"] if suite in BASIC else OWN[suite]
     return [placed(suite, c) for c in cases]
 
@@ -456,13 +486,35 @@ def device_throughput(repeats: int = 3) -> dict:
     return throughput_from(probes, times)
 
 
-def flops_per_image(logits_fn, params, image_shape, batch: int = 4) -> float:
-    """The classifier's FLOPs per image, from XLA's cost analysis of its compiled forward."""
-    x = jnp.zeros((batch, *image_shape), jnp.uint8)
-    cost = jax.jit(logits_fn).lower(params, x).compile().cost_analysis()
+def cpu_flops(fn, *args) -> float:
+    """FLOPs of fn(*args), from XLA's cost analysis of its lowered graph on the CPU backend
+    (its compiled graph's where that gives none), whatever device the arguments are on: only
+    their shapes and dtypes are used. Not the default backend's: on a GPU (issue 32, H200, jax
+    0.11.2) the compiled graph's count leaves out the convolutions handed to cuDNN (LeNet 0.83
+    of 4.6 MFLOPs, EfficientNet-Lite0 97 of 936, CaffeNet 10-crop 1.2 of 13.5 GFLOPs), and
+    JAX's plugin backends give no count for a lowered graph. The lowered and compiled counts
+    agree to 0.2% on the CPU (EfficientNet-Lite0 0.936 and 0.938 GFLOPs, LeNet exactly)."""
+    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+
+    def spec(a):
+        if hasattr(a, "shape") and hasattr(a, "dtype"):  # arrays, ShapeDtypeStructs
+            return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu)
+        return jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a), sharding=cpu)
+
+    lowered = jax.jit(fn).lower(*jax.tree.map(spec, args))
+    cost = lowered.cost_analysis()
     if isinstance(cost, list):  # older jax: one dict per computation
         cost = cost[0]
-    return float(cost["flops"]) / batch
+    if not cost or not cost.get("flops"):
+        cost = lowered.compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"])
+
+
+def flops_per_image(logits_fn, params, image_shape, batch: int = 4) -> float:
+    """The classifier's FLOPs per image (`cpu_flops` of its forward pass)."""
+    x = jax.ShapeDtypeStruct((batch, *image_shape), jnp.uint8)
+    return cpu_flops(logits_fn, params, x) / batch
 
 
 def process_cpu_s() -> float:
@@ -775,12 +827,12 @@ def classifier_case_row(case: Case) -> dict:
     probes = throughput_probes()
     fns.update({k: fn for k, (fn, _) in probes.items()})
     times = interleaved(fns, case.repeats)
-    cost = forward.lower(variables, x).compile().cost_analysis()
-    flops = float((cost[0] if isinstance(cost, list) else cost)["flops"]) / batch
+    flops = cpu_flops(module.apply, variables, x) / batch
     throughput = throughput_from(probes, times)
     limit = throughput["device_flops_per_s"] / flops
     row = {
         "model": case.model,
+        "weights": "random",  # the network's own initialisation: speed only
         "batch": batch,
         "input_shape": [size, size, channels],
         "compile_s": sig(max(first - times["flax"], 0.0)),
@@ -900,6 +952,8 @@ def runs_case_row(case: Case) -> dict:
         for i, one in enumerate(one_states)
     )
     return {
+        "model": case.model,
+        "weights": case.weights or "shipped",
         "encoding": case.encoding,
         "emitter": case.emitter,
         "population": case.population,
@@ -967,7 +1021,7 @@ def main(argv):
     if FLAGS.case is not None:
         print(json.dumps(run_case(Case(**json.loads(FLAGS.case)))), flush=True)
         return
-    isolate = FLAGS.isolate if FLAGS.isolate is not None else FLAGS.suite != "gpu"
+    isolate = FLAGS.isolate if FLAGS.isolate is not None else FLAGS.suite not in GPU_SUITES
     failed = 0
     cases = selected_cases()
     start = time.perf_counter()

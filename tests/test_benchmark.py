@@ -114,17 +114,21 @@ print(json.dumps(out))
 SUITES = (
     "quick", "all", "gpu", "smoke", "device", "mnist-direct", "mnist-cppn", "imagenet-direct",
     "imagenet-cppn", "classifiers", "render", "archive-insert", "emitters", "classifiers-torch",
-    "custom",
+    "gpu-runs", "custom",
 )  # fmt: skip
 CUSTOM = ["--suite=custom", "--model=caffenet", "--encoding=cppn", "--population=10",
           "--generations=3", "--noten_crop", "--weights=random"]  # fmt: skip
 CHOICES = [[f"--suite={s}", *extra] for s in SUITES for extra in ([], ["--tiny"])] + [CUSTOM]
 # sha256 of json.dumps(cases of CHOICES, sort_keys=True): every field of every case of every
 # suite, with and without --tiny. A change meant to be made (a new configuration) changes it:
-# print the new digest and put it here. Taken when --suite=gpu got its bf16 twins (issue 15);
-# without them and the compute_dtype field, the cases gave the digest of before the suites
-# became tables, 6084ad28524e304bca494ad522a48d5eadf051abdf629d6473df0a2bc22da190.
-CHOICES_SHA256 = "a51c9ce1507151771eba7c5b855a0ac1335bc43cb533c60ccff364a0c0c003d6"
+# print the new digest and put it here. Taken when --suite=gpu was sized for its first GPU run
+# (issue 32: ImageNet at 400 on random weights in one classifier call, no stage profile, one
+# NumPy generation at MNIST 4000, the goals' cases first; every other suite's cases
+# unchanged). Before it, with the bf16 twins of issue 15:
+# a51c9ce1507151771eba7c5b855a0ac1335bc43cb533c60ccff364a0c0c003d6; without them
+# and the compute_dtype field, the cases gave the digest of before the suites became tables,
+# 6084ad28524e304bca494ad522a48d5eadf051abdf629d6473df0a2bc22da190.
+CHOICES_SHA256 = "e692a9454f8ac44c72d91f7bf2e53bab5d733eded89f26c7ee204f30062ed4e7"
 
 BASIC_NAMES = ["device", "mnist-direct/lenet/direct/p200", "mnist-cppn/lenet/cppn/p200",
     "imagenet-direct/efficientnet_lite0/direct/p64", "imagenet-direct/caffenet-10crop/direct/p64",
@@ -138,16 +142,30 @@ BASIC_NAMES = ["device", "mnist-direct/lenet/direct/p200", "mnist-cppn/lenet/cpp
 BASIC_SUITES = ["device", "mnist-direct", "mnist-cppn", *["imagenet-direct"] * 2,
                 *["imagenet-cppn"] * 3, *["classifiers"] * 5, *["render"] * 3,
                 *["archive-insert"] * 3]  # fmt: skip
-GPU_GENERATIONS = ["mnist-direct/lenet/direct/p200", "mnist-direct/lenet/direct/p4000",
-    "mnist-cppn/lenet/cppn/p200", "mnist-cppn/lenet/cppn/p4000",
-    "imagenet-direct/efficientnet_lite0/direct/p200", "imagenet-direct/caffenet-10crop/direct/p200",
-    "imagenet-cppn/efficientnet_lite0/cppn/p400", "imagenet-cppn/caffenet-10crop/cppn/p400",
-]  # fmt: skip
-GPU_NAMES = ["device", *(n + dtype for n in GPU_GENERATIONS for dtype in ("", "/bf16")),
-    "classifiers/lenet", "classifiers/caffenet", "classifiers/alexnet_caffe",
-    "classifiers/alexnet_torchvision", "classifiers/efficientnet_lite0", "render/28x28x1/b4000",
-    "render/256x256x3/b400", "render/1024x1024x3/b64", "insert/mnist-direct",
-    "insert/imagenet-direct", "insert/imagenet-cppn"]  # fmt: skip
+GPU_MNIST = ["mnist-direct/lenet/direct/p200", "mnist-direct/lenet/direct/p4000",
+             "mnist-cppn/lenet/cppn/p200", "mnist-cppn/lenet/cppn/p4000"]  # fmt: skip
+GPU_IMAGENET_CPPN = ["imagenet-cppn/efficientnet_lite0/cppn/p400",
+                     "imagenet-cppn/caffenet-10crop/cppn/p400"]  # fmt: skip
+GPU_IMAGENET_DIRECT = ["imagenet-direct/efficientnet_lite0/direct/p400",
+                       "imagenet-direct/caffenet-10crop/direct/p400"]  # fmt: skip
+GPU_IMAGENET = GPU_IMAGENET_CPPN + GPU_IMAGENET_DIRECT
+GPU_GENERATIONS = GPU_MNIST + GPU_IMAGENET
+
+
+def both_dtypes(cases):
+    return [n + dtype for n in cases for dtype in ("", "/bf16")]
+
+
+# issue 32: the goals' figures first (MNIST, ImageNet CPPN, the renderer), so that a run cut
+# short by a time limit keeps them
+GPU_NAMES = ["device", *both_dtypes(GPU_MNIST), *both_dtypes(GPU_IMAGENET_CPPN),
+    "render/28x28x1/b4000", "render/256x256x3/b400", "render/1024x1024x3/b64",
+    *both_dtypes(GPU_IMAGENET_DIRECT), "classifiers/lenet", "classifiers/caffenet",
+    "classifiers/alexnet_caffe", "classifiers/alexnet_torchvision",
+    "classifiers/efficientnet_lite0", "insert/mnist-direct", "insert/imagenet-direct",
+    "insert/imagenet-cppn"]  # fmt: skip
+GPU_RUNS_NAMES = ["runs/lenet/direct/p200/r8", "runs/lenet/direct/p200/r64",
+                  "runs/lenet/cppn/p200/r8", "runs/lenet/cppn/p200/r64"]  # fmt: skip
 QUICK_NAMES = ["quick/lenet/direct/p200", "quick/lenet/cppn/p200", "render/256x256x3/b16",
                "insert/imagenet-direct", "quick/efficientnet_lite0/cppn/p16"]  # fmt: skip
 # a Case's defaults, then the smoke suite's two cases in full
@@ -184,7 +202,7 @@ def names(cases):
 def test_every_case_of_every_suite_is_as_before(chosen):
     # the emitters suite (issue 13) is new, and so is the `emitter` field (original elsewhere):
     # without them the digest is the one of before
-    new_suites = ("--suite=emitters", "--suite=classifiers-torch")  # issues 13 and 14
+    new_suites = ("--suite=emitters", "--suite=classifiers-torch", "--suite=gpu-runs")
     old = [a for a in CHOICES if a[0] not in new_suites]
     cases = [[dict(c) for c in chosen[" ".join(args)]] for args in old]
     for case in (c for cs in cases for c in cs):
@@ -221,6 +239,30 @@ def test_gpu_suite_times_every_generation_case_in_bf16_too(chosen):
                             numpy_generations=0)  # fmt: skip
 
 
+def test_gpu_suite_sizes_and_weights(chosen):
+    # issue 32: ImageNet at the paper's population of 400 on random weights (the GPU machine has
+    # no weights package), the whole population in one classifier call, no per-stage profile;
+    # MNIST on its shipped LeNet, with the stage profile
+    cases = {c["name"]: c for c in chosen["--suite=gpu"]}
+    for name in both_dtypes(GPU_IMAGENET):
+        case = cases[name]
+        assert case["population"] == 400 and case["weights"] == "random", name
+        assert case["eval_chunk"] == 400 and not case["stages"], name
+    for name in GPU_MNIST:
+        assert cases[name]["weights"] is None and cases[name]["stages"], name
+    assert [cases[n]["population"] for n in GPU_MNIST] == [200, 4000, 200, 4000]
+    assert {c["model"] for c in cases.values() if "lite0" in c["name"]} == {"efficientnet_lite0"}
+
+
+def test_gpu_runs_suite(chosen):
+    cases = chosen["--suite=gpu-runs"]
+    assert names(cases) == GPU_RUNS_NAMES
+    assert [(c["kind"], c["runs"], c["generations"]) for c in cases] == [
+        ("runs", 8, 100), ("runs", 64, 100), ("runs", 8, 50), ("runs", 64, 50)
+    ]  # fmt: skip
+    assert all(c["population"] == 200 and c["model"] == "lenet" for c in cases)
+
+
 def test_emitters_suite_has_every_emitter_on_mnist_and_lite0(chosen):
     specs = ["original", "isoline", "gradient", "original:0.5,gradient:0.5"]
     want = [f"emitters/{m}/{e}/p{p}" + ("" if s == "original" else f"/{s}")
@@ -247,6 +289,44 @@ def test_run_many_line():
     assert row["runs"] == 8 and row["run_many_speedup"] > 0 and row["same_takeovers"]
     assert row["batch"] == "map" and row["max_abs_delta_log_prob"] == 0  # CPU: bit for bit
     assert row["vmap_speedup"] > 0
+
+
+# Runs in a subprocess, as SELECT: FLOPs of a matmul and a 3 x 3 convolution from `cpu_flops`,
+# given arrays and shapes alone.
+FLOPS = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import benchmark
+import jax, jax.numpy as jnp
+
+conv = lambda x, w: jax.lax.conv_general_dilated(
+    x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+x = jax.ShapeDtypeStruct((2, 16, 16, 8), jnp.float32)
+w = jnp.ones((3, 3, 8, 4))
+a = jnp.ones((64, 32))
+print(json.dumps([benchmark.cpu_flops(conv, x, w), benchmark.cpu_flops(jnp.matmul, a, a.T)]))
+"""
+
+
+def test_cpu_flops_counts_from_shapes():
+    # issue 32: FLOPs are counted on the CPU backend wherever the run is (an H200's own count
+    # left out cuDNN's convolutions: LeNet 0.83 of 4.6 MFLOPs)
+    res = subprocess.run(
+        [sys.executable, "-c", FLOPS, str(REPO / "experiments")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    conv, matmul = json.loads(res.stdout.splitlines()[-1])
+    assert conv == pytest.approx(2 * 2 * 14 * 14 * 4 * 9 * 8, rel=0.01)  # valid taps only
+    assert matmul == pytest.approx(2 * 64 * 32 * 64, rel=0.01)
+
+
+def test_classifier_line():
+    res = benchmark("--suite=classifiers", "--tiny", "--only=lenet")
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert row["weights"] == "random" and row["flax_images_per_s"] > 0
+    assert row["flops_per_image"] == pytest.approx(4.59e6, rel=0.05)
 
 
 def test_bf16_generation_line():
