@@ -82,10 +82,6 @@ def main(argv: list[str]) -> None:
         elites = [transfer.load_run(d) for d in run_dirs]
     except (transfer.TransferError, images.ImageFileError) as e:
         raise FlagError(f"--runs: {e}") from None
-    defaults = {
-        name: (str(spec.default_weights) if spec.default_weights else None)
-        for name, spec in classifiers.MODELS.items()
-    }
     targets = []
     for text in model_specs:
         try:
@@ -96,9 +92,8 @@ def main(argv: list[str]) -> None:
         targets.append((ref, clf, params))
 
     matrix = transfer.transfer_matrix(
-        transfer.group_by_source(elites, defaults),
+        transfer.group_by_source(elites),
         targets,
-        defaults,
         threshold=FLAGS.threshold,
         chunk=FLAGS.eval_chunk,
     )

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxfool import classifiers
 from jaxfool.base.npz import save_params
 from jaxfool.classifiers import Classifier, train
 from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
@@ -29,14 +30,27 @@ def run(cmd, *args):
 # --- pure functions ------------------------------------------------------------------------------
 
 
-def test_same_model_fills_in_default_weights(tmp_path):
-    defaults = {"lenet": str(tmp_path / "w.npz")}
-    explicit = transfer.ModelRef("lenet", str(tmp_path / "w.npz"))
-    assert transfer.same_model(transfer.ModelRef("lenet"), explicit, defaults)
-    assert not transfer.same_model(transfer.ModelRef("lenet"), transfer.ModelRef("x"), defaults)
-    other = transfer.ModelRef("lenet", str(tmp_path / "v.npz"))
-    assert not transfer.same_model(explicit, other, defaults)
-    assert not transfer.same_model(explicit, transfer.ModelRef("lenet", None, "m"), defaults)
+def test_same_model_compares_weights_by_digest(tmp_path):
+    """The same weights are the same model wherever the file is (a run's weights record holds
+    their sha256, not the path of the machine it ran on); defaults are filled in."""
+    shipped = classifiers.shipped_file("lenet_mnist.npz")
+    copy, other = tmp_path / "copy.npz", tmp_path / "other.npz"
+    copy.write_bytes(shipped.read_bytes())
+    other.write_bytes(shipped.read_bytes() + b"x")
+    default = transfer.ModelRef("lenet")
+    assert transfer.same_model(default, transfer.ModelRef("lenet", str(shipped)))
+    assert transfer.same_model(default, transfer.ModelRef("lenet", str(copy)))
+    assert not transfer.same_model(default, transfer.ModelRef("lenet", str(other)))
+    assert not transfer.same_model(default, transfer.ModelRef("x"))
+    assert not transfer.same_model(default, transfer.ModelRef("lenet", None, "m"))
+    record = classifiers.weights_record("lenet")
+    assert record["shipped"] and record["file"] == "lenet_mnist.npz"
+    source = transfer.source_ref("lenet", record, None)
+    assert source.label() == "lenet" and transfer.same_model(source, default)
+    theirs = transfer.source_ref("lenet", classifiers.weights_record("lenet", str(other)), None)
+    assert theirs.label() == "lenet:other.npz"
+    assert transfer.same_model(theirs, transfer.ModelRef("lenet", str(other)))
+    assert not transfer.same_model(theirs, default)
 
 
 def test_same_class_confidence_and_cell_stats():
@@ -70,24 +84,26 @@ def fake_run(name: str, classes: list[int], weights: str | None = None) -> trans
     )
 
 
-def test_matrix_pools_runs_of_one_model_and_scores_each_target():
-    defaults = {"lenet": "/models/lenet.npz"}
+def test_matrix_pools_runs_of_one_model_and_scores_each_target(tmp_path):
+    shipped = classifiers.shipped_file("lenet_mnist.npz")
+    other = tmp_path / "other.npz"
+    other.write_bytes(b"other weights")
     runs = [
         fake_run("a", [0, 1, 2]),
-        fake_run("b", [3, 4], "/models/lenet.npz"),  # the default weights, named explicitly
-        fake_run("c", [5, 6], "/other.npz"),
+        fake_run("b", [3, 4], str(shipped)),  # the default weights, named explicitly
+        fake_run("c", [5, 6], str(other)),
     ]
-    groups = transfer.group_by_source(runs, defaults)
+    groups = transfer.group_by_source(runs)
     assert [len(members) for _, members in groups] == [2, 1]
     assert groups[0][0] == transfer.ModelRef("lenet")  # labelled "lenet", not the file
     clf = Classifier("fake", pixel_logits, (28, 28, 1), tuple("0123456789"))
     wide = Classifier("wide", pixel_logits, (32, 32, 3), tuple("0123456789"))
     targets = [
         (transfer.ModelRef("lenet"), clf, {"margin": jnp.float32(20.0)}),  # p ~ 0.99999
-        (transfer.ModelRef("lenet", "/other.npz"), clf, {"margin": jnp.float32(0.0)}),  # 0.1
+        (transfer.ModelRef("lenet", str(other)), clf, {"margin": jnp.float32(0.0)}),  # 0.1
         (transfer.ModelRef("imagenet"), wide, {"margin": jnp.float32(1.0)}),
     ]
-    m = transfer.transfer_matrix(groups, targets, defaults, threshold=0.99)
+    m = transfer.transfer_matrix(groups, targets, threshold=0.99)
     assert [s["label"] for s in m["sources"]] == ["lenet", "lenet:other.npz"]
     assert [t["label"] for t in m["targets"]] == ["lenet", "lenet:other.npz", "imagenet"]
     assert [s["images"] for s in m["sources"]] == [5, 2]

@@ -25,6 +25,7 @@ from flax import linen as nn
 
 import jaxfool.classifiers.custom as custom
 from jaxfool.base import npz
+from jaxfool.base.fileio import remembered_sha256
 from jaxfool.classifiers.nets import (
     alexnet,
     caffenet,
@@ -151,19 +152,33 @@ def load_classifier(
 @dataclass(frozen=True)
 class ModelRef:
     """A model by registry name (or 'package.module:factory'), weights file (None: the registry
-    default) and mean file."""
+    default) and mean file; `sha256`: the weights' digest when known (a run's weights record),
+    which identifies them on any machine."""
 
     name: str
     weights: str | None = None
     mean: str | None = None
+    sha256: str | None = None
 
     def key(self) -> tuple[str, str | None, str | None]:
-        """Identity for matching one reference to another: paths resolved to absolute form."""
+        """Identity for matching one reference to another: the weights by their sha256 (their
+        resolved path where the file is not at hand), the mean file's resolved path."""
 
         def norm(p: str | None) -> str | None:
             return str(Path(p).expanduser().resolve()) if p else None
 
-        return (self.name, norm(self.weights), norm(self.mean))
+        return (self.name, self.weights_identity(), norm(self.mean))
+
+    def weights_identity(self) -> str | None:
+        """The weights' sha256 (from the record, or of the file, or of the registry default),
+        else their resolved path; None for a model without weights."""
+        if self.sha256:
+            return self.sha256
+        path = weights_file(self.name, self.weights) if self.weights != RANDOM_WEIGHTS else None
+        if path is None:
+            return self.weights
+        path = Path(path).expanduser()
+        return remembered_sha256(path) if path.is_file() else str(path.resolve())
 
     def label(self) -> str:
         """A short name: `name`, `name:file` or `name:file+mean`."""

@@ -230,9 +230,18 @@ def write_outputs(run: Run, status: str) -> dict:
     return summary
 
 
+def weights_records(config: RunConfig) -> dict | list | None:
+    """The weights a run uses, named the same on every machine (`classifiers.weights_record`:
+    model, file, package or shipped, sha256); a list for an ensemble's members."""
+    if config.models:
+        refs = [classifiers.parse_model_ref(t) for t in config.models.split(",")]
+        return [classifiers.weights_record(r.name, r.weights) for r in refs]
+    return classifiers.weights_record(config.model, config.weights)
+
+
 def run_record(config: RunConfig, loop: LoopConfig, classes, command: str) -> dict:
     """config.json: the command, both configs, and the machine (enough to resume or redo)."""
-    weights = None if config.models else classifiers.weights_file(config.model, config.weights)
+    weights = weights_records(config)
     return {
         "command": command,
         "flags": {**dataclasses.asdict(config), **dataclasses.asdict(loop)},

@@ -31,16 +31,23 @@ class TransferError(ValueError):
     """A run directory or model spec cannot be used; the message names it."""
 
 
-def same_model(a: ModelRef, b: ModelRef, default_weights: dict[str, str | None]) -> bool:
-    """True when a and b name the same network: same name, weights (defaults filled in), mean."""
+def same_model(a: ModelRef, b: ModelRef) -> bool:
+    """True when a and b name the same network: same name, the same weights (by sha256,
+    defaults filled in) and mean file."""
+    return a.key() == b.key()
 
-    def filled(ref: ModelRef) -> tuple:
-        name, weights, mean = ref.key()
-        if weights is None and default_weights.get(name):
-            weights = str(Path(default_weights[name]).resolve())
-        return (name, weights, mean)
 
-    return filled(a) == filled(b)
+def source_ref(model: str, weights: Any, mean: str | None) -> ModelRef:
+    """The model a run fooled, from its summary's weights: a weights record (model, file,
+    package or shipped, sha256), or a path (runs recorded before weights records)."""
+    if isinstance(weights, dict):
+        default = weights.get("shipped") or weights.get("package")
+        file = None if default else weights.get("file")
+        return ModelRef(model, file, mean, weights.get("sha256"))
+    if isinstance(weights, list):  # an ensemble: its members' digests
+        digests = [w.get("sha256", "") if isinstance(w, dict) else "" for w in weights]
+        return ModelRef(model, None, mean, "ensemble:" + ",".join(digests))
+    return ModelRef(model, weights, mean)
 
 
 @dataclass
@@ -92,7 +99,7 @@ def load_run(run_dir: str | Path) -> RunElites:
         raise TransferError(f"{run_dir}: elite images differ in shape: {sorted(shapes)}")
     return RunElites(
         run=str(run_dir),
-        source=ModelRef(model, summary.get("weights"), mean),
+        source=source_ref(model, summary.get("weights"), mean),
         classes=np.asarray(classes, np.int64),
         images=np.stack(pngs),
         confidences=np.asarray(confs, np.float64),
@@ -134,30 +141,23 @@ def top1_hits(log_probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return np.argmax(np.asarray(log_probs), axis=1) == np.asarray(classes)
 
 
-def without_default_weights(ref: ModelRef, default_weights: dict[str, str | None]) -> ModelRef:
+def without_default_weights(ref: ModelRef) -> ModelRef:
     """`ref` with weights None when they are the registry default (so it is labelled `name`)."""
-    default = default_weights.get(ref.name)
-    if (
-        ref.weights
-        and default
-        and same_model(ref, ModelRef(ref.name, None, ref.mean), default_weights)
-    ):
-        return ModelRef(ref.name, None, ref.mean)
+    if ref.weights and same_model(ref, ModelRef(ref.name, None, ref.mean)):
+        return ModelRef(ref.name, None, ref.mean, ref.sha256)
     return ref
 
 
-def group_by_source(
-    run_elites: list[RunElites], default_weights: dict[str, str | None]
-) -> list[tuple[ModelRef, list[RunElites]]]:
+def group_by_source(run_elites: list[RunElites]) -> list[tuple[ModelRef, list[RunElites]]]:
     """Runs grouped by the model they fooled (one matrix row each), in first-seen order."""
     groups: list[tuple[ModelRef, list[RunElites]]] = []
     for r in run_elites:
         for ref, members in groups:
-            if same_model(ref, r.source, default_weights):
+            if same_model(ref, r.source):
                 members.append(r)
                 break
         else:
-            groups.append((without_default_weights(r.source, default_weights), [r]))
+            groups.append((without_default_weights(r.source), [r]))
     return groups
 
 
@@ -246,7 +246,6 @@ def markdown(matrix: dict[str, Any]) -> str:
 def transfer_matrix(
     groups: list[tuple[ModelRef, list[RunElites]]],
     targets: list[tuple[ModelRef, Classifier, Any]],
-    default_weights: dict[str, str | None],
     threshold: float = DEFAULT_THRESHOLD,
     chunk: int = 64,
 ) -> dict[str, Any]:
@@ -278,7 +277,7 @@ def transfer_matrix(
                 conf = same_class_confidence(lp, classes)
                 hits = top1_hits(lp, classes)
             cell.update(cell_stats(conf, threshold, hits))
-            cell["same_model"] = same_model(ref, tref, default_weights)
+            cell["same_model"] = same_model(ref, tref)
             row.append(cell)
             for rec, p in zip(per_image, conf, strict=True):
                 rec.setdefault("target_confidence", {})[tlabel] = None if np.isnan(p) else float(p)
