@@ -1,6 +1,6 @@
 """Classify images with any registered model: top-5 labels and probabilities per image.
 
-    python experiments/classify.py --model=efficientnet_lite0 ../shared/data/photos/*
+    python experiments/classify.py --model=efficientnet_lite0 tests/data/photos/*.png
     python experiments/classify.py --model=lenet runs/RUN/elites/*.png
 
 Also how to score someone else's fooling images. Each image gets the model's own

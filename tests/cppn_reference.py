@@ -1,8 +1,9 @@
-"""An independent, deliberately plain reference for the CPPN encoding (PAPER.md section 4.5).
+"""An independent, deliberately plain reference for the CPPN encoding: the original code's
+Sferes2 `DnnFF` genome (nn2 module) and its image rendering, per pixel and in float64.
 
-Written from the spec, not from `jaxfool.search.encodings.cppn`, so that the golden tests in
-`tests/test_cppn.py` compare two independent readings of it. Everything here is per pixel and
-per node, in float64, in the order the spec describes:
+Written from the original code's description, not from `jaxfool.search.encodings.cppn`, so
+that the golden tests in `tests/test_cppn.py` compare two independent readings of it.
+Everything here is per pixel and per node, in float64, in the order the original code runs it:
 
 * a genome (the padded `CppnGenome` arrays of ONE genome) becomes a plain graph: the alive nodes,
   the alive edges (parallel edges kept, each counted) and a topological order (Kahn);
@@ -303,7 +304,8 @@ def ancestors(g: MutableGenome, node: int) -> set[int]:
 
 
 def mutate(rng: np.random.Generator, g: MutableGenome) -> MutableGenome:
-    """`DnnFF::mutate` as PAPER.md section 4.5 lists it, on a copy of `g`."""
+    """`DnnFF::mutate` of the original code (weights, activations, add/delete a connection,
+    add/delete a neuron, in that order), on a copy of `g`."""
     g = MutableGenome(g.num_outputs, dict(g.acts), [list(e) for e in g.edges], g.next_node)
     outputs_ = set(range(NUM_INPUTS, NUM_INPUTS + g.num_outputs))
     for e in g.edges:  # 1. weights
