@@ -88,7 +88,8 @@ def test_drive_writes_outputs_and_checkpoints_where_asked(tmp_path, monkeypatch)
     loop = LoopConfig(out=str(tmp_path / "run"), generations=12, log_every=5, checkpoint_every=4)
     run = runs.start(SMALL, loop, log=quiet)
     summary = runs.drive(run)
-    assert saved == [4, 8, 12, 12]  # and once more with the outputs
+    # generation 0 (a fault before the first chunk can resume), every 4, once more at the end
+    assert saved == [0, 4, 8, 12, 12]
     rows = run.metrics()
     assert [r["generation"] for r in rows] == [4, 8, 12]
     assert rows[-1]["evaluations"] == summary["evaluations"] == 20 + 12 * 20
