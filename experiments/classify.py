@@ -19,7 +19,7 @@ from absl import flags, logging
 from PIL import Image, UnidentifiedImageError
 
 from jaxfool import classifiers
-from jaxfool.base import cli, images
+from jaxfool.base import cli, fileio, images
 from jaxfool.base.cli import FlagError
 from jaxfool.base.npz import WeightsFileError
 from jaxfool.classifiers import scoring
@@ -53,10 +53,7 @@ def image_paths(args: list[str]) -> list[Path]:
     if not paths:
         raise FlagError("name at least one image file")
     for path in paths:
-        if path.is_dir():
-            raise FlagError(f"{path}: a directory, not an image file")
-        if not path.is_file():
-            raise FlagError(f"{path}: no such image file")
+        fileio.check_readable_file(path, FlagError, "image file")
     return paths
 
 

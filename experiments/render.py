@@ -17,7 +17,7 @@ import numpy as np
 from absl import flags, logging
 
 from jaxfool import runs
-from jaxfool.base import cli, images
+from jaxfool.base import cli, fileio, images
 from jaxfool.base.cli import FlagError
 from jaxfool.base.npz import WeightsFileError
 from jaxfool.search.encodings.cppn import CppnEncoding
@@ -38,8 +38,10 @@ def genome_files(args: list[str]) -> list[Path]:
             if not found:
                 raise FlagError(f"{path}: no elites/*.npz genome files (is it a run directory?)")
             files.extend(found)
-        elif path.is_file():
+        elif path.exists() and fileio.not_a_regular_file(path) is None:
             files.append(path)
+        elif path.exists():
+            raise FlagError(f"{path}: not a regular file ({fileio.not_a_regular_file(path)})")
         else:
             raise FlagError(f"{path}: no such genome file or run directory")
     if not files:

@@ -228,3 +228,39 @@ def test_a_corrupt_genome_file_names_the_file_and_the_array(tmp_path, damage, ar
     assert array in proc.stderr and genome.name in proc.stderr
     proc = script("rescore.py", str(run))
     assert proc.returncode == 2 and array in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def not_regular(tmp_path):
+    """Paths that exist but are not regular files (reading /dev/zero or a FIFO never ends)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    return {"a character device": "/dev/zero", "a FIFO": str(fifo), "a directory": str(tmp_path)}
+
+
+def test_paths_that_are_not_regular_files_are_named_as_such(not_regular):
+    from jaxfool import classifiers
+    from jaxfool.base import images
+
+    for kind, path in not_regular.items():
+        with pytest.raises(npz.WeightsFileError, match=f"not a regular file \\({kind}\\)"):
+            classifiers.load_classifier("lenet", path)
+        with pytest.raises(npz.WeightsFileError, match=f"not a regular file \\({kind}\\)"):
+            npz.load_params(path)
+        with pytest.raises(images.ImageFileError, match=f"not a regular file \\({kind}\\)"):
+            images.load_png(path)
+        with pytest.raises(ValueError, match=f"not a regular file \\({kind}\\)"):
+            classifiers.load_classifier("caffenet", "random", path)  # the mean image
+
+
+def test_the_scripts_say_not_a_regular_file(not_regular):
+    fifo = not_regular["a FIFO"]
+    for name, args in [
+        ("fool.py", [f"--weights={fifo}", "--generations=1"]),
+        ("classify.py", ["--model=lenet", "/dev/zero"]),
+        ("render.py", [fifo]),
+    ]:
+        proc = script(name, *args)
+        assert proc.returncode == 2, (name, proc.stderr)
+        (line,) = proc.stderr.strip().splitlines()
+        assert "not a regular file" in line, (name, line)

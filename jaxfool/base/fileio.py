@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -59,9 +60,39 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def not_a_regular_file(path: str | Path) -> str | None:
+    """What an existing path is when it is not a regular file ('a directory', 'a character
+    device', 'a FIFO', ...): reading /dev/zero or a FIFO would never end. None for a regular
+    file (or a link to one) and for a path that does not exist."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    kinds = [
+        (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+    ]  # fmt: skip
+    for test, what in kinds:
+        if test(mode):
+            return what
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def check_readable_file(path: str | Path, error: type[Exception], what: str = "file") -> None:
+    """`error` naming `path` unless it is an existing regular file: 'PATH: no such <what>' or
+    'PATH: not a regular file (a FIFO)'."""
+    kind = not_a_regular_file(path)
+    if kind is not None:
+        raise error(f"{path}: not a regular file ({kind})")
+    if not Path(path).is_file():
+        raise error(f"{path}: no such {what}")
+
+
 def read_bytes(path: str | Path, error: type[Exception]) -> bytes:
-    """A file's bytes, or `error` in one line naming it: missing, or unreadable (why)."""
+    """A file's bytes, or `error` in one line naming it: missing, not a regular file, or
+    unreadable (why)."""
     path = Path(path)
+    check_readable_file(path, error)
     try:
         return path.read_bytes()
     except FileNotFoundError:

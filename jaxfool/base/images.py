@@ -56,7 +56,10 @@ READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBo
 
 def load_png(path: str | Path) -> np.ndarray:
     """Reads a PNG back as uint8 [H, W, C] (C = 1 for grayscale; 16-bit grayscale scaled).
-    A missing or undecodable file raises `ImageFileError`."""
+    A missing, undecodable or not regular file (a FIFO, a device) raises `ImageFileError`."""
+    kind = fileio.not_a_regular_file(path)
+    if kind is not None:
+        raise ImageFileError(f"{path}: not a regular file ({kind})")
     try:
         with Image.open(path) as im:
             array = np.asarray(eight_bit(im))

@@ -132,10 +132,7 @@ def load_params(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     metadata) raises `WeightsFileError` naming the file.
     """
     path = Path(path)
-    if path.is_dir():
-        raise WeightsFileError(f"{path}: a directory, not a weights file")
-    if not path.is_file():
-        raise WeightsFileError(f"{path}: no such weights file")
+    fileio.check_readable_file(path, WeightsFileError, "weights file")
     _check_zip(path)
     flat = _read_arrays(path)
     meta = _read_meta(path, flat.pop(META_KEY, None))

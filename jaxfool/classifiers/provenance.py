@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jaxfool.base.fileio import remembered_sha256
+from jaxfool.base.fileio import check_readable_file, remembered_sha256
 from jaxfool.base.npz import WeightsFileError
 from jaxfool.classifiers.protocol import shipped_file
 from jaxfool.classifiers.registry import RANDOM_WEIGHTS, weights_file
@@ -39,8 +39,7 @@ def weights_record(name: str, weights: str | Path | None = None) -> dict[str, An
     if text is None:
         return None
     path = Path(text).expanduser()
-    if not path.is_file():
-        raise WeightsFileError(f"{path}: no such weights file for model {name}")
+    check_readable_file(path, WeightsFileError, f"weights file for model {name}")
     path = path.resolve()
     record: dict[str, Any] = {"model": name, "file": path.name}
     if path == shipped_file(path.name).resolve():

@@ -25,7 +25,7 @@ from flax import linen as nn
 
 import jaxfool.classifiers.custom as custom
 from jaxfool.base import npz
-from jaxfool.base.fileio import remembered_sha256
+from jaxfool.base.fileio import check_readable_file, remembered_sha256
 from jaxfool.classifiers.nets import (
     alexnet,
     caffenet,
@@ -140,8 +140,7 @@ def load_classifier(
         path = Path(weights) if weights else spec.default_weights
         if path is None:
             raise npz.WeightsFileError(f"model {name} has no default weights: {spec.description}")
-        if not path.is_file():
-            raise npz.WeightsFileError(f"{path}: no such weights file for model {name}")
+        check_readable_file(path, npz.WeightsFileError, f"weights file for model {name}")
         clf, params = spec.loader(path, mean_image)
     return with_compute_dtype(clf, params, compute_dtype)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxfool.base.fileio import check_readable_file
 from jaxfool.base.npz import WeightsFileError
 from jaxfool.classifiers.weights import protobuf as pb
 
@@ -228,9 +229,8 @@ def caffe_mean_image(path: str | Path, shape: tuple[int, int, int] = (256, 256, 
     h, w, c = shape
     expected = (c, h, w)
     path = Path(path)
+    check_readable_file(path, CaffeFormatError)
     if path.suffix == ".npy":
-        if not path.is_file():
-            raise CaffeFormatError(f"{path}: no such file")
         try:
             mean = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
