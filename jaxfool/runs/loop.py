@@ -1,0 +1,341 @@
+"""The run loop of a MAP-Elites fooling run, as a library: what `experiments/fool.py` is.
+
+    config (RunConfig, LoopConfig) --runs.setup.build--> classifier, EvolutionConfig
+        --start (new run dir, or resume its checkpoint)--> state
+        --chunks of generations (map_elites.run)--> progress line, metrics row, progress.png,
+          checkpoint every --checkpoint_every --> outputs (summary, classes.csv, elites, gallery)
+
+Signals: a `Stop` installed before anything slow (before JAX is imported, in the scripts) turns
+SIGINT/SIGTERM into "stop after this chunk, write everything"; one that arrives during start-up
+leaves nothing behind (`Interrupted`). A classifier that gives NaN scores stops the run with its
+outputs written (status says so; fool.py exits 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxfool import plots
+from jaxfool.base import fileio
+from jaxfool.base.errors import Interrupted
+from jaxfool.base.signals import Stop
+from jaxfool.classifiers import registry
+from jaxfool.runs import store
+from jaxfool.runs.config import LoopConfig, RunConfig
+from jaxfool.base.errors import RunDirError
+from jaxfool.runs.rundir import RunDir
+from jaxfool.runs.setup import build
+from jaxfool.search import map_elites
+from jaxfool.search.map_elites import EvolutionConfig
+
+
+def chunk_sizes(start: int, total: int, log_every: int, checkpoint_every: int = 0) -> Iterator[int]:
+    """Generations per host call from `start` to `total`: at most `log_every`, and ending on
+    every multiple of `checkpoint_every` (so checkpoints fall where they are asked for)."""
+    gen = start
+    while gen < total:
+        n = min(log_every, total - gen)
+        if checkpoint_every:
+            n = min(n, checkpoint_every - gen % checkpoint_every)
+        yield n
+        gen += n
+
+
+def chunks(
+    evolution: EvolutionConfig,
+    params: Any,
+    state: Any,
+    loop_key: jax.Array,
+    generations: int,
+    log_every: int,
+    checkpoint_every: int = 0,
+    compiled: Callable | None = None,
+    emitter_params: tuple | None = None,
+) -> Iterator[tuple[Any, int, float]]:
+    """The loop every script drives: (state, generations in the chunk, seconds) after each
+    host call of `map_elites.run`, from `state`'s generation to `generations` (see `chunk_sizes`).
+    `compiled`: `map_elites.run` lowered and compiled for these arguments (else jitted on use)."""
+    step = compiled or (lambda *args: map_elites.run(evolution, *args))
+    extra = () if emitter_params is None else (emitter_params,)
+    sizes = chunk_sizes(int(state.generation), generations, log_every, checkpoint_every)
+    for n in sizes:
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(step(params, state, loop_key, n, *extra))
+        yield state, n, time.perf_counter() - t0
+
+
+def many_chunks(
+    evolution: EvolutionConfig,
+    params: Any,
+    init_keys: jax.Array,
+    loop_keys: jax.Array,
+    generations: int,
+    log_every: int,
+    emitter_params: tuple | None = None,
+) -> Iterator[tuple[Any, int]]:
+    """R runs at once (keys [R]: each run's init and generations keys): (states, generations
+    in the chunk) after the initial population (0) and after each host call of
+    `map_elites.run_many_states` of at most `log_every` generations, up to `generations`."""
+    state = map_elites.init_many(evolution, params, init_keys)
+    yield state, 0
+    for n in chunk_sizes(0, generations, log_every, 0):
+        state = map_elites.run_many_states(
+            evolution, params, state, loop_keys, n, emitter_params
+        )
+        yield state, n
+
+
+def progress_row(state, previous_takeovers: int, n: int, seconds: float, population: int):
+    """The metrics row of a chunk of `n` generations that took `seconds`."""
+    takeovers = int(np.sum(state.archive.takeovers))
+    return {
+        "generation": int(state.generation),
+        "evaluations": int(state.evaluations),
+        "seconds": round(seconds, 4),
+        "gens_per_s": n / seconds,
+        "evals_per_s": n * population / seconds,
+        "improved": takeovers - previous_takeovers,
+        "nan_scores": int(state.nan_scores),
+        **store.archive_stats(np.asarray(state.archive.log_prob)),
+        **store.peak_memory(),
+    }
+
+
+def progress_line(row: dict, total: int, k: int) -> str:
+    """One log line: progress, speed, ETA, confidences, classes above thresholds, improvements."""
+    above = row["num_classes_above"]
+    eta = (total - row["generation"]) / row["gens_per_s"]
+    return (
+        f"gen {row['generation']:>6}/{total} | {row['gens_per_s']:7.1f} gen/s | "
+        f"{row['evals_per_s']:9.0f} evals/s | ETA {eta:7.1f}s | "
+        f"median {row['median_confidence']:.8f} mean {row['mean_confidence']:.6f} "
+        f"min {row['min_confidence']:.8f} | "
+        f">=0.99 {above['0.99']}/{k} >=0.9999 {above['0.9999']}/{k} | improved {row['improved']}"
+    )
+
+
+@dataclass
+class Run:
+    """A run being driven: its directory, settings, classifier and current state."""
+
+    dir: RunDir
+    config: RunConfig
+    loop: LoopConfig
+    evolution: EvolutionConfig
+    params: Any
+    state: Any
+    loop_key: jax.Array
+    record: dict  # config.json
+    emitter_params: tuple | None = None  # the emitters' runtime Params (None: their defaults)
+    writer: bool = True  # process 0 of a multi-host run
+    log: Callable[[str], None] = print
+    plots_note: str | None = None
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def metrics(self) -> list[dict]:
+        path = self.dir.path / "metrics.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def write_progress_plot(self) -> None:
+        """progress.png from metrics.jsonl; without matplotlib, says once how to get it."""
+        if not self.writer or self.plots_note is not None:
+            return
+        try:
+            plots.write_progress(
+                self.dir.path / "progress.png",
+                self.metrics(),
+                title=self.title(),
+                population=self.evolution.population,
+                num_classes=len(self.evolution.classes),
+            )
+        except plots.PlotsUnavailable as e:
+            self.plots_note = str(e)
+            self.log(f"note: no progress.png: {e}")
+
+    def title(self) -> str:
+        c = self.config
+        return (
+            f"{self.evolution.classifier.name}, {c.encoding}, {len(self.evolution.classes)} "
+            f"classes, population {self.evolution.population}, seed {c.seed}"
+        )
+
+
+def _elite_images(encoding, genomes) -> np.ndarray:
+    return np.asarray(jax.jit(encoding.express)(genomes))
+
+
+def write_outputs(run: Run, status: str) -> dict:
+    """summary.json, classes.csv, elites/, gallery.png, progress.png and the checkpoint."""
+    out, cfg, state = run.dir.path, run.evolution, run.state
+    archive = jax.device_get(state.archive)
+    elite_images = _elite_images(cfg.encoding, archive.genomes)
+    labels = cfg.classifier.labels
+    run.dir.record(
+        *(
+            out / "elites" / f"{store.elite_stem(c, labels[c])}{suffix}"
+            for c in cfg.classes
+            for suffix in (".png", ".npz")
+        )
+    )
+    records = store.write_elites(
+        out, cfg.classes, labels, elite_images, archive.genomes, archive.log_prob,
+        archive.last_improved, archive.takeovers, cfg.encoding,
+    )  # fmt: skip
+    if records:  # a classifier that scored everything NaN leaves no elite to show
+        store.save_elite_gallery(
+            out / "gallery.png",
+            np.stack([elite_images[cfg.classes.index(r["index"])] for r in records]),
+            records,
+        )
+    stats = store.archive_stats(archive.log_prob)
+    summary = {
+        "model": run.config.model_name,
+        **({"ensemble": cfg.classifier.name} if run.config.models else {}),
+        "weights": run.record["weights"],
+        "encoding": run.config.encoding,
+        "population": cfg.population,
+        "generations_completed": int(state.generation),
+        "seed": run.config.seed,
+        "status": status,
+        "median_confidence": stats["median_confidence"],
+        "mean_confidence": stats["mean_confidence"],
+        "min_confidence": stats["min_confidence"],
+        "num_classes_above": stats["num_classes_above"],
+        "evaluations": int(state.evaluations),
+        "nan_scores": int(state.nan_scores),
+        "wall_seconds": round(time.perf_counter() - run.started, 3),
+        "eval_chunk": cfg.eval_chunk,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        **store.peak_memory(),
+        "classes": records,
+    }
+    store.save_checkpoint(out, state, run.loop_key, run.record)
+    store.write_classes_csv(out / "classes.csv", records)
+    run.write_progress_plot()
+    fileio.write_json(out / "summary.json", summary)
+    return summary
+
+
+def run_record(config: RunConfig, loop: LoopConfig, classes, command: str) -> dict:
+    """config.json: the command, both configs, and the machine (enough to resume or redo)."""
+    weights = None if config.models else registry.weights_file(config.model, config.weights)
+    return {
+        "command": command,
+        "flags": {**dataclasses.asdict(config), **dataclasses.asdict(loop)},
+        "weights": weights,
+        "classes": list(classes),
+        "jax_version": jax.__version__,
+        "devices": [str(d) for d in jax.devices()],
+        "processes": jax.process_count(),
+    }
+
+
+def _check_stop(stop: Stop | None, rundir: RunDir | None, resuming: bool) -> None:
+    """During start-up: a signal ends the run here, leaving nothing a new run wrote."""
+    if not stop:
+        return
+    if rundir is not None and not resuming:
+        rundir.discard()
+    kept = "the run is as it was" if resuming else "nothing was written"
+    raise Interrupted(stop.name, f"interrupted by {stop.name} during start-up; {kept}")
+
+
+def start(
+    config: RunConfig,
+    loop: LoopConfig,
+    resume: bool = False,
+    stop: Stop | None = None,
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> Run:
+    """Loads the classifier, scores the initial population (or restores the checkpoint of
+    `loop.out` when resuming) and returns the run, ready for `drive`."""
+    writer = jax.process_index() == 0
+    mesh = map_elites.population_mesh() if loop.shard and jax.device_count() > 1 else None
+    setup = build(config, loop, mesh)
+    config, loop, evolution, params = setup.config, setup.loop, setup.evolution, setup.params
+    _check_stop(stop, None, resume)
+    init_key, loop_key = map_elites.run_keys(config.seed)
+    if resume:
+        rundir = RunDir.existing(loop.out)
+        record = json.loads((rundir.path / "config.json").read_text())
+        template = jax.eval_shape(lambda p, k: map_elites.init(evolution, p, k), params, init_key)
+        state, saved_key, _ = store.load_checkpoint(rundir.path, template)
+        if not np.array_equal(jax.random.key_data(saved_key), jax.random.key_data(loop_key)):
+            raise RunDirError(f"{rundir.path}: the checkpoint's key is not this seed's")
+        record["flags"] = {**record["flags"], **dataclasses.asdict(loop)}
+    else:
+        out = loop.out or default_out(config)
+        loop = dataclasses.replace(loop, out=str(out))
+        rundir = RunDir.create(out, loop.overwrite) if writer else RunDir(Path(out))
+        record = run_record(config, loop, evolution.classes, command)
+        if writer:
+            rundir.record(*(rundir.path / f for f in store.RUN_FILES))
+            fileio.write_json(rundir.path / "config.json", record)
+        _check_stop(stop, rundir, resume)
+        state = map_elites.init(evolution, params, init_key)
+        jax.block_until_ready(state)
+    _check_stop(stop, rundir, resume)
+    return Run(
+        rundir, config, loop, evolution, params, state, loop_key, record,
+        setup.emitter_params, writer, log,
+    )  # fmt: skip
+
+
+def default_out(config: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}_{config.model_name}_{config.encoding}_s{config.seed}"
+
+
+def drive(run: Run, stop: Stop | None = None, resuming: bool = False) -> dict:
+    """Runs chunks of generations to `run.loop.generations`, logging and checkpointing, and
+    writes the outputs. Returns summary.json's dict; its status says how the run ended."""
+    loop, cfg = run.loop, run.evolution
+    out = run.dir.path
+    extra = () if run.emitter_params is None else (run.emitter_params,)  # none: the defaults
+    compiled = map_elites.run.lower(cfg, run.params, run.state, run.loop_key, 1, *extra).compile()
+    _check_stop(stop, run.dir, resuming)
+    if resuming and run.writer:
+        store.drop_metrics_after(out / "metrics.jsonl", int(run.state.generation))
+        fileio.write_json(out / "config.json", run.record)  # the loop settings it goes on with
+    run.log(
+        f"compiled and scored the initial population in {time.perf_counter() - run.started:.1f}s"
+    )
+    status = "completed"
+    takeovers = int(np.sum(run.state.archive.takeovers))
+    if int(run.state.nan_scores):
+        status = "stopped: NaN scores"
+    steps = chunks(cfg, run.params, run.state, run.loop_key, loop.generations, loop.log_every,
+                   loop.checkpoint_every, compiled, *extra)  # fmt: skip
+    for state, n, seconds in steps if status == "completed" else ():
+        run.state = state
+        row = progress_row(state, takeovers, n, seconds, cfg.population)
+        takeovers += row["improved"]
+        if run.writer:
+            store.append_jsonl(out / "metrics.jsonl", row)
+            run.write_progress_plot()
+        run.log(progress_line(row, loop.generations, len(cfg.classes)))
+        if row["nan_scores"]:
+            status = "stopped: NaN scores"
+            break
+        every = loop.checkpoint_every
+        if every and row["generation"] % every == 0 and run.writer:
+            store.save_checkpoint(out, run.state, run.loop_key, run.record)
+        if stop:
+            status = f"interrupted by {stop.name} at generation {row['generation']}"
+            break
+    if not run.writer:
+        return {"status": status}
+    return write_outputs(run, status)
