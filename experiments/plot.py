@@ -21,6 +21,7 @@ from absl import flags
 from jaxfool import plots
 from jaxfool.base import cli
 from jaxfool.base.cli import FlagError
+from jaxfool.studies import retrain_report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "progress_overlay.png", "The PNG to write.")
@@ -94,7 +95,7 @@ def read_retrains(args: list[str], labels: list[str] | None) -> dict[str, list]:
     series: dict[str, list] = {}
     for i, arg in enumerate(args):
         try:
-            more = plots.read_retrain(arg, None if labels is None else labels[i])
+            more = retrain_report.read_retrain(arg, None if labels is None else labels[i])
         except ValueError as e:
             raise FlagError(e) from None
         for name in more:

@@ -31,7 +31,6 @@ __all__ = [
     "RunCurve",
     "available",
     "progress_figure",
-    "read_retrain",
     "read_run",
     "retrain_confidence_figure",
     "save_figure",
@@ -487,31 +486,6 @@ def read_run(run_dir: str | Path, label: str | None = None) -> RunCurve:
         initial_population=_int_or_none(flags.get("initial_population")),
         num_classes=len(classes) if isinstance(classes, list) else None,
     )
-
-
-def read_retrain(
-    experiment_dir: str | Path, label: str | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """A retraining experiment's chart series (`retrain_report.chart_series`) from its
-    retrain.json, each named 'LABEL, series' (LABEL: the encoding unless given), for
-    `retrain_confidence_figure` to overlay several experiments."""
-    from jaxfool.studies import retrain_report
-
-    experiment_dir = Path(experiment_dir)
-    if not experiment_dir.is_dir():
-        raise ValueError(f"{experiment_dir}: no such retraining directory")
-    path = experiment_dir / "retrain.json"
-    if not path.exists():
-        raise ValueError(f"{path}: no such file (not a retrain.py output directory?)")
-    summary = read_json_object(path)
-    rows, config = summary.get("rows"), summary.get("config")
-    flags = config.get("flags") if isinstance(config, dict) else None
-    if not isinstance(rows, list) or not rows or not isinstance(flags, dict):
-        raise ValueError(f"{path}: no rounds and settings (rows, config.flags)")
-    if label is None:
-        label = str(flags.get("encoding", experiment_dir.resolve().name))
-    series = retrain_report.chart_series(rows, str(flags.get("emitter", "original")))
-    return {f"{label}, {name}" if name else label: rs for name, rs in series.items()}
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from jaxfool import plots
+from jaxfool.studies import retrain_report
 
 from .conftest import REPO
 
@@ -318,12 +319,12 @@ def write_retrain(path, rows, encoding="direct", emitter="original", probe=None)
 def test_read_retrain_names_each_experiments_series(tmp_path):
     a = write_retrain(tmp_path / "a", retrain_rows(), probe="gradient")
     b = write_retrain(tmp_path / "b", retrain_rows(3), encoding="cppn")
-    series = plots.read_retrain(a)
+    series = retrain_report.read_retrain(a)
     assert list(series) == ["direct, original (trained on)", "direct, probe: gradient"]
     assert [r["median_confidence"] for r in series["direct, probe: gradient"]] == [0.999] * 4
-    assert list(plots.read_retrain(b)) == ["cppn"]
-    assert list(plots.read_retrain(b, "CPPN chain")) == ["CPPN chain"]
-    fig = drawn(plots.retrain_confidence_figure({**series, **plots.read_retrain(b)}))
+    assert list(retrain_report.read_retrain(b)) == ["cppn"]
+    assert list(retrain_report.read_retrain(b, "CPPN chain")) == ["CPPN chain"]
+    fig = drawn(plots.retrain_confidence_figure({**series, **retrain_report.read_retrain(b)}))
     assert legend_texts(fig.legends[0]) == [*series, "cppn"]
     assert tuple(fig.get_size_inches()) == (plots.FIGSIZE[0], plots.FIGSIZE[1] + 0.2)
     np.testing.assert_allclose(
