@@ -19,6 +19,7 @@ from jaxfool.base import images
 from jaxfool.classifiers import preprocess, scoring
 from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers.nets import resnet
+from jaxfool.search import ascent_regularisers as regularisers
 from jaxfool.search import gradient_ascent as ga
 
 from .conftest import REPO
@@ -132,10 +133,10 @@ def test_one_step_equals_the_original_update_by_hand(space):
 @pytest.mark.parametrize("sigma", [0.3, 0.4, 1.0])
 def test_blur_is_scipys_gaussian_filter_and_keeps_the_mean(sigma):
     x = np.random.default_rng(0).normal(size=(17, 13, 3)).astype(np.float32)
-    kernel = ga.gaussian_kernel(sigma)
+    kernel = regularisers.gaussian_kernel(sigma)
     assert kernel.sum() == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(kernel, kernel[::-1])
-    blurred = np.asarray(ga.gaussian_blur(jnp.asarray(x), sigma))
+    blurred = np.asarray(regularisers.gaussian_blur(jnp.asarray(x), sigma))
     expected = np.stack([scipy.ndimage.gaussian_filter(x[..., c], sigma) for c in range(3)], -1)
     np.testing.assert_allclose(blurred, expected, atol=1e-5)
     np.testing.assert_allclose(blurred.mean(axis=(0, 1)), x.mean(axis=(0, 1)), atol=1e-5)
@@ -147,7 +148,7 @@ def test_pruning_zeroes_the_pixels_below_the_percentile():
     norms = rng.permutation(np.arange(101, dtype=np.float32)).reshape(1, 101)
     direction = rng.normal(size=(1, 101, 3)).astype(np.float32)
     x = direction / np.linalg.norm(direction, axis=-1, keepdims=True) * norms[..., None]
-    out = np.asarray(ga.prune_small_norm(jnp.asarray(x), 20))
+    out = np.asarray(regularisers.prune_small_norm(jnp.asarray(x), 20))
     zeroed = np.all(out == 0, axis=-1)
     np.testing.assert_array_equal(zeroed, norms < 20)  # the 20th percentile is 20: kept
     np.testing.assert_array_equal(out[~zeroed], x[~zeroed])
@@ -155,12 +156,14 @@ def test_pruning_zeroes_the_pixels_below_the_percentile():
     grad = rng.normal(size=x.shape).astype(np.float32)
     benefit = np.sum(-x * grad, axis=-1)
     for absolute, b in ((False, benefit), (True, np.abs(benefit))):
-        out = np.asarray(ga.prune_small_benefit(jnp.asarray(x), jnp.asarray(grad), 30, absolute))
+        out = np.asarray(
+            regularisers.prune_small_benefit(jnp.asarray(x), jnp.asarray(grad), 30, absolute)
+        )
         small = b < np.percentile(b, 30)
         assert small.sum() == 30  # 101 pixels: the 30th percentile is the 31st smallest
         np.testing.assert_array_equal(out, np.where(small[..., None], 0, x))
 
-    flat = np.asarray(ga.prune_small_values(jnp.asarray(x), 50))
+    flat = np.asarray(regularisers.prune_small_values(jnp.asarray(x), 50))
     np.testing.assert_array_equal(flat == 0, np.abs(x) < np.percentile(np.abs(x), 50))
 
 
