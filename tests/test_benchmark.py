@@ -1,21 +1,18 @@
-"""experiments/benchmark.py: the JSON lines carry every field with sane values, flags are
-checked, the suites' tables give the cases they always gave, and the NumPy baseline computes the
-same thing as jaxfool."""
+"""experiments/benchmark.py and jaxfool.studies.benchmark: the JSON lines carry every field with
+sane values (the stage profile times each emitter's own `emit`), flags are checked, and the
+suites' tables give the cases they always gave. (The NumPy baseline's tests are in
+test_numpy_baseline.py.)"""
 
 import hashlib
 import json
 import subprocess
 import sys
 
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from .conftest import REPO
 
 BENCHMARK = [sys.executable, str(REPO / "experiments" / "benchmark.py")]
-sys.path.insert(0, str(REPO / "experiments"))
-import numpy_baseline  # noqa: E402
 
 ENVIRONMENT = ("platform", "device_kind", "device_count", "jax_version", "cpu_count")
 GENERATION_FIELDS = (
@@ -52,7 +49,7 @@ def test_generation_line_has_every_field(smoke_rows):
     assert row["overhead_ratio"] == pytest.approx(
         row["generation_s"] / row["classifier_only_s"], rel=1e-2
     )
-    assert set(row["stage_s"]) == {"select_gather", "vary", "express", "insert", "classifier"}
+    assert set(row["stage_s"]) == {"emit/original", "express", "insert", "classifier"}
     assert all(v > 0 for v in row["stage_s"].values())
     # LeNet: 2 x (conv1 20*24*24*25 + conv2 50*8*8*500 + ip1 800*500 + ip2 500*10) MACs
     assert row["flops_per_image"] == pytest.approx(4.59e6, rel=0.05)
@@ -94,7 +91,7 @@ def test_bad_flags_are_one_line_errors(args, message):
 
 # Runs in a subprocess (the script's flags would clash with other scripts' in this process):
 # imports benchmark.py, parses each argument list and prints {" ".join(args): the selected cases
-# as dicts, or the FlagError's message}.
+# as dicts, or the error's message}.
 SELECT = r"""
 import dataclasses, json, sys
 sys.path.insert(0, sys.argv[1])
@@ -107,24 +104,28 @@ for args in json.loads(sys.argv[2]):
     flags.FLAGS(["benchmark.py", *args])
     try:
         out[" ".join(args)] = [dataclasses.asdict(c) for c in benchmark.selected_cases()]
-    except benchmark.FlagError as e:
+    except ValueError as e:  # a FlagError or the library's ConfigError
         out[" ".join(args)] = str(e)
 print(json.dumps(out))
 """
 SUITES = (
     "quick", "all", "gpu", "smoke", "device", "mnist-direct", "mnist-cppn", "imagenet-direct",
     "imagenet-cppn", "classifiers", "render", "archive-insert", "emitters", "classifiers-torch",
-    "custom",
+    "gpu-runs", "custom",
 )  # fmt: skip
 CUSTOM = ["--suite=custom", "--model=caffenet", "--encoding=cppn", "--population=10",
           "--generations=3", "--noten_crop", "--weights=random"]  # fmt: skip
 CHOICES = [[f"--suite={s}", *extra] for s in SUITES for extra in ([], ["--tiny"])] + [CUSTOM]
 # sha256 of json.dumps(cases of CHOICES, sort_keys=True): every field of every case of every
 # suite, with and without --tiny. A change meant to be made (a new configuration) changes it:
-# print the new digest and put it here. Taken when --suite=gpu got its bf16 twins (issue 15);
-# without them and the compute_dtype field, the cases gave the digest of before the suites
-# became tables, 6084ad28524e304bca494ad522a48d5eadf051abdf629d6473df0a2bc22da190.
-CHOICES_SHA256 = "a51c9ce1507151771eba7c5b855a0ac1335bc43cb533c60ccff364a0c0c003d6"
+# print the new digest and put it here. Taken when --suite=gpu was sized for its first GPU run
+# (issue 32: ImageNet at 400 on random weights in one classifier call, no stage profile, one
+# NumPy generation at MNIST 4000, the goals' cases first; every other suite's cases
+# unchanged). Before it, with the bf16 twins of issue 15:
+# a51c9ce1507151771eba7c5b855a0ac1335bc43cb533c60ccff364a0c0c003d6; without them
+# and the compute_dtype field, the cases gave the digest of before the suites became tables,
+# 6084ad28524e304bca494ad522a48d5eadf051abdf629d6473df0a2bc22da190.
+CHOICES_SHA256 = "e692a9454f8ac44c72d91f7bf2e53bab5d733eded89f26c7ee204f30062ed4e7"
 
 BASIC_NAMES = ["device", "mnist-direct/lenet/direct/p200", "mnist-cppn/lenet/cppn/p200",
     "imagenet-direct/efficientnet_lite0/direct/p64", "imagenet-direct/caffenet-10crop/direct/p64",
@@ -138,16 +139,30 @@ BASIC_NAMES = ["device", "mnist-direct/lenet/direct/p200", "mnist-cppn/lenet/cpp
 BASIC_SUITES = ["device", "mnist-direct", "mnist-cppn", *["imagenet-direct"] * 2,
                 *["imagenet-cppn"] * 3, *["classifiers"] * 5, *["render"] * 3,
                 *["archive-insert"] * 3]  # fmt: skip
-GPU_GENERATIONS = ["mnist-direct/lenet/direct/p200", "mnist-direct/lenet/direct/p4000",
-    "mnist-cppn/lenet/cppn/p200", "mnist-cppn/lenet/cppn/p4000",
-    "imagenet-direct/efficientnet_lite0/direct/p200", "imagenet-direct/caffenet-10crop/direct/p200",
-    "imagenet-cppn/efficientnet_lite0/cppn/p400", "imagenet-cppn/caffenet-10crop/cppn/p400",
-]  # fmt: skip
-GPU_NAMES = ["device", *(n + dtype for n in GPU_GENERATIONS for dtype in ("", "/bf16")),
-    "classifiers/lenet", "classifiers/caffenet", "classifiers/alexnet_caffe",
-    "classifiers/alexnet_torchvision", "classifiers/efficientnet_lite0", "render/28x28x1/b4000",
-    "render/256x256x3/b400", "render/1024x1024x3/b64", "insert/mnist-direct",
-    "insert/imagenet-direct", "insert/imagenet-cppn"]  # fmt: skip
+GPU_MNIST = ["mnist-direct/lenet/direct/p200", "mnist-direct/lenet/direct/p4000",
+             "mnist-cppn/lenet/cppn/p200", "mnist-cppn/lenet/cppn/p4000"]  # fmt: skip
+GPU_IMAGENET_CPPN = ["imagenet-cppn/efficientnet_lite0/cppn/p400",
+                     "imagenet-cppn/caffenet-10crop/cppn/p400"]  # fmt: skip
+GPU_IMAGENET_DIRECT = ["imagenet-direct/efficientnet_lite0/direct/p400",
+                       "imagenet-direct/caffenet-10crop/direct/p400"]  # fmt: skip
+GPU_IMAGENET = GPU_IMAGENET_CPPN + GPU_IMAGENET_DIRECT
+GPU_GENERATIONS = GPU_MNIST + GPU_IMAGENET
+
+
+def both_dtypes(cases):
+    return [n + dtype for n in cases for dtype in ("", "/bf16")]
+
+
+# issue 32: the goals' figures first (MNIST, ImageNet CPPN, the renderer), so that a run cut
+# short by a time limit keeps them
+GPU_NAMES = ["device", *both_dtypes(GPU_MNIST), *both_dtypes(GPU_IMAGENET_CPPN),
+    "render/28x28x1/b4000", "render/256x256x3/b400", "render/1024x1024x3/b64",
+    *both_dtypes(GPU_IMAGENET_DIRECT), "classifiers/lenet", "classifiers/caffenet",
+    "classifiers/alexnet_caffe", "classifiers/alexnet_torchvision",
+    "classifiers/efficientnet_lite0", "insert/mnist-direct", "insert/imagenet-direct",
+    "insert/imagenet-cppn"]  # fmt: skip
+GPU_RUNS_NAMES = ["runs/lenet/direct/p200/r8", "runs/lenet/direct/p200/r64",
+                  "runs/lenet/cppn/p200/r8", "runs/lenet/cppn/p200/r64"]  # fmt: skip
 QUICK_NAMES = ["quick/lenet/direct/p200", "quick/lenet/cppn/p200", "render/256x256x3/b16",
                "insert/imagenet-direct", "quick/efficientnet_lite0/cppn/p16"]  # fmt: skip
 # a Case's defaults, then the smoke suite's two cases in full
@@ -184,7 +199,7 @@ def names(cases):
 def test_every_case_of_every_suite_is_as_before(chosen):
     # the emitters suite (issue 13) is new, and so is the `emitter` field (original elsewhere):
     # without them the digest is the one of before
-    new_suites = ("--suite=emitters", "--suite=classifiers-torch")  # issues 13 and 14
+    new_suites = ("--suite=emitters", "--suite=classifiers-torch", "--suite=gpu-runs")
     old = [a for a in CHOICES if a[0] not in new_suites]
     cases = [[dict(c) for c in chosen[" ".join(args)]] for args in old]
     for case in (c for cs in cases for c in cs):
@@ -221,6 +236,30 @@ def test_gpu_suite_times_every_generation_case_in_bf16_too(chosen):
                             numpy_generations=0)  # fmt: skip
 
 
+def test_gpu_suite_sizes_and_weights(chosen):
+    # issue 32: ImageNet at the paper's population of 400 on random weights (the GPU machine has
+    # no weights package), the whole population in one classifier call, no per-stage profile;
+    # MNIST on its shipped LeNet, with the stage profile
+    cases = {c["name"]: c for c in chosen["--suite=gpu"]}
+    for name in both_dtypes(GPU_IMAGENET):
+        case = cases[name]
+        assert case["population"] == 400 and case["weights"] == "random", name
+        assert case["eval_chunk"] == 400 and not case["stages"], name
+    for name in GPU_MNIST:
+        assert cases[name]["weights"] is None and cases[name]["stages"], name
+    assert [cases[n]["population"] for n in GPU_MNIST] == [200, 4000, 200, 4000]
+    assert {c["model"] for c in cases.values() if "lite0" in c["name"]} == {"efficientnet_lite0"}
+
+
+def test_gpu_runs_suite(chosen):
+    cases = chosen["--suite=gpu-runs"]
+    assert names(cases) == GPU_RUNS_NAMES
+    assert [(c["kind"], c["runs"], c["generations"]) for c in cases] == [
+        ("runs", 8, 100), ("runs", 64, 100), ("runs", 8, 50), ("runs", 64, 50)
+    ]  # fmt: skip
+    assert all(c["population"] == 200 and c["model"] == "lenet" for c in cases)
+
+
 def test_emitters_suite_has_every_emitter_on_mnist_and_lite0(chosen):
     specs = ["original", "isoline", "gradient", "original:0.5,gradient:0.5"]
     want = [f"emitters/{m}/{e}/p{p}" + ("" if s == "original" else f"/{s}")
@@ -230,6 +269,7 @@ def test_emitters_suite_has_every_emitter_on_mnist_and_lite0(chosen):
     assert names(cases) == [*want, "runs/lenet/direct/p200/r8", "runs/lenet/cppn/p200/r8"]
     assert [c["emitter"] for c in cases] == specs * 4 + ["original"] * 2
     assert [c["runs"] for c in cases] == [1] * 16 + [8, 8]
+    assert all(c["stages"] for c in cases[:16])  # each emitter's own emit is profiled
 
 
 def test_gradient_emitter_generation_line():
@@ -238,6 +278,9 @@ def test_gradient_emitter_generation_line():
     (row,) = [json.loads(line) for line in res.stdout.splitlines()]
     assert row["emitter"] == "gradient" and row["generations_per_s"] > 0
     assert row["overhead_ratio"] > 0
+    # the stage profile times the gradient emitter's own emit, not the original's variation
+    assert set(row["stage_s"]) == {"emit/gradient", "express", "insert", "classifier"}
+    assert row["stage_s"]["emit/gradient"] > 0
 
 
 def test_run_many_line():
@@ -283,30 +326,3 @@ def test_repeats_eval_chunk_and_only_apply_to_the_chosen_cases():
     assert all(c["repeats"] == 2 and c["eval_chunk"] == 7 for c in cases)
     assert got["--suite=smoke --only=lite0"] == "--only=lite0: no case of --suite=smoke matches"
     assert got["--suite=fast"].startswith("--suite=fast: choose one of quick, all, gpu, smoke,")
-
-
-def test_numpy_lenet_matches_jaxfool(lenet):
-    clf, params = lenet
-    images = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
-    expected = np.asarray(clf.logits(params, jnp.asarray(images)))
-    got = numpy_baseline.lenet_logits(numpy_baseline.numpy_lenet_params(params), images)
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-5)
-
-
-def test_numpy_baseline_evolves(lenet):
-    _, params = lenet
-    start, end = numpy_baseline.run(params, population=20, generations=5, seed=1)
-    assert np.all(end.log_prob >= start.log_prob) and np.any(end.log_prob > start.log_prob)
-    assert np.isfinite(end.log_prob).all() and np.all(end.log_prob <= 0)
-    assert end.genomes.min() >= 0 and end.genomes.max() <= 1
-
-
-def test_numpy_operators_stay_in_bounds():
-    rng = np.random.default_rng(0)
-    a, b = rng.random((2, 28, 28, 1), dtype=np.float32)
-    c1, c2 = numpy_baseline.sbx(rng, a, b)
-    assert c1.dtype == np.float32 and 0 <= c1.min() and c2.max() <= 1
-    assert np.mean((c1 != a) & (c1 != b)) > 0.5  # genes are crossed, not copied
-    m = numpy_baseline.polynomial_mutation(rng, a)
-    changed = np.mean(m != a)
-    assert 0.05 < changed < 0.15 and 0 <= m.min() and m.max() <= 1
