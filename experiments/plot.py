@@ -21,6 +21,7 @@ from absl import flags
 from jaxfool import plots
 from jaxfool.base import cli
 from jaxfool.base.cli import FlagError
+from jaxfool.runs import readers
 from jaxfool.studies import retrain_report
 
 FLAGS = flags.FLAGS
@@ -76,7 +77,7 @@ def read_runs(args: list[str], labels: list[str] | None) -> list[plots.RunCurve]
     runs = []
     for i, arg in enumerate(args):
         try:
-            runs.append(plots.read_run(arg, None if labels is None else labels[i]))
+            runs.append(readers.read_run(arg, None if labels is None else labels[i]))
         except ValueError as e:
             raise FlagError(e) from None
     return runs

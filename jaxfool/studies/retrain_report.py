@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxfool.plots import read_json_object
+from jaxfool.runs.readers import read_json_object
 from jaxfool.runs.store import format_confidence
 
 
