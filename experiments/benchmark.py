@@ -17,7 +17,8 @@ overhead_ratio_cpu: the same in CPU seconds, which other processes on a shared m
 change), per-stage times (each emitter's own `emit`, express, insert), peak memory, and the
 limits:
 
-- flops_per_image: the classifier's FLOPs per image (XLA's cost analysis of its forward pass);
+- flops_per_image: the classifier's FLOPs per image (XLA's cost analysis of its forward pass,
+  on the CPU backend wherever the case runs: a GPU's own count leaves out cuDNN's convolutions);
 - device_flops_per_s: the best of a large float32 matmul and a large convolution, measured in
   the same process; limit_generation_s = flops_per_image * population / device_flops_per_s is
   the fastest a generation could possibly be, and fraction_of_limit = limit / measured;

@@ -292,6 +292,33 @@ def test_run_many_line():
     assert row["vmap_speedup"] > 0
 
 
+def test_cpu_flops_counts_from_shapes():
+    # issue 32: FLOPs are counted on the CPU backend wherever the run is (an H200's own count
+    # left out cuDNN's convolutions: LeNet 0.83 of 4.6 MFLOPs)
+    import jax
+    import jax.numpy as jnp
+
+    from jaxfool.studies.benchmark.timing import cpu_flops
+
+    def conv(x, w):
+        dims = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=dims)
+
+    x = jax.ShapeDtypeStruct((2, 16, 16, 8), jnp.float32)
+    w = jnp.ones((3, 3, 8, 4))
+    a = jnp.ones((64, 32))
+    assert cpu_flops(conv, x, w) == pytest.approx(2 * 2 * 14 * 14 * 4 * 9 * 8, rel=0.01)
+    assert cpu_flops(jnp.matmul, a, a.T) == pytest.approx(2 * 64 * 32 * 64, rel=0.01)
+
+
+def test_classifier_line():
+    res = benchmark("--suite=classifiers", "--tiny", "--only=lenet")
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert row["weights"] == "random" and row["flax_images_per_s"] > 0
+    assert row["flops_per_image"] == pytest.approx(4.59e6, rel=0.05)
+
+
 def test_bf16_generation_line():
     res = benchmark("--suite=gpu", "--tiny", "--only=mnist-direct/lenet/direct/p200/bf16")
     assert res.returncode == 0, res.stderr[-2000:]

@@ -28,6 +28,7 @@ from jaxfool.studies.benchmark.generation import case_setup, generation_case_row
 from jaxfool.studies.benchmark.timing import (
     best_time,
     blocking,
+    cpu_flops,
     device_throughput,
     environment,
     interleaved,
@@ -85,8 +86,7 @@ def classifier_case_row(case: Case) -> dict:
     probes = throughput_probes()
     fns.update({k: fn for k, (fn, _) in probes.items()})
     times = interleaved(fns, case.repeats)
-    cost = forward.lower(variables, x).compile().cost_analysis()
-    flops = float((cost[0] if isinstance(cost, list) else cost)["flops"]) / batch
+    flops = cpu_flops(module.apply, variables, x) / batch
     throughput = throughput_from(probes, times)
     limit = throughput["device_flops_per_s"] / flops
     row = {

@@ -111,19 +111,35 @@ def device_throughput(repeats: int = 3) -> dict:
     return throughput_from(probes, times)
 
 
-def flops_per_image(logits_fn, params, image_shape, batch: int = 4) -> float:
-    """The classifier's FLOPs per image, from XLA's cost analysis of its lowered forward (the
-    compiled one's where that gives none): no compilation, which takes seconds a network on a
-    GPU. The two agree to 0.2% (EfficientNet-Lite0 0.936 and 0.938 GFLOPs, LeNet exactly)."""
-    x = jnp.zeros((batch, *image_shape), jnp.uint8)
-    lowered = jax.jit(logits_fn).lower(params, x)
+def cpu_flops(fn, *args) -> float:
+    """FLOPs of fn(*args), from XLA's cost analysis of its lowered graph on the CPU backend
+    (its compiled graph's where that gives none), whatever device the arguments are on: only
+    their shapes and dtypes are used. Not the default backend's: on a GPU (issue 32, H200, jax
+    0.11.2) the compiled graph's count leaves out the convolutions handed to cuDNN (LeNet 0.83
+    of 4.6 MFLOPs, EfficientNet-Lite0 97 of 936, CaffeNet 10-crop 1.2 of 13.5 GFLOPs), and
+    JAX's plugin backends give no count for a lowered graph. The lowered and compiled counts
+    agree to 0.2% on the CPU (EfficientNet-Lite0 0.936 and 0.938 GFLOPs, LeNet exactly)."""
+    cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+
+    def spec(a):
+        if hasattr(a, "shape") and hasattr(a, "dtype"):  # arrays, ShapeDtypeStructs
+            return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu)
+        return jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a), sharding=cpu)
+
+    lowered = jax.jit(fn).lower(*jax.tree.map(spec, args))
     cost = lowered.cost_analysis()
     if isinstance(cost, list):  # older jax: one dict per computation
         cost = cost[0]
     if not cost or not cost.get("flops"):
         cost = lowered.compile().cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost["flops"]) / batch
+    return float(cost["flops"])
+
+
+def flops_per_image(logits_fn, params, image_shape, batch: int = 4) -> float:
+    """The classifier's FLOPs per image (`cpu_flops` of its forward pass)."""
+    x = jax.ShapeDtypeStruct((batch, *image_shape), jnp.uint8)
+    return cpu_flops(logits_fn, params, x) / batch
 
 
 def process_cpu_s() -> float:
