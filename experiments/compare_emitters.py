@@ -6,6 +6,7 @@
 For each encoding and emitter spec, each seed's run goes one generation per call until every
 class is >= --threshold or --max_generations pass. Prints a markdown table (median and
 per-seed generations; "-" for a run that did not get there) and a final JSON line.
+Flags -> `runs.RunConfig` per encoding and spec -> `studies.compare_emitters.compare_row`.
 """
 
 from jaxfool.base import cli
@@ -13,12 +14,12 @@ from jaxfool.base import cli
 STOP = cli.Stop()
 
 import json  # noqa: E402
-import time  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from jaxfool import runs
+from jaxfool import runs  # noqa: E402
 from jaxfool.base.cli import FlagError  # noqa: E402
+from jaxfool.studies import compare_emitters  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lenet", "Classifier (see fool.py --model).")
@@ -31,33 +32,6 @@ flags.DEFINE_integer("max_generations", 200, "Give up on a run after this many g
 flags.DEFINE_float("threshold", 0.9999, "Every class's elite must reach this confidence.")
 flags.DEFINE_string("classes", None, "Class indices (default: all).")
 flags.DEFINE_enum("cppn_coords", "raw", ["raw", "normalized"], "CPPN inputs (see fool.py).")
-
-
-def first_passing(config: runs.RunConfig, seeds: list[int]) -> list[int | None]:
-    """Per seed, the first generation at which every cell is >= --threshold (None: never)."""
-    import jax
-    import numpy as np
-
-    from jaxfool.search import map_elites as evolve
-
-    setup = runs.build(config)
-    params, evolution, eparams = setup.params, setup.evolution, setup.emitter_params
-    step = jax.jit(lambda s, k: evolve.run(evolution, params, s, k, 1, eparams))
-    limit = np.log(FLAGS.threshold)
-    done: list[int | None] = []
-    for seed in seeds:  # one after another: vmapping the gradient emitter's conv backward
-        init_key, loop_key = evolve.run_keys(seed)  # over runs is slow on XLA's CPU
-        state = evolve.init(evolution, params, init_key)
-        done.append(None)
-        for generation in range(FLAGS.max_generations + 1):
-            if np.all(np.asarray(state.archive.log_prob) >= limit):
-                done[-1] = generation
-                break
-            if STOP:
-                return done
-            if generation < FLAGS.max_generations:
-                state = step(state, loop_key)
-    return done
 
 
 def main(argv):
@@ -73,8 +47,7 @@ def main(argv):
         raise FlagError(f"--threshold={FLAGS.threshold}: must be in (0, 1)")
     specs = [s.strip() for s in FLAGS.emitters.split(";") if s.strip()]
     rows = []
-    print("| encoding | emitter | median generations | per seed | evaluations (median) | s |")
-    print("|---|---|---|---|---|---|")
+    print(compare_emitters.TABLE_HEAD)
     for encoding in FLAGS.encodings.split(","):
         for spec in specs:
             config = runs.RunConfig(
@@ -82,18 +55,10 @@ def main(argv):
                 population=FLAGS.population, classes=FLAGS.classes, emitter=spec,
                 cppn_coords=FLAGS.cppn_coords,
             )  # fmt: skip
-            t0 = time.perf_counter()
-            gens = first_passing(config, seeds)
-            seconds = time.perf_counter() - t0
-            finite = sorted(g for g in gens if g is not None)
-            median = finite[len(gens) // 2] if len(finite) > len(gens) // 2 else None
-            evals = None if median is None else FLAGS.population * (median + 1)
-            rows.append({"encoding": encoding, "emitter": spec, "generations": gens,
-                         "median_generations": median, "median_evaluations": evals,
-                         "seconds": round(seconds, 1)})  # fmt: skip
-            shown = ", ".join("-" if g is None else str(g) for g in gens)
-            print(f"| {encoding} | `{spec}` | {'-' if median is None else median} | {shown} | "
-                  f"{'-' if evals is None else evals} | {seconds:.0f} |", flush=True)  # fmt: skip
+            rows.append(compare_emitters.compare_row(
+                config, seeds, FLAGS.threshold, FLAGS.max_generations, STOP
+            ))  # fmt: skip
+            print(compare_emitters.table_line(rows[-1]), flush=True)
             if STOP:
                 break
     print(json.dumps({"model": FLAGS.model, "threshold": FLAGS.threshold, "seeds": seeds,

@@ -25,6 +25,7 @@ from absl import flags, logging
 
 from jaxfool import classifiers, runs
 from jaxfool.base.cli import FlagError
+from jaxfool.runs import cluster
 from jaxfool.search import encodings
 
 FLAGS = flags.FLAGS
@@ -80,21 +81,6 @@ for define, name, default, text in [
 # fmt: on
 
 
-def join_cluster() -> None:
-    """Multi-host: joins the other processes (before anything touches the devices)."""
-    import jax
-
-    multi = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    if any(v is not None for v in multi) and any(v is None for v in multi):
-        raise FlagError("--coordinator_address, --num_processes and --process_id go together")
-    if FLAGS.num_processes is not None and not 0 <= FLAGS.process_id < FLAGS.num_processes:
-        raise FlagError(f"--process_id={FLAGS.process_id}: must be in [0, --num_processes)")
-    if FLAGS.coordinator_address is not None:
-        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    elif FLAGS.distributed:
-        jax.distributed.initialize()
-
-
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
@@ -110,7 +96,8 @@ def main(argv):
     if FLAGS.resume:
         given = cli.given_flags()
         config, loop, _ = runs.store.resumed_configs(FLAGS.resume, config, loop, given)
-    join_cluster()
+    multihost = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    cluster.join(*multihost, FLAGS.distributed)  # before anything touches the devices
     import jax
 
     def log(msg: str) -> None:

@@ -21,6 +21,8 @@ from absl import flags
 from jaxfool import plots
 from jaxfool.base import cli
 from jaxfool.base.cli import FlagError
+from jaxfool.runs import readers
+from jaxfool.studies import retrain_report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "progress_overlay.png", "The PNG to write.")
@@ -75,7 +77,7 @@ def read_runs(args: list[str], labels: list[str] | None) -> list[plots.RunCurve]
     runs = []
     for i, arg in enumerate(args):
         try:
-            runs.append(plots.read_run(arg, None if labels is None else labels[i]))
+            runs.append(readers.read_run(arg, None if labels is None else labels[i]))
         except ValueError as e:
             raise FlagError(e) from None
     return runs
@@ -94,7 +96,7 @@ def read_retrains(args: list[str], labels: list[str] | None) -> dict[str, list]:
     series: dict[str, list] = {}
     for i, arg in enumerate(args):
         try:
-            more = plots.read_retrain(arg, None if labels is None else labels[i])
+            more = retrain_report.read_retrain(arg, None if labels is None else labels[i])
         except ValueError as e:
             raise FlagError(e) from None
         for name in more:

@@ -6,12 +6,13 @@ Confidences are drawn on a logit axis, log(p / (1 - p)), with ticks labelled as 
 (a linear axis puts everything that matters in the top pixel), and low confidences early in a
 run (0.01, 0.001) still fit. matplotlib is imported only inside the functions that draw, and
 only through `matplotlib.figure.Figure` and its Agg canvas, so no pyplot state is touched.
+It draws only: the files are read by `runs.readers` (a run) and `studies.retrain_report`
+(a retraining experiment).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,8 +32,6 @@ __all__ = [
     "RunCurve",
     "available",
     "progress_figure",
-    "read_retrain",
-    "read_run",
     "retrain_confidence_figure",
     "save_figure",
     "write_progress",
@@ -410,109 +409,3 @@ def fraction_axis(ax: Axes) -> None:
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylabel("fraction")
     ax.grid(True, color="0.88", linewidth=0.8)
-
-
-# --- reading a run directory ---------------------------------------------------------------------
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl; ValueError naming the file if it is missing, empty or has
-    a line that is not a JSON object with a generation. An unterminated last line that does not
-    parse is a row being written (the run is live) and is left out."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file (not a run directory?)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read it ({e})") from None
-    lines = text.split("\n")
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if n == len(lines):  # no newline after it: still being written
-                continue
-            raise ValueError(f"{path}: line {n} is not JSON") from None
-        if not isinstance(row, dict) or not isinstance(row.get("generation"), int):
-            raise ValueError(f"{path}: line {n} is not a metrics row (no 'generation')")
-        rows.append(row)
-    if not rows:
-        raise ValueError(f"{path}: no metrics rows (the run has not logged a chunk yet?)")
-    return rows
-
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object from `path`; {} if the file does not exist, ValueError if it is corrupt."""
-    if not path.exists():
-        return {}
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a readable JSON file ({e})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: not a JSON object")
-    return obj
-
-
-def run_label(name: str, settings: Mapping[str, Any]) -> str:
-    """'DIR (model, encoding, seed N)', or just DIR when the run's settings are unknown."""
-    encoding = settings.get("encoding")
-    if isinstance(encoding, Mapping):
-        encoding = encoding.get("name")
-    parts = [str(settings[k]) for k in ("model",) if settings.get(k) is not None]
-    parts += [str(encoding)] if encoding is not None else []
-    parts += [f"seed {settings['seed']}"] if settings.get("seed") is not None else []
-    return f"{name} ({', '.join(parts)})" if parts else name
-
-
-def read_run(run_dir: str | Path, label: str | None = None) -> RunCurve:
-    """A run directory's metrics.jsonl as a RunCurve; label, population and the number of
-    classes come from summary.json, else config.json (written at the start of a run)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"{run_dir}: no such run directory")
-    rows = read_metrics(run_dir / "metrics.jsonl")
-    summary = read_json_object(run_dir / "summary.json")
-    config = read_json_object(run_dir / "config.json")
-    flags = config.get("flags") if isinstance(config.get("flags"), dict) else {}
-    settings = {**flags, **{k: v for k, v in summary.items() if v is not None}}
-    classes = summary.get("classes", config.get("classes"))
-    return RunCurve(
-        label=label if label is not None else run_label(run_dir.resolve().name, settings),
-        rows=rows,
-        population=_int_or_none(settings.get("population")),
-        initial_population=_int_or_none(flags.get("initial_population")),
-        num_classes=len(classes) if isinstance(classes, list) else None,
-    )
-
-
-def read_retrain(
-    experiment_dir: str | Path, label: str | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """A retraining experiment's chart series (`retrain_report.chart_series`) from its
-    retrain.json, each named 'LABEL, series' (LABEL: the encoding unless given), for
-    `retrain_confidence_figure` to overlay several experiments."""
-    from jaxfool.studies import retrain_report
-
-    experiment_dir = Path(experiment_dir)
-    if not experiment_dir.is_dir():
-        raise ValueError(f"{experiment_dir}: no such retraining directory")
-    path = experiment_dir / "retrain.json"
-    if not path.exists():
-        raise ValueError(f"{path}: no such file (not a retrain.py output directory?)")
-    summary = read_json_object(path)
-    rows, config = summary.get("rows"), summary.get("config")
-    flags = config.get("flags") if isinstance(config, dict) else None
-    if not isinstance(rows, list) or not rows or not isinstance(flags, dict):
-        raise ValueError(f"{path}: no rounds and settings (rows, config.flags)")
-    if label is None:
-        label = str(flags.get("encoding", experiment_dir.resolve().name))
-    series = retrain_report.chart_series(rows, str(flags.get("emitter", "original")))
-    return {f"{label}, {name}" if name else label: rs for name, rs in series.items()}
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

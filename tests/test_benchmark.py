@@ -1,21 +1,18 @@
-"""experiments/benchmark.py: the JSON lines carry every field with sane values, flags are
-checked, the suites' tables give the cases they always gave, and the NumPy baseline computes the
-same thing as jaxfool."""
+"""experiments/benchmark.py and jaxfool.studies.benchmark: the JSON lines carry every field with
+sane values (the stage profile times each emitter's own `emit`), flags are checked, and the
+suites' tables give the cases they always gave. (The NumPy baseline's tests are in
+test_numpy_baseline.py.)"""
 
 import hashlib
 import json
 import subprocess
 import sys
 
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from .conftest import REPO
 
 BENCHMARK = [sys.executable, str(REPO / "experiments" / "benchmark.py")]
-sys.path.insert(0, str(REPO / "experiments"))
-import numpy_baseline  # noqa: E402
 
 ENVIRONMENT = ("platform", "device_kind", "device_count", "jax_version", "cpu_count")
 GENERATION_FIELDS = (
@@ -52,7 +49,7 @@ def test_generation_line_has_every_field(smoke_rows):
     assert row["overhead_ratio"] == pytest.approx(
         row["generation_s"] / row["classifier_only_s"], rel=1e-2
     )
-    assert set(row["stage_s"]) == {"select_gather", "vary", "express", "insert", "classifier"}
+    assert set(row["stage_s"]) == {"emit/original", "express", "insert", "classifier"}
     assert all(v > 0 for v in row["stage_s"].values())
     # LeNet: 2 x (conv1 20*24*24*25 + conv2 50*8*8*500 + ip1 800*500 + ip2 500*10) MACs
     assert row["flops_per_image"] == pytest.approx(4.59e6, rel=0.05)
@@ -94,7 +91,7 @@ def test_bad_flags_are_one_line_errors(args, message):
 
 # Runs in a subprocess (the script's flags would clash with other scripts' in this process):
 # imports benchmark.py, parses each argument list and prints {" ".join(args): the selected cases
-# as dicts, or the FlagError's message}.
+# as dicts, or the error's message}.
 SELECT = r"""
 import dataclasses, json, sys
 sys.path.insert(0, sys.argv[1])
@@ -107,7 +104,7 @@ for args in json.loads(sys.argv[2]):
     flags.FLAGS(["benchmark.py", *args])
     try:
         out[" ".join(args)] = [dataclasses.asdict(c) for c in benchmark.selected_cases()]
-    except benchmark.FlagError as e:
+    except ValueError as e:  # a FlagError or the library's ConfigError
         out[" ".join(args)] = str(e)
 print(json.dumps(out))
 """
@@ -272,6 +269,7 @@ def test_emitters_suite_has_every_emitter_on_mnist_and_lite0(chosen):
     assert names(cases) == [*want, "runs/lenet/direct/p200/r8", "runs/lenet/cppn/p200/r8"]
     assert [c["emitter"] for c in cases] == specs * 4 + ["original"] * 2
     assert [c["runs"] for c in cases] == [1] * 16 + [8, 8]
+    assert all(c["stages"] for c in cases[:16])  # each emitter's own emit is profiled
 
 
 def test_gradient_emitter_generation_line():
@@ -280,6 +278,9 @@ def test_gradient_emitter_generation_line():
     (row,) = [json.loads(line) for line in res.stdout.splitlines()]
     assert row["emitter"] == "gradient" and row["generations_per_s"] > 0
     assert row["overhead_ratio"] > 0
+    # the stage profile times the gradient emitter's own emit, not the original's variation
+    assert set(row["stage_s"]) == {"emit/gradient", "express", "insert", "classifier"}
+    assert row["stage_s"]["emit/gradient"] > 0
 
 
 def test_run_many_line():
@@ -291,34 +292,23 @@ def test_run_many_line():
     assert row["vmap_speedup"] > 0
 
 
-# Runs in a subprocess, as SELECT: FLOPs of a matmul and a 3 x 3 convolution from `cpu_flops`,
-# given arrays and shapes alone.
-FLOPS = r"""
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import benchmark
-import jax, jax.numpy as jnp
-
-conv = lambda x, w: jax.lax.conv_general_dilated(
-    x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-x = jax.ShapeDtypeStruct((2, 16, 16, 8), jnp.float32)
-w = jnp.ones((3, 3, 8, 4))
-a = jnp.ones((64, 32))
-print(json.dumps([benchmark.cpu_flops(conv, x, w), benchmark.cpu_flops(jnp.matmul, a, a.T)]))
-"""
-
-
 def test_cpu_flops_counts_from_shapes():
     # issue 32: FLOPs are counted on the CPU backend wherever the run is (an H200's own count
     # left out cuDNN's convolutions: LeNet 0.83 of 4.6 MFLOPs)
-    res = subprocess.run(
-        [sys.executable, "-c", FLOPS, str(REPO / "experiments")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-2000:]
-    conv, matmul = json.loads(res.stdout.splitlines()[-1])
-    assert conv == pytest.approx(2 * 2 * 14 * 14 * 4 * 9 * 8, rel=0.01)  # valid taps only
-    assert matmul == pytest.approx(2 * 64 * 32 * 64, rel=0.01)
+    import jax
+    import jax.numpy as jnp
+
+    from jaxfool.studies.benchmark.timing import cpu_flops
+
+    def conv(x, w):
+        dims = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=dims)
+
+    x = jax.ShapeDtypeStruct((2, 16, 16, 8), jnp.float32)
+    w = jnp.ones((3, 3, 8, 4))
+    a = jnp.ones((64, 32))
+    assert cpu_flops(conv, x, w) == pytest.approx(2 * 2 * 14 * 14 * 4 * 9 * 8, rel=0.01)
+    assert cpu_flops(jnp.matmul, a, a.T) == pytest.approx(2 * 64 * 32 * 64, rel=0.01)
 
 
 def test_classifier_line():
@@ -363,30 +353,3 @@ def test_repeats_eval_chunk_and_only_apply_to_the_chosen_cases():
     assert all(c["repeats"] == 2 and c["eval_chunk"] == 7 for c in cases)
     assert got["--suite=smoke --only=lite0"] == "--only=lite0: no case of --suite=smoke matches"
     assert got["--suite=fast"].startswith("--suite=fast: choose one of quick, all, gpu, smoke,")
-
-
-def test_numpy_lenet_matches_jaxfool(lenet):
-    clf, params = lenet
-    images = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
-    expected = np.asarray(clf.logits(params, jnp.asarray(images)))
-    got = numpy_baseline.lenet_logits(numpy_baseline.numpy_lenet_params(params), images)
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-5)
-
-
-def test_numpy_baseline_evolves(lenet):
-    _, params = lenet
-    start, end = numpy_baseline.run(params, population=20, generations=5, seed=1)
-    assert np.all(end.log_prob >= start.log_prob) and np.any(end.log_prob > start.log_prob)
-    assert np.isfinite(end.log_prob).all() and np.all(end.log_prob <= 0)
-    assert end.genomes.min() >= 0 and end.genomes.max() <= 1
-
-
-def test_numpy_operators_stay_in_bounds():
-    rng = np.random.default_rng(0)
-    a, b = rng.random((2, 28, 28, 1), dtype=np.float32)
-    c1, c2 = numpy_baseline.sbx(rng, a, b)
-    assert c1.dtype == np.float32 and 0 <= c1.min() and c2.max() <= 1
-    assert np.mean((c1 != a) & (c1 != b)) > 0.5  # genes are crossed, not copied
-    m = numpy_baseline.polynomial_mutation(rng, a)
-    changed = np.mean(m != a)
-    assert 0.05 < changed < 0.15 and 0 <= m.min() and m.max() <= 1

@@ -19,9 +19,7 @@ from jaxfool import classifiers
 from jaxfool.base import images
 from jaxfool.classifiers import preprocess, scoring
 from jaxfool.classifiers.nets import resnet
-from jaxfool.classifiers.nets.alexnet import AlexNetTorchvisionLogits
-from jaxfool.classifiers.nets.caffenet import CaffeNetLogits
-from jaxfool.classifiers.nets.efficientnet_lite import EfficientNetLiteLogits
+from jaxfool.search import ascent_regularisers as regularisers
 from jaxfool.search import gradient_ascent as ga
 
 from .conftest import REPO
@@ -135,10 +133,10 @@ def test_one_step_equals_the_original_update_by_hand(space):
 @pytest.mark.parametrize("sigma", [0.3, 0.4, 1.0])
 def test_blur_is_scipys_gaussian_filter_and_keeps_the_mean(sigma):
     x = np.random.default_rng(0).normal(size=(17, 13, 3)).astype(np.float32)
-    kernel = ga.gaussian_kernel(sigma)
+    kernel = regularisers.gaussian_kernel(sigma)
     assert kernel.sum() == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(kernel, kernel[::-1])
-    blurred = np.asarray(ga.gaussian_blur(jnp.asarray(x), sigma))
+    blurred = np.asarray(regularisers.gaussian_blur(jnp.asarray(x), sigma))
     expected = np.stack([scipy.ndimage.gaussian_filter(x[..., c], sigma) for c in range(3)], -1)
     np.testing.assert_allclose(blurred, expected, atol=1e-5)
     np.testing.assert_allclose(blurred.mean(axis=(0, 1)), x.mean(axis=(0, 1)), atol=1e-5)
@@ -150,7 +148,7 @@ def test_pruning_zeroes_the_pixels_below_the_percentile():
     norms = rng.permutation(np.arange(101, dtype=np.float32)).reshape(1, 101)
     direction = rng.normal(size=(1, 101, 3)).astype(np.float32)
     x = direction / np.linalg.norm(direction, axis=-1, keepdims=True) * norms[..., None]
-    out = np.asarray(ga.prune_small_norm(jnp.asarray(x), 20))
+    out = np.asarray(regularisers.prune_small_norm(jnp.asarray(x), 20))
     zeroed = np.all(out == 0, axis=-1)
     np.testing.assert_array_equal(zeroed, norms < 20)  # the 20th percentile is 20: kept
     np.testing.assert_array_equal(out[~zeroed], x[~zeroed])
@@ -158,12 +156,14 @@ def test_pruning_zeroes_the_pixels_below_the_percentile():
     grad = rng.normal(size=x.shape).astype(np.float32)
     benefit = np.sum(-x * grad, axis=-1)
     for absolute, b in ((False, benefit), (True, np.abs(benefit))):
-        out = np.asarray(ga.prune_small_benefit(jnp.asarray(x), jnp.asarray(grad), 30, absolute))
+        out = np.asarray(
+            regularisers.prune_small_benefit(jnp.asarray(x), jnp.asarray(grad), 30, absolute)
+        )
         small = b < np.percentile(b, 30)
         assert small.sum() == 30  # 101 pixels: the 30th percentile is the 31st smallest
         np.testing.assert_array_equal(out, np.where(small[..., None], 0, x))
 
-    flat = np.asarray(ga.prune_small_values(jnp.asarray(x), 50))
+    flat = np.asarray(regularisers.prune_small_values(jnp.asarray(x), 50))
     np.testing.assert_array_equal(flat == 0, np.abs(x) < np.percentile(np.abs(x), 50))
 
 
@@ -218,7 +218,7 @@ def imagenet_space(logits) -> ga.InputSpace:
 
 @pytest.mark.parametrize("variant", ["lite0", "lite1"])
 def test_efficientnet_space_is_the_eval_crop(variant):
-    sp = imagenet_space(EfficientNetLiteLogits(variant))
+    sp = imagenet_space(classifiers.EfficientNetLiteLogits(variant))
     img = jnp.asarray(np.random.default_rng(1).integers(0, 256, (1, *sp.image_shape)), jnp.uint8)
     expected = preprocess.efficientnet_eval_crop(img, sp.shape[0])
     np.testing.assert_allclose(sp.from_image({}, img), expected, atol=1e-5)
@@ -230,14 +230,14 @@ def test_efficientnet_space_is_the_eval_crop(variant):
 def test_caffe_and_torchvision_spaces_are_their_preprocessing():
     rng = np.random.default_rng(2)
     img = jnp.asarray(rng.integers(0, 256, (2, 256, 256, 3)), jnp.uint8)
-    caffe = imagenet_space(CaffeNetLogits())
+    caffe = imagenet_space(classifiers.CaffeNetLogits())
     params = {"mean_227": jnp.asarray(rng.uniform(90, 130, (227, 227, 3)), jnp.float32)}
     expected = preprocess.caffe_center_crop(img[..., ::-1].astype(jnp.float32), params["mean_227"])
     np.testing.assert_allclose(caffe.from_image(params, img), expected, atol=1e-4)
     back = caffe.to_image(params, caffe.from_image(params, img))
     np.testing.assert_array_equal(back[:, 14:241, 14:241], img[:, 14:241, 14:241])
 
-    tv = imagenet_space(AlexNetTorchvisionLogits())
+    tv = imagenet_space(classifiers.AlexNetTorchvisionLogits())
     expected = preprocess.torchvision_eval_input(img)
     np.testing.assert_allclose(tv.from_image({}, img), expected, atol=1e-4)
     lower, upper = tv.bounds({})

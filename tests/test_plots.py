@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 
 from jaxfool import plots
+from jaxfool.runs import readers
+from jaxfool.studies import retrain_report
 
 from .conftest import REPO
 
@@ -318,12 +320,12 @@ def write_retrain(path, rows, encoding="direct", emitter="original", probe=None)
 def test_read_retrain_names_each_experiments_series(tmp_path):
     a = write_retrain(tmp_path / "a", retrain_rows(), probe="gradient")
     b = write_retrain(tmp_path / "b", retrain_rows(3), encoding="cppn")
-    series = plots.read_retrain(a)
+    series = retrain_report.read_retrain(a)
     assert list(series) == ["direct, original (trained on)", "direct, probe: gradient"]
     assert [r["median_confidence"] for r in series["direct, probe: gradient"]] == [0.999] * 4
-    assert list(plots.read_retrain(b)) == ["cppn"]
-    assert list(plots.read_retrain(b, "CPPN chain")) == ["CPPN chain"]
-    fig = drawn(plots.retrain_confidence_figure({**series, **plots.read_retrain(b)}))
+    assert list(retrain_report.read_retrain(b)) == ["cppn"]
+    assert list(retrain_report.read_retrain(b, "CPPN chain")) == ["CPPN chain"]
+    fig = drawn(plots.retrain_confidence_figure({**series, **retrain_report.read_retrain(b)}))
     assert legend_texts(fig.legends[0]) == [*series, "cppn"]
     assert tuple(fig.get_size_inches()) == (plots.FIGSIZE[0], plots.FIGSIZE[1] + 0.2)
     np.testing.assert_allclose(
@@ -379,11 +381,11 @@ def test_read_run_takes_label_population_and_classes_from_the_run(tmp_path):
     summary = {"model": "lenet", "encoding": "cppn", "seed": 3, "population": 100,
                "classes": [{"index": k} for k in range(10)]}  # fmt: skip
     config = {"flags": {"population": 100, "initial_population": 400}}
-    run = plots.read_run(write_run(tmp_path / "cppn_run", rows, summary, config))
+    run = readers.read_run(write_run(tmp_path / "cppn_run", rows, summary, config))
     assert run.label == "cppn_run (lenet, cppn, seed 3)"
     assert run.rows == rows
     assert (run.population, run.initial_population, run.num_classes) == (100, 400, 10)
-    assert plots.read_run(tmp_path / "cppn_run", label="mine").label == "mine"
+    assert readers.read_run(tmp_path / "cppn_run", label="mine").label == "mine"
 
 
 def test_read_run_of_a_live_run_uses_config_json(tmp_path):
@@ -392,10 +394,10 @@ def test_read_run_of_a_live_run_uses_config_json(tmp_path):
     path = write_run(tmp_path / "live", metrics_rows(n=2), config=config)
     with open(path / "metrics.jsonl", "a") as f:
         f.write('{"generation": 15, "median_conf')  # a row being written
-    run = plots.read_run(path)
+    run = readers.read_run(path)
     assert run.label == "live (lenet, direct, seed 1)"
     assert len(run.rows) == 2 and run.population == 20 and run.num_classes == 3
-    assert plots.read_run(write_run(tmp_path / "bare", metrics_rows())).label == "bare"
+    assert readers.read_run(write_run(tmp_path / "bare", metrics_rows())).label == "bare"
 
 
 @pytest.mark.parametrize(
@@ -413,17 +415,17 @@ def test_read_run_rejects_bad_metrics_naming_the_file(tmp_path, text, message):
     if text is not None:
         (tmp_path / "metrics.jsonl").write_text(text)
     with pytest.raises(ValueError, match=message) as e:
-        plots.read_run(tmp_path)
+        readers.read_run(tmp_path)
     assert str(tmp_path / "metrics.jsonl") in str(e.value)
 
 
 def test_read_run_rejects_a_missing_dir_and_corrupt_summary(tmp_path):
     with pytest.raises(ValueError, match="no such run directory"):
-        plots.read_run(tmp_path / "absent")
+        readers.read_run(tmp_path / "absent")
     path = write_run(tmp_path / "r", metrics_rows())
     (path / "summary.json").write_text("{truncated")
     with pytest.raises(ValueError, match="summary.json: not a readable JSON file"):
-        plots.read_run(path)
+        readers.read_run(path)
 
 
 # --- without matplotlib --------------------------------------------------------------------------

@@ -16,12 +16,11 @@ from PIL import Image
 from jaxfool.base import images
 from jaxfool.base.errors import ConfigError
 from jaxfool.base.npz import flatten, load_params
-from jaxfool.classifiers import train
+from jaxfool.classifiers import MODELS, train
 from jaxfool.classifiers.data.folder import load_images, scan_image_folder
 from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
-from jaxfool.classifiers.registry import MODELS
 from jaxfool.search.encodings.direct import DirectEncoding
-from jaxfool.studies import retrain, retrain_report
+from jaxfool.studies import retrain, retrain_report, retrain_tasks
 
 from .conftest import REPO
 
@@ -65,7 +64,7 @@ def test_ten_class_training_is_unchanged(mnist):
 def test_eleven_class_training_and_label_check(mnist):
     (x, y), (xt, yt) = mnist
     fooling = np.random.default_rng(0).integers(0, 256, (40, 28, 28), np.uint8)
-    xx, yy = retrain.with_fooling_class(x, y, fooling, 10, repeats=3)
+    xx, yy = retrain_tasks.with_fooling_class(x, y, fooling, 10, repeats=3)
     assert len(xx) == len(x) + 120 and (yy[len(x) :] == 10).all() and yy.dtype == y.dtype
     params = train.train_lenet(xx, yy, steps=60, seed=0, num_classes=11)
     assert params["ip2"]["kernel"].shape == (500, 11) and train.num_outputs(params) == 11
@@ -82,10 +81,10 @@ def test_eleven_class_training_and_label_check(mnist):
 def test_generations_to_threshold_and_stats():
     gens = np.array([0, 10, 20, 30])
     medians = np.array([[0.1, 0.2, 0.3], [0.5, 0.995, 0.4], [0.99, 0.999, 0.5], [0.9999, 1, 0.6]])
-    assert retrain.generations_to_threshold(gens, medians, 0.99) == [20, 10, None]
-    assert retrain.generations_to_threshold(gens, medians, 0.9999) == [30, 30, None]
-    assert retrain.median_generations([20, 10, None]) == 20
-    assert retrain.median_generations([20, None, None]) is None
+    assert retrain_report.generations_to_threshold(gens, medians, 0.99) == [20, 10, None]
+    assert retrain_report.generations_to_threshold(gens, medians, 0.9999) == [30, 30, None]
+    assert retrain_report.median_generations([20, 10, None]) == 20
+    assert retrain_report.median_generations([20, None, None]) is None
     rnd = retrain.FoolingRound(
         images=np.zeros((3, 2, 28, 28, 1), np.uint8),
         log_prob=np.log(np.array([[0.5, 0.999], [0.99995, 0.1], [0.995, 0.2]], np.float32)),
@@ -93,7 +92,7 @@ def test_generations_to_threshold_and_stats():
         medians=medians,
         seconds=1.0,
     )
-    row = retrain.round_stats(rnd, (0.99, 0.9999))
+    row = retrain_report.round_stats(rnd, (0.99, 0.9999))
     assert row["fooling_images"] == 6 and row["generation_budget"] == 30
     assert row["median_confidence"] == pytest.approx((0.5 + 0.995) / 2, rel=1e-6)
     assert row["max_confidence"] == pytest.approx(0.99995, rel=1e-6)
@@ -135,7 +134,7 @@ def loop(mnist):
     """One retraining round from the shipped LeNet: 3 runs (1 held out) against DNN_1, DNN_2
     trained 200 steps with the fooling class, then 3 runs against DNN_2."""
     (x, y), (xt, yt) = mnist
-    task = retrain.mnist_task(x, y, xt, yt, steps=200)
+    task = retrain_tasks.mnist_task(x, y, xt, yt, steps=200)
     dnn1 = load_params(MODELS["lenet"].default_weights)[0]["params"]
     config = retrain.RetrainConfig(
         iterations=1, runs_per_iteration=3, holdout_runs=1, population=20, generations=20
@@ -355,10 +354,10 @@ def test_fooling_runs_in_one_call_equal_the_runs_one_by_one():
     for r in range(3):
         init_key, loop_key = jax.random.split(jax.random.fold_in(key, r))
         state = evolve.init(cfg, params, init_key)
-        medians = [retrain.median_confidence(state.archive.log_prob)]
+        medians = [retrain_report.median_confidence(state.archive.log_prob)]
         for n in (4, 4, 1):
             state = evolve.run(cfg, params, state, loop_key, n)
-            medians.append(retrain.median_confidence(state.archive.log_prob))
+            medians.append(retrain_report.median_confidence(state.archive.log_prob))
         assert got.medians[:, r].tolist() == medians
         np.testing.assert_array_equal(got.log_prob[r], np.asarray(state.archive.log_prob))
         expected = np.asarray(cfg.encoding.express(state.archive.genomes))
@@ -382,7 +381,7 @@ def small_loop(mnist):
     """Two retraining rounds (DNN_1..DNN_3), tiny, with a probe emitter, and everything the
     callbacks saw."""
     (x, y), (xt, yt) = mnist
-    task = retrain.mnist_task(x, y, xt, yt, steps=30)
+    task = retrain_tasks.mnist_task(x, y, xt, yt, steps=30)
     dnn1 = load_params(MODELS["lenet"].default_weights)[0]["params"]
     config = retrain.RetrainConfig(
         iterations=2, runs_per_iteration=2, holdout_runs=1, population=10, generations=4,

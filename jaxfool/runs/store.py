@@ -279,33 +279,47 @@ def drop_metrics_after(path: Path, generation: int) -> None:
     fileio.write_text(path, "".join(line + "\n" for line in kept))
 
 
+def saved_settings(out: str | Path, kind: str = "run") -> dict:
+    """config.json of the run (or experiment) in `out`, whose "flags" hold its settings;
+    ConfigError(resume) if there is none, or it is not one (`kind` names what it should be)."""
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise ConfigError("resume", f"no config.json there (not a {kind} directory)")
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record["flags"], dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ConfigError("resume", f"{path} is not a {kind} config") from None
+    return record
+
+
+def kept_settings(
+    saved: dict, ours: dict, given: set[str], keeps: str = "a resumed run keeps its settings"
+) -> dict:
+    """The saved values of the settings named in `ours` (those saved): a resumed run keeps
+    them. One of `given` whose value differs from the saved one is a ConfigError naming it."""
+    kept = {}
+    for name, value in ours.items():
+        if name not in saved:
+            continue
+        if name in given and value != saved[name]:
+            raise ConfigError(
+                name, f"--{name}={value} conflicts with the resumed run's {saved[name]!r}; {keeps}"
+            )
+        kept[name] = saved[name]
+    return kept
+
+
 def resumed_configs(
     out: str | Path, config: RunConfig, loop: LoopConfig, given: set[str]
 ) -> tuple[RunConfig, LoopConfig, dict]:
     """The saved run's RunConfig (a `given` setting that differs is a ConfigError) and its loop
     settings, each replaced by the `given` value where one was given."""
-    path = Path(out) / "config.json"
-    if not path.is_file():
-        raise ConfigError("resume", "no config.json there (not a run directory)")
-    try:
-        record = json.loads(path.read_text())
-        saved = record["flags"]
-        if not isinstance(saved, dict):
-            raise TypeError
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise ConfigError("resume", f"{path} is not a run config") from None
-    changes = {}
-    for field in dataclasses.fields(RunConfig):
-        if field.name not in saved:
-            continue
-        ours, theirs = getattr(config, field.name), saved[field.name]
-        if field.name in given and ours != theirs:
-            raise ConfigError(
-                field.name,
-                f"--{field.name}={ours} conflicts with the resumed run's {theirs!r}; "
-                "a resumed run keeps its settings",
-            )
-        changes[field.name] = theirs
+    record = saved_settings(out)
+    saved = record["flags"]
+    ours = {f.name: getattr(config, f.name) for f in dataclasses.fields(RunConfig)}
+    changes = kept_settings(saved, ours, given)
     loop_changes = {
         f.name: saved[f.name]
         for f in dataclasses.fields(LoopConfig)
@@ -318,4 +332,5 @@ def resumed_configs(
             record,
         )
     except (TypeError, ConfigError) as e:
+        path = Path(out) / "config.json"
         raise ConfigError("resume", f"{path}: a saved setting is invalid ({e})") from None

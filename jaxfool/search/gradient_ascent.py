@@ -9,6 +9,7 @@ the original does on CaffeNet's mean-subtracted BGR 227 x 227 input. One step, p
     lr = min(max_lr, min(early_prog, late_prog_mult (1 - p)) / ||g||^2)   ('progress' policy)
     X <- (X + lr g) (1 - decay)                      (decay: L2 pull toward the mean image, X=0)
     optional: Gaussian blur every k steps; zero the pixels of smallest norm / predicted benefit
+              (`jaxfool.search.ascent_regularisers`)
 
 Many classes run at once: one jitted `lax.while_loop` over steps, `vmap` over target classes.
 Probabilities are compared in log space (`scoring.log_softmax`), so 0.9999 and 0.99999 stay
@@ -37,6 +38,7 @@ from flax import struct
 from jaxfool.classifiers import registry as classifiers
 from jaxfool.classifiers import scoring
 from jaxfool.classifiers.protocol import InputSpace, TorchvisionSpace  # noqa: F401  (the model files' spaces)
+from jaxfool.search.ascent_regularisers import regularise
 
 # --- hyperparameters ------------------------------------------------------------------------------
 
@@ -106,8 +108,9 @@ class AscentConfig:
             raise ValueError(f"stop_at={self.stop_at}: must be in (0, 1)")
 
 
-# The original's hyperparameter sets (PAPER.md §4.8): hp_seed -1 (plain gradient ascent) and
-# the three random-search draws used for the supplementary figures. max_lr is 1e7 throughout.
+# The original's hyperparameter sets (its `find_fooling_image.py`, chosen by `hp_seed`): -1
+# (plain gradient ascent) and the three random-search draws behind the paper's supplementary
+# figures. max_lr is 1e7 throughout.
 PRESETS: dict[str, AscentConfig] = {
     "plain": AscentConfig("plain", steps=500, decay=0.0, early_prog=0.02, late_prog_mult=0.1),
     "169": AscentConfig(
@@ -184,74 +187,6 @@ def progress_lr(
     ok = (grad_sq_norm > 0) & (desired > 0)
     lr = jnp.minimum(max_lr, desired / jnp.where(ok, grad_sq_norm, 1.0))
     return jnp.where(ok, lr, 0.0)
-
-
-def gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """The normalised 1-D Gaussian of scipy.ndimage.gaussian_filter (radius int(4 sigma + .5))."""
-    radius = int(truncate * sigma + 0.5)
-    taps = np.arange(-radius, radius + 1, dtype=np.float64)
-    weights = np.exp(-0.5 * (taps / sigma) ** 2)
-    return (weights / weights.sum()).astype(np.float32)
-
-
-def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
-    """Blurs each channel of x [h, w, c] as scipy's gaussian_filter (mode 'reflect', i.e.
-    edge-symmetric padding): separable, so the mean is kept exactly (up to rounding)."""
-    kernel = gaussian_kernel(sigma)
-    r = len(kernel) // 2
-    for axis in (0, 1):
-        pad = [(0, 0)] * x.ndim
-        pad[axis] = (r, r)
-        padded = jnp.pad(x, pad, mode="symmetric")
-        n = x.shape[axis]
-        x = sum(
-            float(w) * jax.lax.slice_in_dim(padded, j, j + n, axis=axis)
-            for j, w in enumerate(kernel)
-        )
-    return x
-
-
-def _zero_where(x: jax.Array, mask: jax.Array) -> jax.Array:
-    return jnp.where(mask, 0.0, x)
-
-
-def prune_small_values(x: jax.Array, percentile: float) -> jax.Array:
-    """Zeroes the entries of x whose |value| is below the given percentile of |x|."""
-    return _zero_where(x, jnp.abs(x) < jnp.percentile(jnp.abs(x), percentile))
-
-
-def prune_small_norm(x: jax.Array, percentile: float) -> jax.Array:
-    """Zeroes the pixels of x [h, w, c] whose norm over channels is below the percentile."""
-    norms = jnp.linalg.norm(x, axis=-1)
-    return _zero_where(x, (norms < jnp.percentile(norms, percentile))[..., None])
-
-
-def prune_small_benefit(
-    x: jax.Array, grad: jax.Array, percentile: float, absolute: bool = False
-) -> jax.Array:
-    """Zeroes the pixels whose predicted benefit of zeroing, sum_c(-x * grad), (or its absolute
-    value) is below the percentile: the original's px_(abs_)benefit_percentile."""
-    benefit = jnp.sum(-x * grad, axis=-1)
-    if absolute:
-        benefit = jnp.abs(benefit)
-    return _zero_where(x, (benefit < jnp.percentile(benefit, percentile))[..., None])
-
-
-def regularise(config: AscentConfig, x: jax.Array, grad: jax.Array, step: jax.Array) -> jax.Array:
-    """Decay, blur and pruning after an update, in the original's order."""
-    x = x * (1.0 - config.decay)
-    if config.blur_radius > 0:
-        blurred = gaussian_blur(x, config.blur_radius)
-        x = jnp.where(step % config.blur_every == 0, blurred, x)
-    if config.small_val_percentile > 0:
-        x = prune_small_values(x, config.small_val_percentile)
-    if config.small_norm_percentile > 0:
-        x = prune_small_norm(x, config.small_norm_percentile)
-    if config.px_benefit_percentile > 0:
-        x = prune_small_benefit(x, grad, config.px_benefit_percentile)
-    if config.px_abs_benefit_percentile > 0:
-        x = prune_small_benefit(x, grad, config.px_abs_benefit_percentile, absolute=True)
-    return x
 
 
 def record_milestones(

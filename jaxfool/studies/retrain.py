@@ -10,32 +10,27 @@ full softmax, so an image only counts when the net calls it a real class and not
 The final elites of the runs are the round's fooling images. Some runs are held out from
 training, to measure whether DNN_{i+1} also rejects fooling images it never saw.
 
-What differs between MNIST and ImageNet (the network, its training, its data) is a `Task`;
-`retrain` is the loop, written once. `mnist_task` keeps the digits in memory; `folder_task`
-reads an ImageNet-format directory (`jaxfool.classifiers.data.folder`) batch by batch. The
-networks are in `jaxfool.classifiers.retrain_nets`, their training in
-`jaxfool.classifiers.train` / `jaxfool.classifiers.train_folder`, the table and plot in
-`jaxfool.studies.retrain_report`.
+What differs between MNIST and ImageNet (the network, its training, its data) is a `Task`
+(`jaxfool.studies.retrain_tasks`); `retrain` is the loop, written once. The networks are in
+`jaxfool.classifiers.retrain_nets`, their training in `jaxfool.classifiers.train` /
+`jaxfool.classifiers.train_folder`, a round's statistics, the table and the chart's series in
+`jaxfool.studies.retrain_report`, the experiment directory (saving, resuming) in
+`jaxfool.studies.retrain_store`.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxfool.base.errors import ConfigError
-from jaxfool.classifiers import retrain_nets, train, train_folder
-from jaxfool.classifiers.data.folder import FolderData, scan_image_folder
 from jaxfool.classifiers.protocol import Classifier
 from jaxfool.classifiers.scoring import score_images
 from jaxfool.runs import emitter_text
@@ -43,7 +38,8 @@ from jaxfool.runs.config import check_emitter_settings
 from jaxfool.runs.loop import many_chunks
 from jaxfool.runs.setup import search_config
 from jaxfool.search.map_elites import EvolutionConfig
-from jaxfool.studies.retrain_report import format_row
+from jaxfool.studies.retrain_report import format_row, median_confidence, round_stats
+from jaxfool.studies.retrain_tasks import Task
 
 Params = Any
 LogFn = Callable[[str], None]
@@ -125,25 +121,6 @@ def parse_thresholds(text: str) -> tuple[float, ...]:
         raise ConfigError("thresholds", "comma-separated numbers") from None
 
 
-@dataclass(frozen=True)
-class Task:
-    """A dataset and network family. All callables take and return plain arrays / pytrees.
-
-    num_real: real classes n; the fooling class is n.
-    classifier(net_params) -> (Classifier, classifier params), for evolution and prediction.
-    train(fooling_images, repeats, seed) -> net params with n + 1 outputs, trained on the real
-        training data plus each fooling image `repeats` times, labelled n.
-    accuracy(net_params) -> top-1 accuracy on the held-out real test data (all outputs
-        compete: a real image called "fooling" is wrong).
-    """
-
-    num_real: int
-    classifier: Callable[[Params], tuple[Classifier, Any]]
-    train: Callable[[np.ndarray, int, int], Params]
-    accuracy: Callable[[Params], float]
-    num_train: int
-
-
 # --- evolution against one network --------------------------------------------------------------
 
 
@@ -161,11 +138,6 @@ def fooling_evolution_config(
         encoding, classifier, tuple(range(num_real)), population, emitter,
         eval_chunk=eval_chunk,
     )  # fmt: skip
-
-
-def median_confidence(log_prob: np.ndarray) -> float:
-    """Median over cells of the elites' probabilities (the paper's "median confidence")."""
-    return float(np.median(np.exp(np.asarray(log_prob, np.float64))))
 
 
 @dataclass
@@ -232,43 +204,6 @@ def _express(encoding: Any, genomes: Any) -> jax.Array:
     return encoding.express(genomes)
 
 
-def generations_to_threshold(
-    generations: np.ndarray, medians: np.ndarray, threshold: float
-) -> list[int | None]:
-    """Per run, the first recorded generation whose median confidence is >= threshold."""
-    out: list[int | None] = []
-    for run in np.asarray(medians).T:
-        hit = np.nonzero(run >= threshold)[0]
-        out.append(int(generations[hit[0]]) if len(hit) else None)
-    return out
-
-
-def median_generations(per_run: Sequence[int | None]) -> float | None:
-    """Median over runs, a run that never got there counting as infinite; None if that wins."""
-    values = np.array([math.inf if g is None else g for g in per_run], np.float64)
-    med = float(np.median(values))
-    return None if math.isinf(med) else med
-
-
-def round_stats(rnd: FoolingRound, thresholds: Sequence[float]) -> dict[str, Any]:
-    """The table row of one evolution round: confidences of all elites, generations needed."""
-    p = np.exp(np.asarray(rnd.log_prob, np.float64)).reshape(-1)
-    per_run = {
-        str(t): generations_to_threshold(rnd.generations, rnd.medians, t) for t in thresholds
-    }
-    return {
-        "fooling_images": int(p.size),
-        "median_confidence": float(np.median(p)),
-        "max_confidence": float(np.max(p)),
-        "min_confidence": float(np.min(p)),
-        "fraction_above": {str(t): float(np.mean(p >= t)) for t in thresholds},
-        "generations_to_median": {t: median_generations(g) for t, g in per_run.items()},
-        "generations_to_median_per_run": per_run,
-        "generation_budget": int(rnd.generations[-1]),
-        "evolution_seconds": round(rnd.seconds, 2),
-    }
-
-
 # --- the training set with the fooling class -----------------------------------------------------
 
 
@@ -280,17 +215,6 @@ def fooling_repeats(num_fooling: int, num_real_examples: int, num_real: int, bal
     if not balance:
         return 1
     return max(1, round(num_real_examples / num_real / num_fooling))
-
-
-def with_fooling_class(
-    images: np.ndarray, labels: np.ndarray, fooling: np.ndarray, fooling_label: int, repeats: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Real images [N, ...] + each fooling image `repeats` times, labelled `fooling_label`."""
-    extra = np.tile(fooling, (repeats,) + (1,) * (fooling.ndim - 1))
-    return (
-        np.concatenate([images, extra.astype(images.dtype)]),
-        np.concatenate([labels, np.full(len(extra), fooling_label, labels.dtype)]),
-    )
 
 
 def predict(classifier: Classifier, params: Any, images: np.ndarray, chunk: int = 256):
@@ -465,90 +389,3 @@ def _search(task, encoding, config, clf, clf_params, emitter, emitter_params, ru
     custom = emitter != "original" or emitter_params
     params = emitter_text.runtime_params(emitter, emitter_params, evo) if custom else None
     return evolve_fooling(evo, clf_params, key, runs, config.generations, config.log_every, params)
-
-
-# --- the tasks: MNIST in memory, ImageNet-format folders from disk --------------------------------
-
-
-def mnist_task(
-    train_images: np.ndarray,
-    train_labels: np.ndarray,
-    test_images: np.ndarray,
-    test_labels: np.ndarray,
-    steps: int = 10000,
-    batch_size: int = 64,
-    log_fn: train.LogFn | None = None,
-) -> Task:
-    """MNIST digits uint8 [N, 28, 28] in memory; DNN_{i+1} is LeNet with 11 outputs trained
-    from scratch by Caffe's LeNet solver (`train.train_lenet`) for `steps` steps."""
-
-    def train_fn(fooling: np.ndarray, repeats: int, seed: int) -> Params:
-        x, y = with_fooling_class(train_images, train_labels, fooling[..., 0], 10, repeats)
-        return train.train_lenet(
-            x,
-            y,
-            steps=steps,
-            batch_size=batch_size,
-            seed=seed,
-            num_classes=11,
-            log_fn=log_fn,
-            log_every=max(1, steps // 5),
-        )
-
-    return Task(
-        num_real=10,
-        classifier=retrain_nets.mnist_classifier,
-        train=train_fn,
-        accuracy=lambda p: train.accuracy(p, test_images, test_labels),
-        num_train=len(train_images),
-    )
-
-
-def folder_task(
-    arch: str,
-    train_dir: str | Path,
-    test_dir: str | Path,
-    *,
-    image_size: int,
-    steps: int,
-    batch_size: int,
-    optimizer: optax.GradientTransformation,
-    consts: dict[str, Any] | None = None,
-    log_fn: train.LogFn | None = None,
-) -> tuple[Task, FolderData]:
-    """The loop's Task for an ImageNet-format train/ and test (val) folder pair.
-
-    Returns the task and the real training data (to train DNN_1 from scratch if no weights).
-    """
-    consts = consts or {}
-    paths, labels, names = scan_image_folder(train_dir)
-    test_paths, test_labels, test_names = scan_image_folder(test_dir)
-    if test_names != names:
-        raise ValueError(f"{test_dir}: class subfolders differ from {train_dir}'s")
-    real = FolderData(paths, labels, image_size)
-    test = FolderData(test_paths, test_labels, image_size)
-    n = len(names)
-
-    def train_fn(fooling: np.ndarray, repeats: int, seed: int) -> Params:
-        data = FolderData(paths, labels, image_size, fooling, n, repeats)
-        return train_folder.train_folder_net(
-            arch,
-            n + 1,
-            data,
-            consts,
-            steps=steps,
-            batch_size=batch_size,
-            seed=seed,
-            optimizer=optimizer,
-            log_fn=log_fn,
-            log_every=max(1, steps // 5),
-        )
-
-    task = Task(
-        num_real=n,
-        classifier=partial(retrain_nets.folder_classifier, arch, names, consts, image_size),
-        train=train_fn,
-        accuracy=lambda net: train_folder.folder_accuracy(arch, net, consts, test),
-        num_train=len(paths),
-    )
-    return task, real
