@@ -10,3 +10,8 @@
 The modules are imported by name (`from jaxfool.studies import retrain`); this file imports none
 of them, so a study loads only what it uses.
 """
+
+__all__ = [
+    "benchmark", "compare_emitters", "numpy_baseline", "retrain", "retrain_report",
+    "retrain_store", "retrain_tasks", "transfer",
+]  # fmt: skip
