@@ -1,10 +1,10 @@
 """Classify images with any registered model: top-5 labels and probabilities per image.
 
-    python experiments/classify.py --model=efficientnet_lite0 ../shared/data/photos/*
+    python experiments/classify.py --model=efficientnet_lite0 photos/*.png
     python experiments/classify.py --model=lenet runs/RUN/elites/*.png
 
 Also how to score someone else's fooling images. Each image gets the model's own
-preprocessing (see README, Classifiers); 16-bit images are scaled to 8 bits first.
+preprocessing (docs/models.md); 16-bit images are scaled to 8 bits first.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""An independent, deliberately plain reference for the CPPN encoding (PAPER.md section 4.5).
+"""An independent, deliberately plain reference for the CPPN encoding (docs/faithfulness.md,
+"CPPN genome and mutation").
 
 Written from the spec, not from `jaxfool.search.encodings.cppn`, so that the golden tests in
 `tests/test_cppn.py` compare two independent readings of it. Everything here is per pixel and
@@ -303,7 +304,7 @@ def ancestors(g: MutableGenome, node: int) -> set[int]:
 
 
 def mutate(rng: np.random.Generator, g: MutableGenome) -> MutableGenome:
-    """`DnnFF::mutate` as PAPER.md section 4.5 lists it, on a copy of `g`."""
+    """`DnnFF::mutate` as docs/faithfulness.md lists it, on a copy of `g`."""
     g = MutableGenome(g.num_outputs, dict(g.acts), [list(e) for e in g.edges], g.next_node)
     outputs_ = set(range(NUM_INPUTS, NUM_INPUTS + g.num_outputs))
     for e in g.edges:  # 1. weights

@@ -10,7 +10,7 @@
    lineages, and capacity handling.
 3. Initial genomes.
 4. Statistics of the mutation operators, from one initial genome and along lineages (compared
-   with the reference's own mutation of PAPER.md section 4.5).
+   with the reference's own mutation of docs/faithfulness.md, "CPPN genome and mutation").
 """
 
 from __future__ import annotations
@@ -566,7 +566,7 @@ def _structure(node_alive_ids, edges, C):
 
 def test_lineage_statistics_match_reference_mutation():
     """After 30 mutations, the graph statistics of 2000 lineages of the implementation and of 250
-    of the reference mutation (PAPER.md 4.5, its own random stream) agree in the mean."""
+    of the reference mutation (docs/faithfulness.md, its own random stream) agree in the mean."""
     C, steps, n, n_ref, enc = 1, 30, N_STATS, 250, GRAY
     mutate = _vmutate_fn(enc)
     g = enc.init(jax.random.key(21), n)
