@@ -9,7 +9,7 @@
 
 Flags -> `runs.RunConfig` (what is computed) and `LoopConfig` (how it is driven) ->
 `runs.start` and `drive`. Writes DIR/summary.json, metrics.jsonl, progress.png,
-gallery.png, classes.csv, config.json, manifest.json, elites/ and checkpoint/ (see README).
+gallery.png, classes.csv, config.json, manifest.json, elites/ and checkpoint/ (docs/running.md).
 """
 
 from jaxfool.base import cli
@@ -62,7 +62,7 @@ for define, name, default, text in [
     (INT, "max_nodes", 64, "CPPN node capacity (inputs and outputs included)."),
     (INT, "max_edges", 256, "CPPN connection capacity."),
     (STR, "emitter", "original", "Variation: original, isoline, gradient, or a mix 'a:0.5,b:0.5'."),
-    (STR, "emitter_params", "", "Emitter settings, e.g. 'gradient.step_max=0.1' (see README)."),
+    (STR, "emitter_params", "", "Emitter settings, e.g. 'gradient.step_max=0.1'."),
     # how it is driven (runs.LoopConfig)
     (INT, "generations", None, "Generations to reach (default: 200 MNIST, 5000 ImageNet)."),
     (STR, "out", None, "Run directory (default: runs/<time>_<model>_<encoding>_s<seed>)."),

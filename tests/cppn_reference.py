@@ -1,5 +1,5 @@
-"""An independent, deliberately plain reference for the CPPN encoding: the original code's
-Sferes2 `DnnFF` genome (nn2 module) and its image rendering, per pixel and in float64.
+"""An independent, deliberately plain reference for the CPPN encoding (docs/faithfulness.md,
+"CPPN genome and mutation").
 
 Written from the original code's description, not from `jaxfool.search.encodings.cppn`, so
 that the golden tests in `tests/test_cppn.py` compare two independent readings of it.
@@ -304,8 +304,7 @@ def ancestors(g: MutableGenome, node: int) -> set[int]:
 
 
 def mutate(rng: np.random.Generator, g: MutableGenome) -> MutableGenome:
-    """`DnnFF::mutate` of the original code (weights, activations, add/delete a connection,
-    add/delete a neuron, in that order), on a copy of `g`."""
+    """`DnnFF::mutate` as docs/faithfulness.md lists it, on a copy of `g`."""
     g = MutableGenome(g.num_outputs, dict(g.acts), [list(e) for e in g.edges], g.next_node)
     outputs_ = set(range(NUM_INPUTS, NUM_INPUTS + g.num_outputs))
     for e in g.edges:  # 1. weights

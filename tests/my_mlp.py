@@ -1,4 +1,4 @@
-"""An example of your own model (README, "Your own model"): `--model=tests.my_mlp:factory`.
+"""An example of your own model (docs/models.md, "Your own model"): `--model=tests.my_mlp:factory`.
 
 A factory takes the `--weights` path (None when the flag is not given) and returns a
 `Classifier` (name, logits of uint8 images, image shape, labels) and the params its logits take.

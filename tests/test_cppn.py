@@ -10,8 +10,7 @@
    lineages, and capacity handling.
 3. Initial genomes.
 4. Statistics of the mutation operators, from one initial genome and along lineages (compared
-   with the reference's own mutation, the original code's `DnnFF::mutate` as written out
-   in `tests/cppn_reference.py`).
+   with the reference's own mutation of docs/faithfulness.md, "CPPN genome and mutation").
 """
 
 from __future__ import annotations
@@ -486,7 +485,7 @@ def test_single_mutation_statistics():
     delta_io = io.sum(1) - NUM_INPUTS
     hidden = kids.node_alive[:, NUM_INPUTS + C :].sum(1)
     assert set(hidden.tolist()) <= {0, 1}
-    # the joint law of (hidden survives, delta_io) under the original mutation
+    # the joint law of (hidden survives, delta_io) under the spec
     expected = {}
     for a, d, nn, x in itertools.product((0, 1), repeat=4):
         prob = (0.5, 0.5)[a] * (0.7, 0.3)[d] * (0.5, 0.5)[nn] * (0.8, 0.2)[x]
@@ -567,8 +566,7 @@ def _structure(node_alive_ids, edges, C):
 
 def test_lineage_statistics_match_reference_mutation():
     """After 30 mutations, the graph statistics of 2000 lineages of the implementation and of 250
-    of the reference mutation (tests/cppn_reference.py, its own random stream) agree in the
-    mean."""
+    of the reference mutation (docs/faithfulness.md, its own random stream) agree in the mean."""
     C, steps, n, n_ref, enc = 1, 30, N_STATS, 250, GRAY
     mutate = _vmutate_fn(enc)
     g = enc.init(jax.random.key(21), n)

@@ -54,7 +54,7 @@ def test_polynomial_mutation_statistics():
     moved = out != 0.5
     assert abs(moved.mean() - 0.1) < 0.003
     assert out.min() >= 0.0 and out.max() <= 1.0
-    # E|delta| = 1/(eta + 2) for an unclipped gene (Deb's polynomial mutation, as the original)
+    # E|delta| = 1/(eta + 2) for an unclipped gene (docs/faithfulness.md, direct encoding)
     assert abs(np.abs(out[moved] - 0.5).mean() - 1 / 17) < 0.002
     # median |delta| = 1 - 0.5^(1/16)
     assert abs(np.median(np.abs(out[moved] - 0.5)) - (1 - 0.5 ** (1 / 16))) < 0.002

@@ -1,8 +1,8 @@
 """A run directory: its outputs (summary, metrics, elites, gallery, checkpoint) and their rules.
 
-Layout (see README): summary.json, metrics.jsonl, gallery.png, config.json, elites/ (one PNG and
-one genome .npz per class), checkpoint/state.npz. Every file is written atomically, and a
-directory that already holds a run is never reused unless the caller says so.
+Layout (docs/running.md): summary.json, metrics.jsonl, gallery.png, config.json, elites/ (one
+PNG and one genome .npz per class), checkpoint/state.npz. Every file is written atomically, and
+a directory that already holds a run is never reused unless the caller says so.
 """
 
 from __future__ import annotations

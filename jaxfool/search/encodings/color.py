@@ -1,9 +1,9 @@
 """OpenCV-compatible 8-bit HLS/HSV -> RGB conversion, vectorised in jnp.
 
 The original code writes the three CPPN outputs as the H, L, S bytes of an OpenCV 8-bit HLS
-image and calls ``cvtColor(..., CV_HLS2BGR)`` (the original code's image phenotype). We keep
-images RGB, so
-``hls_bytes_to_rgb`` reproduces ``cv2.cvtColor(img, cv2.COLOR_HLS2RGB)`` on uint8 input.
+image and calls ``cvtColor(..., CV_HLS2BGR)`` (docs/faithfulness.md, "Colour conversion"). We
+keep images RGB, so ``hls_bytes_to_rgb`` reproduces ``cv2.cvtColor(img, cv2.COLOR_HLS2RGB)`` on
+uint8 input.
 
 Byte conventions (OpenCV 8-bit, ``hrange = 180``):
 
