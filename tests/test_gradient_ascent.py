@@ -19,6 +19,9 @@ from jaxfool import classifiers
 from jaxfool.base import images
 from jaxfool.classifiers import preprocess, scoring
 from jaxfool.classifiers.nets import resnet
+from jaxfool.classifiers.nets.alexnet import AlexNetTorchvisionLogits
+from jaxfool.classifiers.nets.caffenet import CaffeNetLogits
+from jaxfool.classifiers.nets.efficientnet_lite import EfficientNetLiteLogits
 from jaxfool.search import ascent_regularisers as regularisers
 from jaxfool.search import gradient_ascent as ga
 
@@ -218,7 +221,7 @@ def imagenet_space(logits) -> ga.InputSpace:
 
 @pytest.mark.parametrize("variant", ["lite0", "lite1"])
 def test_efficientnet_space_is_the_eval_crop(variant):
-    sp = imagenet_space(classifiers.EfficientNetLiteLogits(variant))
+    sp = imagenet_space(EfficientNetLiteLogits(variant))
     img = jnp.asarray(np.random.default_rng(1).integers(0, 256, (1, *sp.image_shape)), jnp.uint8)
     expected = preprocess.efficientnet_eval_crop(img, sp.shape[0])
     np.testing.assert_allclose(sp.from_image({}, img), expected, atol=1e-5)
@@ -230,14 +233,14 @@ def test_efficientnet_space_is_the_eval_crop(variant):
 def test_caffe_and_torchvision_spaces_are_their_preprocessing():
     rng = np.random.default_rng(2)
     img = jnp.asarray(rng.integers(0, 256, (2, 256, 256, 3)), jnp.uint8)
-    caffe = imagenet_space(classifiers.CaffeNetLogits())
+    caffe = imagenet_space(CaffeNetLogits())
     params = {"mean_227": jnp.asarray(rng.uniform(90, 130, (227, 227, 3)), jnp.float32)}
     expected = preprocess.caffe_center_crop(img[..., ::-1].astype(jnp.float32), params["mean_227"])
     np.testing.assert_allclose(caffe.from_image(params, img), expected, atol=1e-4)
     back = caffe.to_image(params, caffe.from_image(params, img))
     np.testing.assert_array_equal(back[:, 14:241, 14:241], img[:, 14:241, 14:241])
 
-    tv = imagenet_space(classifiers.AlexNetTorchvisionLogits())
+    tv = imagenet_space(AlexNetTorchvisionLogits())
     expected = preprocess.torchvision_eval_input(img)
     np.testing.assert_allclose(tv.from_image({}, img), expected, atol=1e-4)
     lower, upper = tv.bounds({})

@@ -257,7 +257,7 @@ def test_garbage_empty_missing_directory_wrong_magic(tmp_path):
     _raises(_write(tmp_path, "empty.pth", b""), "empty")
     _raises(tmp_path / "missing.pth", "no such file")
     (tmp_path / "dir.pth").mkdir()
-    _raises(tmp_path / "dir.pth", "cannot read")
+    _raises(tmp_path / "dir.pth", r"not a regular file \(a directory\)")
     wrong = (
         pickle.dumps(LEGACY_MAGIC + 1, protocol=2)
         + _sample(True)[len(pickle.dumps(LEGACY_MAGIC, protocol=2)) :]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxfool.base.fileio import check_readable_file
+from jaxfool.base.fileio import check_readable_file, not_a_regular_file
 from jaxfool.base.npz import WeightsFileError
 from jaxfool.classifiers.weights import protobuf as pb
 
@@ -229,8 +229,11 @@ def caffe_mean_image(path: str | Path, shape: tuple[int, int, int] = (256, 256, 
     h, w, c = shape
     expected = (c, h, w)
     path = Path(path)
-    check_readable_file(path, CaffeFormatError)
+    kind = not_a_regular_file(path)
+    if kind is not None:
+        raise CaffeFormatError(f"{path}: not a regular file ({kind})")
     if path.suffix == ".npy":
+        check_readable_file(path, CaffeFormatError)
         try:
             mean = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
