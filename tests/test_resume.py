@@ -104,3 +104,81 @@ def test_resume_refuses_conflicting_settings_and_non_runs(uninterrupted, tmp_pat
         FOOL + [f"--resume={uninterrupted}", other], capture_output=True, text=True
     )
     assert res.returncode == 2 and "resumes in place" in res.stderr
+
+
+# --- every genome encoding and emitter: stopped by a signal, resumed, bit for bit ----------------
+
+# (encoding, emitter, emitter settings): the direct + original case is the subprocess tests' above;
+# the settings differ from the defaults, so a resume that lost them would show
+SEARCHES = [
+    ("cppn", "original", ""),
+    ("direct", "isoline", "isoline.iso_sigma=0.02,isoline.line_sigma=0.2"),
+    ("direct", "gradient", "gradient.step_min=0.01,gradient.step_max=0.1"),
+]
+SHORT = 6  # generations, 2 per chunk: the signal comes after the first chunk
+
+
+def quiet(msg):
+    del msg
+
+
+def run_in_process(out, config, generations, stop=None, log=quiet, resume=False):
+    """What fool.py does (a resumed run takes its settings from config.json), in this process."""
+    from jaxfool import runs
+    from jaxfool.runs import LoopConfig, store
+
+    loop = LoopConfig(out=str(out), generations=generations, log_every=2)
+    if resume:
+        config, loop, _ = store.resumed_configs(out, type(config)(), loop, {"generations"})
+    run = runs.start(config, loop, resume, stop, log=log)
+    return runs.drive(run, stop, resume)
+
+
+@pytest.mark.parametrize(
+    "encoding, emitter, settings", SEARCHES, ids=[f"{e}-{m}" for e, m, _ in SEARCHES]
+)
+def test_stopped_and_resumed_run_is_exact_for_every_encoding_and_emitter(
+    tmp_path, encoding, emitter, settings
+):
+    """A run of each genome encoding and emitter, stopped by SIGINT after its first chunk (its
+    own handler, as fool.py installs it) and resumed to the end, equals the run that was never
+    stopped: every array of the final state, the scores and the metrics, bit for bit."""
+    import os
+
+    from jaxfool.base.signals import Stop
+    from jaxfool.runs import RunConfig, store
+
+    config = RunConfig(
+        encoding=encoding, population=10, seed=11, emitter=emitter, emitter_params=settings
+    )
+    run_in_process(tmp_path / "whole", config, SHORT)
+
+    stop = Stop()  # SIGINT is recorded, not raised, until uninstalled
+
+    def interrupt_after_the_first_chunk(msg):
+        if msg.startswith("gen ") and not stop:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = tmp_path / "stopped"
+    try:
+        summary = run_in_process(stopped, config, SHORT, stop, interrupt_after_the_first_chunk)
+    finally:
+        stop.uninstall()
+    assert summary["status"] == "interrupted by SIGINT at generation 2", summary["status"]
+    assert int(final_state(stopped)["state/generation"]) == 2
+    summary = run_in_process(stopped, RunConfig(), SHORT, resume=True)
+    assert summary["status"] == "completed" and summary["generations_completed"] == SHORT
+    whole, resumed = final_state(tmp_path / "whole"), final_state(stopped)
+    assert whole.keys() == resumed.keys()
+    for k in whole:
+        np.testing.assert_array_equal(resumed[k], whole[k], err_msg=k)
+    kept = {"generation", "evaluations", "improved", "nan_scores"}  # not timings or memory
+    kept |= set(store.archive_stats(np.zeros(10, np.float32)))
+    rows = [
+        [{k: v for k, v in json.loads(x).items() if k in kept}
+         for x in (d / "metrics.jsonl").read_text().splitlines()]
+        for d in (tmp_path / "whole", stopped)
+    ]  # fmt: skip
+    assert [r["generation"] for r in rows[1]] == [2, 4, 6] and rows[0] == rows[1]
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (tmp_path / "whole", stopped))
+    assert a["classes"] == b["classes"]
