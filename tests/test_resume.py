@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -90,6 +91,77 @@ def test_sigint_writes_outputs_and_exits_zero_then_resume_is_exact(uninterrupted
     )
     assert res.returncode == 0, res.stderr
     assert_same_run(uninterrupted, out)
+
+
+# fool.py, with the checkpoint writer made to stop half way through its third checkpoint
+# (generation 6; generations 0 and 3 are whole on disk): inside fileio.atomic_write, after half
+# the bytes went to the temporary file and before the rename, it creates the file argv[1] and
+# sleeps until killed
+PAUSE_IN_CHECKPOINT_WRITE = textwrap.dedent(
+    """
+    import runpy, sys, time
+    from pathlib import Path
+    from jaxfool.base import fileio
+
+    paused, script = Path(sys.argv[1]), sys.argv[2]
+    sys.argv = sys.argv[2:]
+    sys.path.insert(0, script.rsplit("/", 1)[0])
+    atomic_write, writes = fileio.atomic_write, []
+
+    class HalfThenPause:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            paused.write_text("in atomic_write")
+            time.sleep(600)
+
+    def pausing_atomic_write(path, write):
+        path = Path(path)
+        if path.name == "state.npz":
+            writes.append(path)
+            if len(writes) == 3:
+                return atomic_write(path, lambda f: write(HalfThenPause(f)))
+        return atomic_write(path, write)
+
+    fileio.atomic_write = pausing_atomic_write
+    runpy.run_path(script, run_name="__main__")
+    """
+)
+
+
+def test_sigkill_inside_a_checkpoint_write_then_resume_is_exact(uninterrupted, tmp_path):
+    """SIGKILL while checkpoint/state.npz is being written (half of it in the temporary file,
+    not yet renamed): the checkpoint on disk is still the previous one, whole, and --resume
+    goes on from it to the uninterrupted run's result; the half file is never read."""
+    from jaxfool.runs import store
+
+    out, paused = tmp_path / "killed", tmp_path / "paused"
+    cmd = [sys.executable, "-c", PAUSE_IN_CHECKPOINT_WRITE, str(paused), FOOL[1], *RUN,
+           f"--generations={TOTAL}", "--checkpoint_every=3", f"--out={out}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not paused.exists():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"the checkpoint write never paused: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.02)
+    temps = [(t.name, t.stat().st_size) for t in (out / "checkpoint").glob(".state.npz.*.tmp")]
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert store.checkpoint_generation(out) == 3  # the one before, whole, under the real name
+    assert len(temps) == 1 and temps[0][1] > 0, temps  # half a checkpoint, in the temporary file
+    res = subprocess.run(
+        FOOL + [f"--resume={out}", f"--generations={TOTAL}"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert f"resuming {out} at generation 3" in res.stdout
+    assert_same_run(uninterrupted, out)
+    gens = [json.loads(x)["generation"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert gens == sorted(set(gens)) and gens[-1] == TOTAL
 
 
 def test_resume_refuses_conflicting_settings_and_non_runs(uninterrupted, tmp_path):
