@@ -36,14 +36,16 @@ def uninterrupted(tmp_path_factory):
 
 
 def start_and_stop(out, sig):
-    """Starts a long run that checkpoints every 3 generations and sends `sig` after the first."""
+    """Starts a long run that checkpoints every 3 generations and sends `sig` after the first
+    checkpoint past generation 0 (that one is written during start-up)."""
+    from jaxfool.runs import store
+
     proc = subprocess.Popen(
         FOOL + RUN + ["--generations=100000", "--checkpoint_every=3", f"--out={out}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    checkpoint = out / "checkpoint" / "state.npz"
     deadline = time.time() + 120
-    while not checkpoint.exists():
+    while not store.checkpoint_generation(out):  # None (no whole checkpoint yet) or 0
         assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.02)
     proc.send_signal(sig)
