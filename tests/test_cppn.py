@@ -336,6 +336,49 @@ def test_golden_color(color, coords, size):
     _finish(report, f"colour {color}")
 
 
+IMAGENET = CppnEncoding((256, 256, 3))  # the ImageNet runs' genomes: raw x, y up to 255, HLS
+MAX_OFF_FRACTION = 0.01  # pixels whose bytes are not the reference's own (0.4% measured)
+
+
+@pytest.mark.slow
+def test_imagenet_size_every_pixel_byte_against_the_reference():
+    """At the ImageNet size, 256 x 256 x 3, every pixel of `express` is checked against the
+    float64 reference: its outputs within the float32 bound, and its RGB bytes those of the
+    reference's H, L, S bytes, except at most 1% of pixels, each where the reference lies within
+    that bound of a byte boundary, whose bytes must then come from H, L, S bytes in that range
+    (no pixel is skipped: every pixel's range spans at most 5 levels per channel).
+    Three genomes grown by 40 to 80 mutations, chosen for their colourful images."""
+    genomes = [_np(_lineage(IMAGENET, seed, n)) for seed, n in ((200, 80), (201, 40), (202, 40))]
+    batch = _stack(genomes)
+    images = np.asarray(jax.jit(IMAGENET.express)(batch))
+    outputs = np.asarray(jax.jit(IMAGENET.outputs, static_argnums=1)(batch, 256))
+    assert images.shape == (3, 256, 256, 3) and images.dtype == np.uint8
+    for k, g in enumerate(genomes):
+        out, bound = ref.outputs(g, 3, 256, 256, "raw")
+        colours = len(np.unique(images[k].reshape(-1, 3), axis=0))
+        assert colours > 1000, f"genome {k}: {colours} colours; a flat image checks little"
+        tol = ATOL + SAFETY * bound
+        err = np.abs(outputs[k].astype(np.float64) - out)
+        assert (err <= tol).all(), f"genome {k}: {int((err > tol).sum())} outputs off"
+        want = ref.output_byte(out)  # H, L, S bytes [256, 256, 3]
+        lo, hi = ref.byte_range(out, tol)
+        lo, hi = np.minimum(lo, want), np.maximum(hi, want)
+        assert (hi - lo).max() <= 4, f"genome {k}: a byte range too wide to check"
+        # the reference's RGB of every pixel (colorsys, once per distinct H, L, S triple)
+        triples, where = np.unique(want.reshape(-1, 3), axis=0, return_inverse=True)
+        table = [ref.hls_bytes_to_rgb(*t) for t in triples]
+        rgb = np.asarray([t[0] for t in table])[where.ravel()].reshape(256, 256, 3)
+        tie = np.asarray([t[1] for t in table])[where.ravel()].reshape(256, 256)
+        diff = np.abs(images[k].astype(np.int64) - rgb).max(axis=-1)
+        off = np.argwhere((diff > 1) | ((diff == 1) & ~tie))
+        assert len(off) <= MAX_OFF_FRACTION * 256 * 256, f"genome {k}: {len(off)} pixels off"
+        for j, i in off:
+            assert _boundary_rgb_ok(images[k, j, i], ref.hls_bytes_to_rgb, lo[j, i], hi[j, i]), (
+                f"genome {k}: RGB at row {j} col {i} is {images[k, j, i]}, reference "
+                f"{rgb[j, i]} from H, L, S bytes {want[j, i]} (outputs {out[j, i]})"
+            )
+
+
 def test_reference_scalar_matches_vectorised():
     """The per-pixel Python-float reference and its all-pixels NumPy form agree."""
     genomes = _golden_genomes(COLOR)

@@ -49,7 +49,20 @@ def test_classify_runs_your_own_model(tmp_path):
     res = script("classify", f"--model={SPEC}", "--json", "--top=3", str(photo))
     assert res.returncode == 0, res.stderr[-2000:]
     (row,) = [json.loads(line) for line in res.stdout.splitlines()]
-    assert len(row["top"]) == 3 and abs(sum(p for _, _, p in row["top"])) <= 1.0
+    # the reference: the photo resized as the README says (Pillow, bilinear, to 28 x 28), the
+    # factory's own logits, and a float64 softmax written out here
+    from tests import my_mlp
+
+    gray = Image.open(photo).convert("L").resize((28, 28), Image.BILINEAR)
+    _, params = my_mlp.factory(None)
+    logits = np.asarray(my_mlp.logits(params, np.asarray(gray)[None, :, :, None]), np.float64)[0]
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    top = np.argsort(-p)[:3]
+    assert np.diff(np.sort(p)[::-1][:4]).max() < -1e-4  # a clear order to compare
+    assert [k for k, _, _ in row["top"]] == top.tolist()
+    assert [label for _, label, _ in row["top"]] == [str(k) for k in top]
+    np.testing.assert_allclose([q for _, _, q in row["top"]], p[top], rtol=1e-5)
 
 
 BAD_MODULE = """

@@ -1,7 +1,5 @@
 """Polynomial mutation and SBX against scalar ports of Sferes' C++ code."""
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,12 +83,25 @@ def test_sbx_matches_reference_gene_by_gene():
 
 
 def test_sbx_equal_genes_copy_keeps_parents():
-    a = jnp.array([0.2, 0.7, 0.7])
-    b = jnp.array([0.2, 0.1, 0.7])
-    c1, c2 = operators.sbx_crossover(jax.random.key(0), a, b, 10.0, equal_genes="copy")
-    assert float(c1[0]) == float(c2[0]) == pytest.approx(0.2)
-    assert float(c1[2]) == float(c2[2]) == pytest.approx(0.7)
-    assert math.isclose(float(c1[1]) + float(c2[1]), 0.8, abs_tol=0.5)
+    """equal_genes="copy": genes within FLT_EPSILON are copied (a to the first child, b to the
+    second, bit for bit); the other genes are Sferes' SBX children (`sbx_ref`)."""
+    tiny = float(np.nextafter(np.float32(0.7), np.float32(1)))  # 0.7 and its neighbour: "equal"
+    a = jnp.array([0.2, 0.7, 0.7, 0.9, 0.05, 0.7, 0.3, 0.6], jnp.float32)
+    b = jnp.array([0.2, 0.1, 0.7, 0.2, 0.95, tiny, 0.35, 0.6], jnp.float32)
+    equal = np.array([True, False, True, False, False, True, False, True])
+    coins = set()
+    for seed in range(4):
+        key = jax.random.key(seed)
+        c1, c2 = (np.asarray(c) for c in operators.sbx_crossover(key, a, b, 10.0))
+        np.testing.assert_array_equal(c1[equal], np.asarray(a)[equal])
+        np.testing.assert_array_equal(c2[equal], np.asarray(b)[equal])
+        bits = np.asarray(jax.random.bits(key, a.shape, jnp.uint32))
+        rand = ((bits >> 9).astype(np.float64)) / 2**23
+        for i in np.flatnonzero(~equal):
+            coins.add(bool(bits[i] & 1))
+            want = sbx_ref(float(a[i]), float(b[i]), rand[i], bits[i] & 1 == 1, 10.0)
+            np.testing.assert_allclose([c1[i], c2[i]], want, rtol=0, atol=3e-6, err_msg=str(i))
+    assert coins == {False, True}  # both orders of the children were checked
 
 
 def test_sbx_children_stay_in_bounds():

@@ -157,9 +157,10 @@ def test_large_galleries_use_small_tiles():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(IMAGENET_1000))
-def test_committed_imagenet_1000_elites_rescore_exactly(name):
+def test_committed_imagenet_1000_elites_rescore_within_1e_5(name):
     """The committed 1000-class Lite0 runs: a few classes' genomes re-render and re-score to the
-    recorded confidences (real weights; the runs and this test on the same kind of CPU)."""
+    recorded log-probabilities within 1e-5 on any CPU (real weights). On the machine that made
+    the runs they agree bit for bit; this test does not check that (it may run elsewhere)."""
     run = RESULTS / name
     if not (run / "classes.csv").is_file():
         pytest.skip(f"{run}: not in this checkout")

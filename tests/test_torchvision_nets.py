@@ -95,6 +95,36 @@ def test_port_matches_torchvision_from_pth_and_safetensors(name, photos_256, tmp
         assert (np.argsort(-got, 1)[:, :5] == np.argsort(-want, 1)[:, :5]).all()
 
 
+def test_port_matches_torchvision_alexnet_itself(photos_256, tmp_path):
+    """alexnet_torchvision (jaxfool/classifiers/nets/alexnet.py) against
+    `torchvision.models.alexnet` on the same random weights, through a torch-saved .pth: the
+    classifier on photos (torchvision's eval transform, 224 x 224), and the network alone on
+    256 x 256 input, where the adaptive average pooling (7 x 7 -> 6 x 6; the identity at 224) and
+    the fully connected layers' flatten order both matter."""
+    from jaxfool.classifiers.nets.alexnet import AlexNetTorchvision
+
+    torch, models = torchvision_models()
+    torch.manual_seed(3)
+    net = models.alexnet().eval()
+    pth = tmp_path / "alexnet-random.pth"
+    torch.save(net.state_dict(), pth)
+    clf, params = classifiers.load_classifier("alexnet_torchvision", pth)
+    assert clf.num_classes == 1000 and clf.labels[0] == "tench"
+    x256 = np.random.default_rng(4).standard_normal((2, 256, 256, 3)).astype(np.float32)
+    cases = [
+        ("photos", jax.jit(clf.logits)(params, photos_256),
+         torch_logits(net, np.asarray(preprocess.torchvision_eval_input(photos_256)))),
+        ("256 x 256 input", jax.jit(AlexNetTorchvision().apply)(params, x256),
+         torch_logits(net, x256)),
+    ]  # fmt: skip
+    for what, got, want in cases:
+        got = np.asarray(got)
+        assert np.abs(want).max() > 1e-3 and want.std(axis=1).min() > 1e-4, "flat logits"
+        err = np.abs(got - want).max() / np.abs(want).max()
+        assert err <= 1e-4, f"alexnet on {what}: max relative error {err:.2e}"
+        assert (np.argsort(-got, 1)[:, :5] == np.argsort(-want, 1)[:, :5]).all(), what
+
+
 def test_converter_names_a_wrong_file(tmp_path):
     """A state dict of another network, a missing key and a wrong shape: one line each,
     naming the file and the key."""
