@@ -25,9 +25,14 @@ def test_table_and_json_report_generations_until_every_class_passes():
     for row in rows.values():
         assert len(row["generations"]) == 2
         assert all(g is None or 0 <= g <= 8 for g in row["generations"])
-    # every digit past 0.9 within 8 generations of 40: the gradient emitter (4, 5), not the original
-    assert rows["gradient"]["generations"] == [4, 5]
+    # every digit past 0.9 within 8 generations of 40: the gradient emitter does it for both
+    # seeds (4 and 5 generations when measured; the exact counts may differ on another CPU),
+    # the original, whose median digit needs ~25 generations, for neither
+    assert all(g is not None and 1 <= g <= 8 for g in rows["gradient"]["generations"])
     assert rows["original"]["generations"] == [None, None]
+    median = sorted(rows["gradient"]["generations"])[1]  # the table's median: the upper of two
+    assert rows["gradient"]["median_generations"] == median
+    assert rows["gradient"]["median_evaluations"] == 40 * (median + 1)
     assert lines[0].startswith("| encoding | emitter |") and len(lines) == 5
 
 

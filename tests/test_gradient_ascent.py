@@ -324,4 +324,14 @@ def test_cli_runs_your_own_model(tmp_path):
     res = ascent_cli("--model=tests.my_mlp:factory", "--classes=0-1", "--steps=20",
                      f"--out={tmp_path / 'a'}")  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert (tmp_path / "a" / "summary.json").is_file()
+    out = tmp_path / "a"
+    summary = json.loads((out / "summary.json").read_text())
+    mine, params = classifiers.load_classifier("tests.my_mlp:factory")
+    records = summary["classes"]
+    assert [r["index"] for r in records] == [0, 1]
+    saved = np.stack([images.load_png(out / r["image"]) for r in records])
+    log_p = np.asarray(scoring.score(mine.logits, params, jnp.asarray(saved)))
+    for r, row in zip(records, log_p, strict=True):
+        # the saved image, scored by your own model, is the image the record's confidence is of
+        assert np.exp(row[r["index"]]) == pytest.approx(r["image_confidence"], rel=1e-5)
+        assert r["label"] == mine.labels[r["index"]] and set(r["steps_to"]) == set(ga.MILESTONES)

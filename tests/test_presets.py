@@ -121,8 +121,14 @@ def test_preset_parses_with_its_script(path):
     assert "out" not in names, "presets leave --out to the user (each run picks its own)"
 
 
-def test_presets_reproduce_the_readme_commands():
-    """The paper experiments' presets hold exactly the README's settings (no --out)."""
+def test_presets_hold_the_papers_settings_and_the_docs_name_them():
+    """The paper experiments' presets hold exactly the paper's settings (no --out), and every
+    preset is listed in experiments/README.md, whose commands name only presets that exist."""
+    listing = (REPO / "experiments" / "README.md").read_text()
+    presets = {p.name for p in (REPO / "experiments" / "configs").glob("*.flags")}
+    assert all(name in listing for name in presets), sorted(p for p in presets if p not in listing)
+    named = set(re.findall(r"configs/([\w.-]+\.flags)", listing))
+    assert named and named <= presets, sorted(named - presets)
 
     def flags_of(name):
         return set(flag_lines(REPO / "experiments" / "configs" / name))
