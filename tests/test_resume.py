@@ -164,6 +164,7 @@ def test_sigkill_inside_a_checkpoint_write_then_resume_is_exact(uninterrupted, t
     assert_same_run(uninterrupted, out)
     gens = [json.loads(x)["generation"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert gens == sorted(set(gens)) and gens[-1] == TOTAL
+    assert not list(out.rglob("*.tmp")), "the killed write's temporary file was left behind"
 
 
 def test_resume_refuses_conflicting_settings_and_non_runs(uninterrupted, tmp_path):

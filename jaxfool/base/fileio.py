@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import time
@@ -21,6 +22,14 @@ def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+TEMPORARY = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{6,}\.tmp$")  # mkstemp's names in atomic_write
+
+
+def is_temporary_name(name: str) -> bool:
+    """Whether a file name is one `atomic_write` gives its temporary file."""
+    return TEMPORARY.match(name) is not None
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:

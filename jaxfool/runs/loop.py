@@ -357,6 +357,7 @@ def drive(run: Run, stop: Stop | None = None, resuming: bool = False) -> dict:
     _check_stop(stop, run.dir, resuming)
     try:
         if resuming and run.writer:
+            store.remove_stale_temporaries(out)  # a killed write's half file, never read
             store.drop_metrics_after(out / "metrics.jsonl", int(run.state.generation))
             fileio.write_json(out / "config.json", run.record)  # the loop settings it goes on with
         run.log(

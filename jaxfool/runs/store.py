@@ -221,6 +221,18 @@ def _path_name(path) -> str:
     return "/".join(parts)
 
 
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Deletes the temporary files that atomic writes of a killed process left in run directory
+    `out` (`.<name>.<random>.tmp` beside the file it was writing; never read: the file under its
+    real name is the previous, whole one). Only files of that pattern are touched."""
+    removed = []
+    for path in Path(out).rglob(".*.tmp"):
+        if path.is_file() and fileio.is_temporary_name(path.name):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def checkpoint_generation(out: Path) -> int | None:
     """The generation of the checkpoint in run directory `out` (None: none, or unreadable)."""
     try:
