@@ -141,6 +141,7 @@ class Run:
     writer: bool = True  # process 0 of a multi-host run
     log: Callable[[str], None] = print
     plots_note: str | None = None
+    drawn: list | None = None  # the metrics rows progress.png shows (not drawn twice)
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
     def metrics(self) -> list[dict]:
@@ -153,14 +154,18 @@ class Run:
         """progress.png from metrics.jsonl; without matplotlib, says once how to get it."""
         if not self.writer or self.plots_note is not None:
             return
+        rows, path = self.metrics(), self.dir.path / "progress.png"
+        if rows == self.drawn and path.exists():  # e.g. the final redraw after the last chunk
+            return
         try:
             plots.write_progress(
-                self.dir.path / "progress.png",
-                self.metrics(),
+                path,
+                rows,
                 title=self.title(),
                 population=self.evolution.population,
                 num_classes=len(self.evolution.classes),
             )
+            self.drawn = rows
         except plots.PlotsUnavailable as e:
             self.plots_note = str(e)
             self.log(f"note: no progress.png: {e}")

@@ -4,6 +4,7 @@
     timing      best-of and interleaved timing, throughput probes, FLOPs, limits
     generation  whole generations beside the classifier alone, each stage (every emitter's
                 `emit`), the NumPy baseline
+    startup     fool.py's cold and warm start (the compilation cache)
     kinds       the device, one network, the renderer, the insert, R runs in one call;
                 `run_case` measures any case into its JSON row
 

@@ -28,7 +28,8 @@ class Case:
 
     kind: "device" (matmul/conv throughput), "generation" (whole generations), "classifier"
     (one network's forward pass), "render" (CPPN rendering), "insert" (archive insertion),
-    "runs" (`runs` whole runs vmapped in one call against one call per run).
+    "runs" (`runs` whole runs vmapped in one call against one call per run), "startup"
+    (fool.py --generations=1 from a cold and from a warm compilation cache).
     """
 
     kind: str
@@ -51,6 +52,7 @@ class Case:
     compute_dtype: str = "float32"  # generation: the classifier's forward pass (or "bfloat16")
     emitter: str = "original"  # generation: fool.py's --emitter spec
     runs: int = 1  # runs: independent runs vmapped in one call (map_elites.run_many)
+    script_args: tuple[str, ...] = ()  # startup: fool.py's flags (besides --generations=1)
 
 
 # --- the tables' builders: a table case's suite is filled in when its suite is chosen, and so is
@@ -230,6 +232,20 @@ OWN: dict[str, tuple[Case, ...]] = {
     "gpu-runs": tuple(
         many(e, r, n, repeats=2) for e, n in (("direct", 100), ("cppn", 50)) for r in (8, 64)
     ),
+    # issue 29: fool.py --generations=1 from a cold and a warm compilation cache, as a user
+    # starts it: the main job (MNIST) and the 10-class Lite0 preset
+    "startup": (
+        Case("startup", "", "startup/mnist", repeats=2),
+        Case(
+            "startup",
+            "",
+            "startup/lite0-10class",
+            repeats=2,
+            script_args=(
+                "--flagfile=experiments/configs/imagenet_lite0_10class_cppn_normalized.flags",
+            ),
+        ),
+    ),
     # seconds of measuring (mostly compilation): a generation case with every field (stages,
     # limits, NumPy baseline) and an insert case; the test's suite
     "smoke": (
@@ -238,7 +254,7 @@ OWN: dict[str, tuple[Case, ...]] = {
     ),
 }
 SUITES = ("quick", "all", "gpu", "smoke", *BASIC, "emitters", "classifiers-torch", "gpu-runs",
-          "custom")  # fmt: skip
+          "startup", "custom")  # fmt: skip
 GPU_SUITES = ("gpu", "gpu-runs")  # accelerator-sized, run in one process by default
 
 

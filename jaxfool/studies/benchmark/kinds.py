@@ -25,6 +25,7 @@ from jaxfool.search import map_elites
 from jaxfool.search.encodings.cppn import CppnEncoding
 from jaxfool.studies.benchmark.cases import Case
 from jaxfool.studies.benchmark.generation import case_setup, generation_case_row, insert_loop
+from jaxfool.studies.benchmark.startup import startup_case_row
 from jaxfool.studies.benchmark.timing import (
     best_time,
     blocking,
@@ -242,6 +243,7 @@ ROWS = {
     "render": render_case_row,
     "insert": insert_case_row,
     "runs": runs_case_row,
+    "startup": startup_case_row,
 }
 
 
