@@ -244,11 +244,12 @@ def cppn_genome(path: Path) -> Path:
 
     from jaxfool import runs
     from jaxfool.base import npz
+    from jaxfool.search import encodings
     from jaxfool.search.encodings.cppn import CppnEncoding
 
     enc = CppnEncoding(image_shape=(28, 28, 1))
     genome = jax.tree.map(np.asarray, runs.store._as_dict(enc.init_one(jax.random.key(0))))
-    return npz.save_params(path, {"genome": genome}, {"encoding": runs.encoding_spec(enc)})
+    return npz.save_params(path, {"genome": genome}, {"encoding": encodings.to_spec(enc)})
 
 
 def test_render_out_naming_a_file(tmp_path):
