@@ -125,32 +125,65 @@ def test_cppn_surrogate_has_the_real_images_forward_values(lenet):
     )
 
 
-def test_cppn_gradient_matches_finite_differences_in_the_weights():
-    """Through the renderer: the directional derivative along the gradient, against central
-    differences of the continuous outputs |o| * 255 (a smooth 4 x 4 case: normalized inputs,
-    a linear classifier)."""
+def grown_cppns(enc, n, rounds=30, seed=0):
+    """n CPPNs after `rounds` structural mutations: hidden nodes of several activations."""
+    genomes = enc.init(jax.random.key(seed), n)
+    for r in range(rounds):
+        genomes = enc.mutate_structure(jax.random.key(1000 * seed + r), genomes)
+    return genomes
+
+
+def test_the_differentiable_scan_computes_the_renderers_outputs():
+    """The gradient's path (the scan over every edge slot) against the real renderer's float
+    outputs, on grown networks with hidden nodes of every activation, grey and colour."""
+    for shape, coords in [((12, 12, 1), "raw"), ((12, 12, 3), "normalized")]:
+        enc = CppnEncoding(image_shape=shape, coords=coords)
+        genomes = grown_cppns(enc, 8)
+        hidden = np.asarray(genomes.node_alive)[:, enc.first_hidden :]
+        assert hidden.sum() >= 8
+        acts = np.asarray(genomes.act)[:, enc.first_hidden :][hidden]
+        assert len(set(acts.tolist())) >= 3, acts  # several activation functions exercised
+        scan = jax.vmap(lambda g: cppn_render.outputs_scan(enc, g, enc.coordinates(12)))(genomes)
+        scan = np.asarray(scan).reshape(8, shape[2], 12, 12).transpose(0, 2, 3, 1)
+        np.testing.assert_allclose(scan, np.asarray(enc.outputs(genomes)), atol=1e-5)
+
+
+def test_cppn_gradient_matches_finite_differences_of_the_real_renderer():
+    """The directional derivative along the gradient against central differences of the real
+    renderer's outputs |o| * 255 scored by the classifier (grown networks, normalized inputs,
+    a linear classifier: smooth), and its sign against the real `express`' bytes."""
     clf, w = tiny_classifier()
     enc = CppnEncoding(image_shape=(4, 4, 1), coords="normalized")
     em = gradient.Gradient(enc)
-    genomes = enc.init(jax.random.key(0), 6)
+    genomes = grown_cppns(enc, 6, rounds=10)
     targets = jnp.array([0, 1, 2, 0, 1, 2], jnp.int32)
     context = EmitContext(enc, clf, (0, 1, 2), w)
     grads = np.asarray(em.log_prob_grads(context, genomes, targets))
+    alive = np.asarray(genomes.edge_alive)
+    assert np.all(grads[~alive] == 0)
+    rows = np.arange(6)
 
-    def log_p(weight):
-        out = jax.vmap(lambda g: cppn_render.outputs_scan(enc, g, enc.coordinates(4)))(
-            genomes.replace(weight=jnp.asarray(weight, jnp.float32))
-        )
-        images = jnp.abs(out.reshape(6, 1, 4, 4).transpose(0, 2, 3, 1)) * 255
-        return np.asarray(scoring.log_softmax(clf.logits(w, images)), np.float64)[
-            np.arange(6), targets
-        ]
+    def log_p(weight, images_of):
+        images = images_of(genomes.replace(weight=jnp.asarray(weight, jnp.float32)))
+        return np.asarray(scoring.log_softmax(clf.logits(w, images)), np.float64)[rows, targets]
+
+    def continuous(g):  # the real renderer, before the byte quantisation
+        return jnp.abs(enc.outputs(g)) * 255.0
+
+    def real_bytes(g):
+        return enc.express(g).astype(jnp.float32)
 
     direction = grads / np.linalg.norm(grads, axis=1, keepdims=True)
-    eps = 1e-3
     weight = np.asarray(genomes.weight, np.float64)
-    fd = (log_p(weight + eps * direction) - log_p(weight - eps * direction)) / (2 * eps)
-    np.testing.assert_allclose(np.sum(grads * direction, axis=1), fd, rtol=0.02, atol=1e-3)
+    eps = 1e-4
+    fd = (log_p(weight + eps * direction, continuous) - log_p(weight - eps * direction, continuous))
+    slope = np.sum(grads * direction, axis=1)
+    np.testing.assert_allclose(slope, fd / (2 * eps), rtol=0.02, atol=1e-3)
+    # a step along the gradient raises log p of the real, quantised image (where log p is
+    # not flat: a saturated network's slope is ~0)
+    gain = log_p(weight + 0.02 * direction, real_bytes) - log_p(weight, real_bytes)
+    moving = slope > 1e-3
+    assert moving.sum() >= 4 and np.all(gain[moving] > 0), (slope, gain)
 
 
 def test_gradient_children_improve_their_target_on_mnist(lenet):
