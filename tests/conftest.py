@@ -36,8 +36,15 @@ def caches_in_tmp(tmp_path_factory):
 
     from jaxfool.base import compile_cache
 
+    # under pytest-xdist each worker has its own basetemp inside the run's folder: the
+    # workers share the run's one cache there (the cache tolerates concurrent writers)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    cache = root / "jaxfool-cache"
+    cache.mkdir(exist_ok=True)
     old = os.environ.get("JAXFOOL_CACHE")
-    os.environ["JAXFOOL_CACHE"] = str(tmp_path_factory.mktemp("jaxfool-cache"))
+    os.environ["JAXFOOL_CACHE"] = str(cache)
     compile_cache.enable()
     yield
     if old is None:

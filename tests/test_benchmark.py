@@ -199,12 +199,13 @@ def names(cases):
 def test_every_case_of_every_suite_is_as_before(chosen):
     # the emitters suite (issue 13) is new, and so is the `emitter` field (original elsewhere):
     # without them the digest is the one of before
-    new_suites = ("--suite=emitters", "--suite=classifiers-torch", "--suite=gpu-runs")
+    new_suites = ("--suite=emitters", "--suite=classifiers-torch", "--suite=gpu-runs", "--suite=startup")
     old = [a for a in CHOICES if a[0] not in new_suites]
     cases = [[dict(c) for c in chosen[" ".join(args)]] for args in old]
     for case in (c for cs in cases for c in cs):
         assert case.pop("emitter") == "original", case["name"]
         assert case.pop("runs") == 1, case["name"]
+        assert case.pop("script_args") == [], case["name"]  # the startup suite's field (issue 29)
     text = json.dumps(cases, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()
     assert digest == CHOICES_SHA256, f"the suites' cases changed; new digest {digest}"

@@ -245,7 +245,7 @@ def test_export_for_cuda_and_tpu_holds_the_accelerator_forms(
     assert [f for f in CPU_FORMS if f in cuda] == []
     assert "_primitive_bits" in cuda and "_unrolled_bits" in cpu
     if enc_name == "cppn":
-        assert "_outputs_batched" in cuda and "_outputs_sequential" in cpu
+        assert "outputs_batched" in cuda and "outputs_sequential" in cpu
     else:
         assert "blocked" in cpu  # the block loop of direct variation
     if model == "caffenet":
