@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import jax
 
 from jaxfool.search.emitters.gradient import Gradient
+from jaxfool.search.emitters.gradient_full import GradientFull
 from jaxfool.search.emitters.isoline import Isoline
 from jaxfool.search.emitters.original import Original
 
@@ -54,6 +55,7 @@ EMITTERS: dict[str, type] = {
     "original": Original,
     "isoline": Isoline,
     "gradient": Gradient,
+    "gradient_full": GradientFull,
 }
 
 

@@ -16,7 +16,8 @@ hold:
 - `mutate_structure(key, genomes)`: the encoding's own per-genome mutation that a gene step
   cannot do (a CPPN grows nodes and edges; direct genomes: none);
 - `surrogate(genomes, genes, max_size)`: a differentiable stand-in for `express` whose forward
-  values are the exact bytes (straight-through), for gradient emitters;
+  values are the exact bytes (straight-through), for gradient emitters; `max_size` bounds its
+  resolution (None: native size, exactly);
 - `tuned(emitter)`: this encoding's measured defaults for an emitter's Params ({} for none);
 - `from_settings(image_shape, settings)`: the encoding a run's settings describe.
 
@@ -59,7 +60,7 @@ class Encoding(Protocol):
 
     def mutate_structure(self, key: jax.Array, genomes: Any) -> Any: ...
 
-    def surrogate(self, genomes: Any, genes: jax.Array, max_size: int) -> jax.Array: ...
+    def surrogate(self, genomes: Any, genes: jax.Array, max_size: int | None) -> jax.Array: ...
 
     def tuned(self, emitter: str) -> dict[str, float]: ...
 

@@ -19,7 +19,7 @@ from flax import struct
 
 from jaxfool.base import platforms
 from jaxfool.search import operators
-from jaxfool.search.encodings import cppn_render
+from jaxfool.search.encodings import cppn_grad, cppn_render
 from jaxfool.search.encodings.cppn_genome import (
     ACTIVATIONS,
     IDENTITY,
@@ -284,9 +284,12 @@ class CppnEncoding:
         n = genomes.act.shape[0]
         return jax.vmap(self.mutate)(jax.random.split(key, n), genomes)
 
-    def surrogate(self, genomes: CppnGenome, genes: jax.Array, max_size: int) -> jax.Array:
+    def surrogate(self, genomes: CppnGenome, genes: jax.Array, max_size: int | None) -> jax.Array:
         """Images with the exact bytes forward, differentiable in the weight genes, rendered at
-        most `max_size` pixels a side (and resized), so ImageNet gradients fit in memory."""
+        most `max_size` pixels a side (and resized), so ImageNet gradients fit in memory;
+        None: at native size, the exact gradient in bounded memory (`cppn_grad`)."""
+        if max_size is None:
+            return cppn_grad.surrogate(self, genomes, genes)
         size = min(max_size, self.image_shape[0])
         return cppn_render.surrogate(self, genomes.replace(weight=genes), size)
 

@@ -227,7 +227,7 @@ class DirectEncoding:
         del key  # a pixel genome has no structure
         return genomes
 
-    def surrogate(self, genomes: jax.Array, genes: jax.Array, max_size: int) -> jax.Array:
+    def surrogate(self, genomes: jax.Array, genes: jax.Array, max_size: int | None) -> jax.Array:
         """Float genes [n, H, W, C] in [0, 1] -> images with floor(g * 255)'s forward values."""
         del genomes, max_size
         x = genes * 255.0
