@@ -199,7 +199,9 @@ def names(cases):
 def test_every_case_of_every_suite_is_as_before(chosen):
     # the emitters suite (issue 13) is new, and so is the `emitter` field (original elsewhere):
     # without them the digest is the one of before
-    new_suites = ("--suite=emitters", "--suite=classifiers-torch", "--suite=gpu-runs", "--suite=startup")
+    new_suites = (
+        "--suite=emitters", "--suite=classifiers-torch", "--suite=gpu-runs", "--suite=startup",
+    )  # fmt: skip
     old = [a for a in CHOICES if a[0] not in new_suites]
     cases = [[dict(c) for c in chosen[" ".join(args)]] for args in old]
     for case in (c for cs in cases for c in cs):

@@ -1,6 +1,8 @@
 """Emitters: the original is today's variation bit for bit, iso+line's statistics, the gradient
 emitter against finite differences, mixes, ask/tell, run_many, and adding an emitter."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -143,7 +145,8 @@ def test_the_differentiable_scan_computes_the_renderers_outputs():
         assert hidden.sum() >= 8
         acts = np.asarray(genomes.act)[:, enc.first_hidden :][hidden]
         assert len(set(acts.tolist())) >= 3, acts  # several activation functions exercised
-        scan = jax.vmap(lambda g: cppn_render.outputs_scan(enc, g, enc.coordinates(12)))(genomes)
+        coords = enc.coordinates(12)
+        scan = jax.vmap(partial(cppn_render.outputs_scan, enc, coords=coords))(genomes)
         scan = np.asarray(scan).reshape(8, shape[2], 12, 12).transpose(0, 2, 3, 1)
         np.testing.assert_allclose(scan, np.asarray(enc.outputs(genomes)), atol=1e-5)
 
@@ -176,7 +179,7 @@ def test_cppn_gradient_matches_finite_differences_of_the_real_renderer():
     direction = grads / np.linalg.norm(grads, axis=1, keepdims=True)
     weight = np.asarray(genomes.weight, np.float64)
     eps = 1e-4
-    fd = (log_p(weight + eps * direction, continuous) - log_p(weight - eps * direction, continuous))
+    fd = log_p(weight + eps * direction, continuous) - log_p(weight - eps * direction, continuous)
     slope = np.sum(grads * direction, axis=1)
     np.testing.assert_allclose(slope, fd / (2 * eps), rtol=0.02, atol=1e-3)
     # a step along the gradient raises log p of the real, quantised image (where log p is
