@@ -12,6 +12,7 @@ encoding's tuned defaults are `gradient`'s.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any  # noqa: F401 (the inherited __init__'s annotations resolve here: pdoc)
 
 from jaxfool.search.emitters.gradient import Gradient
 
