@@ -100,6 +100,7 @@ CLI_TESTS = (
     "test_bad_flags_are_one_line_errors", "test_bad_flags_give_one_line_errors",
     "test_cli_bad_flag_is_a_one_line_error", "test_bad_flag_is_one_line_and_exit_2",
     "test_cli_bad_flags_give_one_line_errors", "test_script_rejects_bad_flags",
+    "test_unparsable_flag_is_one_line_and_exit_2",
 )  # fmt: skip
 
 

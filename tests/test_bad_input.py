@@ -5,7 +5,7 @@ and exactly one stderr line `NAME.py: error: ...` that names the flag or the fil
 traceback, and leave every file around it (a previous run, an output directory with a
 sentinel, the inputs) byte-for-byte as it was, even when --overwrite is given.
 
-The sweep (marked slow: about 150 subprocesses) runs its cases two at a time from one module
+The sweep (marked slow: about 180 commands) runs its cases two at a time from one module
 fixture; each case is then its own test, and `-k` runs only the cases it picks. Cases are
 chosen to fail while flags and files are checked (seconds each); the sizes given alongside
 keep a case that wrongly succeeds short too.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,9 @@ import pytest
 
 from jaxfool.base.errors import RunDirError
 
+from . import script_runner
 from .conftest import REPO
+from .script_runner import ScriptRunner
 
 SCRIPTS = REPO / "experiments"
 LENET = REPO / "models" / "lenet_mnist.npz"
@@ -210,7 +213,7 @@ def test_efficientnet_crop_of_images_one_pixel_wide():
 
 def cli_run(script: str, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(SCRIPTS / f"{script}.py"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return script_runner.run(cmd, capture_output=True, text=True, timeout=300)
 
 
 def one_error_line(res: subprocess.CompletedProcess, script: str) -> str:
@@ -589,7 +592,7 @@ class Outcome:
     changed: list[str]
 
 
-def run_case(case: Case, root: Path, sources: dict[str, Path]) -> Outcome:
+def run_case(case: Case, root: Path, sources: dict[str, Path], runner: ScriptRunner) -> Outcome:
     """Builds the case's workspace, runs the script, and reports what changed there."""
     ws = root / case.id
     ws.mkdir()
@@ -604,13 +607,9 @@ def run_case(case: Case, root: Path, sources: dict[str, Path]) -> Outcome:
     names = {"bad": bad, "prev": prev, "outdir": outdir, "fresh": ws / "fresh"}
     args = [a.format(**names) for a in case.args]
     before = snapshot(ws)
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, str(SCRIPTS / f"{case.script}.py"), *args]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env)
-        code, stderr = res.returncode, res.stderr
-    except subprocess.TimeoutExpired as e:
-        code, stderr = None, f"still running after {TIMEOUT} s; {e.stderr or ''}"
+    code, _, stderr = runner.run([SCRIPTS / f"{case.script}.py", *args], cwd=ws, timeout=TIMEOUT)
+    if code is None:
+        stderr = f"still running after {TIMEOUT} s; {stderr}"
     after = snapshot(ws)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     mention = tuple(m.format(**names) for m in case.mention)
@@ -632,7 +631,7 @@ def sources(tmp_path_factory):
         "--classes=0,1",
         f"--out={run}",
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    res = script_runner.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     np.save(root / "mean.npy", np.zeros((1, 28, 28), np.float32))
     found = {
@@ -666,9 +665,24 @@ def outcomes(sources, tmp_path_factory, request):
     root = tmp_path_factory.mktemp("cases")
     wanted = selected(request.session)
     runnable = [c for c in CASES if c.id in wanted and (c.source != "pth.pth" or "pth" in sources)]
-    with ThreadPoolExecutor(2) as pool:
-        results = pool.map(lambda c: (c.id, run_case(c, root, sources)), runnable)
-        return dict(results)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    runners = queue.Queue()
+    for _ in range(2):
+        runners.put(ScriptRunner(env))
+
+    def outcome(case):
+        runner = runners.get()
+        try:
+            return case.id, run_case(case, root, sources, runner)
+        finally:
+            runners.put(runner)
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            return dict(pool.map(outcome, runnable))
+    finally:
+        while not runners.empty():
+            runners.get().close()
 
 
 def problems(case: Case, outcome: Outcome) -> list[str]:

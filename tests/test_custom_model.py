@@ -2,7 +2,6 @@
 bad spec is a one-line error naming it."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from jaxfool import classifiers
 from jaxfool.classifiers import custom as custom_model
 
+from . import script_runner
 from .conftest import REPO
 
 SPEC = "tests.my_mlp:factory"
@@ -18,7 +18,7 @@ SPEC = "tests.my_mlp:factory"
 
 def script(name, *args, cwd=REPO):
     cmd = [sys.executable, str(REPO / "experiments" / f"{name}.py"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd)
+    return script_runner.run(cmd, capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 @pytest.mark.parametrize("encoding", ["direct", "cppn"])

@@ -17,12 +17,13 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from . import script_runner
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -42,7 +43,7 @@ HISTORICAL = re.compile(r"historical measurement[^.]*commit `[0-9a-f]{7,40}`", r
 # --- what the scripts accept -------------------------------------------------------------------
 def _helpfull(script: str) -> tuple[str, frozenset[str], frozenset[str]]:
     """(script, every flag it accepts, its boolean flags) from `--helpfull` in a subprocess."""
-    res = subprocess.run(
+    res = script_runner.run(
         [sys.executable, str(EXPERIMENTS / f"{script}.py"), "--helpfull"],
         capture_output=True,
         text=True,
@@ -445,6 +446,6 @@ def test_the_api_reference_builds_without_a_warning(tmp_path):
     resolve (a name imported only where a base class lives) fails here first, with its message."""
     pytest.importorskip("pdoc", reason="pdoc is in the [dev] extra")
     cmd = [sys.executable, "-W", "error", "-m", "pdoc", "jaxfool", "--docformat", "markdown"]
-    res = subprocess.run([*cmd, "-o", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    res = script_runner.run([*cmd, "-o", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0, res.stderr.strip().splitlines()[-1:]
     assert (tmp_path / "jaxfool" / "search" / "emitters" / "gradient_full.html").is_file()

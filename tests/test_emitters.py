@@ -130,8 +130,9 @@ def test_cppn_surrogate_has_the_real_images_forward_values(lenet):
 def grown_cppns(enc, n, rounds=30, seed=0):
     """n CPPNs after `rounds` structural mutations: hidden nodes of several activations."""
     genomes = enc.init(jax.random.key(seed), n)
+    mutate = jax.jit(enc.mutate_structure)  # the same genomes as eager calls, ~6x sooner
     for r in range(rounds):
-        genomes = enc.mutate_structure(jax.random.key(1000 * seed + r), genomes)
+        genomes = mutate(jax.random.key(1000 * seed + r), genomes)
     return genomes
 
 
@@ -204,13 +205,14 @@ def test_gradient_children_improve_their_target_on_mnist(lenet):
 def test_cppn_gradient_children_are_mutated_then_stepped_uphill(lenet):
     enc = CppnEncoding(image_shape=(28, 28, 1), coords="normalized")
     cfg, params = config(lenet, enc, shares=(("gradient", 40),), population=40), lenet[1]
-    state = evolve.run(cfg, params, evolve.init(cfg, params, jax.random.key(0)),
-                       jax.random.key(1), 3, None)  # fmt: skip
+    state = evolve.init(cfg, params, jax.random.key(0))  # parents: the initial elites
     key = jax.random.key(7)
     cells = archive_lib.select(state.archive, jax.random.split(key, 4)[0], 40)
     parents = archive_lib.gather(state.archive, cells)
-    mutated = jax.vmap(enc.mutate)(jax.random.split(jax.random.fold_in(key, 1), 40), parents)
-    children = evolve.emit(cfg, params, state.archive, key, state.generation)
+    # jitted, as a run calls them (eager, the two took 17 s of the test's 37; jitted 8 s)
+    mutate = jax.jit(jax.vmap(enc.mutate))
+    mutated = mutate(jax.random.split(jax.random.fold_in(key, 1), 40), parents)
+    children = jax.jit(evolve.emit, static_argnums=0)(cfg, params, state.archive, key, 0)
     # the structure is the mutation's (some grew or lost nodes/edges), the weights moved
     for leaf in ("src", "dst", "act", "edge_alive", "node_alive"):
         np.testing.assert_array_equal(getattr(children, leaf), getattr(mutated, leaf))

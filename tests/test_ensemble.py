@@ -3,7 +3,6 @@ runs against it through fool.py's loop, and members that do not fit are one-line
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import jax
@@ -16,6 +15,7 @@ from jaxfool.classifiers import scoring
 from jaxfool.runs import RunConfig
 from jaxfool.search import map_elites as evolve
 
+from . import script_runner
 from .conftest import REPO
 
 
@@ -95,9 +95,9 @@ def test_an_ensemble_run_evolves_against_both(two_lenets, tmp_path):
 def test_fool_cli_refuses_model_with_models(tmp_path):
     cmd = [sys.executable, str(REPO / "experiments" / "fool.py"), "--models=lenet,lenet",
            "--model=lenet", f"--out={tmp_path / 'r'}"]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    res = script_runner.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "--model" in res.stderr and not (tmp_path / "r").exists()
     cmd[2:4] = ["--models=lenet,efficientnet_lite0:/no/such.pth"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    res = script_runner.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "/no/such.pth" in res.stderr, res.stderr

@@ -1,7 +1,6 @@
 """experiments/fool.py end to end: outputs, determinism, refusing to overwrite, flag errors."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from jaxfool import classifiers
 from jaxfool.base import images
 from jaxfool.classifiers import scoring
 
+from . import script_runner
 from .conftest import REPO
 
 FOOL = [sys.executable, str(REPO / "experiments" / "fool.py")]
@@ -20,7 +20,7 @@ SMALL = ["--population=20", "--generations=10", "--log_every=5", "--seed=3"]
 
 
 def fool(*args, **kw):
-    return subprocess.run(FOOL + list(args), capture_output=True, text=True, timeout=300, **kw)
+    return script_runner.run(FOOL + list(args), capture_output=True, text=True, timeout=300, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_default_run_is_cppn_and_genomes_rerender_exactly(run_dir, tmp_path):
     """Acceptance: a saved elite re-rendered at the native size equals the archived image."""
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["encoding"] == "cppn"
-    res = subprocess.run(
+    res = script_runner.run(
         RENDER + [f"--out={tmp_path / 'n'}", str(run_dir)], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr
@@ -145,7 +145,7 @@ def test_default_run_is_cppn_and_genomes_rerender_exactly(run_dir, tmp_path):
         again = images.load_png(tmp_path / "n" / f"{stem}_28.png")
         np.testing.assert_array_equal(again, images.load_png(run_dir / c["image"]))
     genome = run_dir / summary["classes"][0]["genome"]
-    res = subprocess.run(
+    res = script_runner.run(
         RENDER + ["--size=96", f"--out={tmp_path / 'big'}", str(genome)],
         capture_output=True,
         text=True,
@@ -154,13 +154,13 @@ def test_default_run_is_cppn_and_genomes_rerender_exactly(run_dir, tmp_path):
     big = images.load_png(tmp_path / "big" / f"{genome.stem}_96.png")
     assert big.shape == (96, 96, 1) and big.dtype == np.uint8
     # refuses to overwrite, and names a missing file in one line
-    res = subprocess.run(
+    res = script_runner.run(
         RENDER + ["--size=96", f"--out={tmp_path / 'big'}", str(genome)],
         capture_output=True,
         text=True,
     )
     assert res.returncode == 2 and "exists" in res.stderr
-    res = subprocess.run(RENDER + [str(tmp_path / "nope.npz")], capture_output=True, text=True)
+    res = script_runner.run(RENDER + [str(tmp_path / "nope.npz")], capture_output=True, text=True)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
 
 
@@ -171,7 +171,7 @@ def test_direct_run_and_fixed_resolution(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["encoding"] == "direct"
     genome = out / summary["classes"][0]["genome"]
-    res = subprocess.run(RENDER + ["--size=56", str(genome)], capture_output=True, text=True)
+    res = script_runner.run(RENDER + ["--size=56", str(genome)], capture_output=True, text=True)
     assert res.returncode == 2 and "one resolution" in res.stderr
 
 

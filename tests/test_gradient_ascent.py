@@ -6,7 +6,6 @@ input spaces against the classifiers' own preprocessing, and the CLI's outputs a
 import dataclasses
 import json
 import math
-import subprocess
 import sys
 
 import jax
@@ -25,6 +24,7 @@ from jaxfool.classifiers.nets.efficientnet_lite import EfficientNetLiteLogits
 from jaxfool.search import ascent_regularisers as regularisers
 from jaxfool.search import gradient_ascent as ga
 
+from . import script_runner
 from .conftest import REPO
 
 ASCENT = [sys.executable, str(REPO / "experiments" / "gradient_ascent.py")]
@@ -253,7 +253,7 @@ def test_caffe_and_torchvision_spaces_are_their_preprocessing():
 
 
 def ascent_cli(*args):
-    return subprocess.run(ASCENT + list(args), capture_output=True, text=True, timeout=300)
+    return script_runner.run(ASCENT + list(args), capture_output=True, text=True, timeout=300)
 
 
 def test_cli_writes_a_run_and_refuses_to_overwrite_it(tmp_path, lenet):

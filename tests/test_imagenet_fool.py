@@ -1,7 +1,6 @@
 """ImageNet fooling runs: the original's defaults, colour direct genomes, 10-crop or centre crop."""
 
 import json
-import subprocess
 import sys
 
 import jax
@@ -14,6 +13,7 @@ from jaxfool.base import images
 from jaxfool.classifiers import preprocess
 from jaxfool.classifiers.nets.caffenet import CaffeNet
 
+from . import script_runner
 from .conftest import REPO
 
 
@@ -60,7 +60,7 @@ def test_imagenet_direct_run_has_colour_uint8_genomes_and_original_defaults(tmp_
     cmd = [sys.executable, str(REPO / "experiments" / "fool.py"), "--model=efficientnet_lite0"]
     cmd += ["--encoding=direct", "--classes=1,2", "--initial_population=3", "--population=4"]
     cmd += ["--generations=1"]
-    res = subprocess.run(cmd + [f"--out={out}"], capture_output=True, text=True, timeout=600)
+    res = script_runner.run(cmd + [f"--out={out}"], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["eval_chunk"] == runs.presets.IMAGENET_EVAL_CHUNK

@@ -14,13 +14,14 @@ import pytest
 
 from jaxfool.studies import numpy_baseline
 
+from . import script_runner
 from .conftest import REPO
 
 SCRIPT = [sys.executable, str(REPO / "experiments" / "numpy_baseline.py")]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return script_runner.run(
         SCRIPT + list(args), capture_output=True, text=True, timeout=120, cwd=REPO
     )
 
@@ -71,7 +72,7 @@ def test_importable_beside_benchmark_flags():
         "assert flags.FLAGS.population == 8 and 'log_every' not in flags.FLAGS; "
         "assert callable(nb.init) and callable(nb.generation) and callable(nb.numpy_lenet_params)"
     )
-    res = subprocess.run(
+    res = script_runner.run(
         [sys.executable, "-c", code, str(REPO / "experiments")],
         capture_output=True,
         text=True,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 
@@ -19,6 +18,7 @@ from jaxfool import plots
 from jaxfool.runs import readers
 from jaxfool.studies import retrain_report
 
+from . import script_runner
 from .conftest import REPO
 
 pytest.importorskip("matplotlib")
@@ -338,7 +338,7 @@ def test_plot_script_retrain_overlays_experiments_and_rejects_bad_ones(tmp_path)
     a = write_retrain(tmp_path / "a", retrain_rows(), probe="gradient")
     b = write_retrain(tmp_path / "b", retrain_rows(3), encoding="cppn")
     out = tmp_path / "retrain.png"
-    res = subprocess.run(
+    res = script_runner.run(
         PLOT + ["--retrain", str(a), str(b), f"--out={out}"], capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
@@ -358,7 +358,7 @@ def test_plot_script_retrain_overlays_experiments_and_rejects_bad_ones(tmp_path)
         ([str(a), "--reference=0.9:x"], "--reference and --x are for run progress charts"),
     ]
     for args, message in cases:
-        res = subprocess.run(
+        res = script_runner.run(
             PLOT + ["--retrain", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path
         )
         lines = res.stderr.strip().splitlines()
@@ -458,20 +458,22 @@ def test_plot_script_overlays_two_runs(tmp_path):
     out = tmp_path / "cmp.png"
     args = [str(a), str(b), f"--out={out}", "--x=evaluations", "--labels=CPPN,direct"]
     args += ["--reference=0.8811:paper: 88.11%"]  # the label may hold a colon
-    res = subprocess.run(PLOT + args, capture_output=True, text=True, timeout=120)
+    res = script_runner.run(PLOT + args, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == str(out)
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size == PIXELS
-    res = subprocess.run(PLOT + args, capture_output=True, text=True, timeout=120)
+    res = script_runner.run(PLOT + args, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "exists; pass --overwrite" in res.stderr
-    res = subprocess.run(PLOT + args + ["--overwrite"], capture_output=True, text=True, timeout=120)
+    res = script_runner.run(
+        PLOT + args + ["--overwrite"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
 
 
 def test_plot_script_default_out_is_in_the_working_directory(tmp_path):
     a, b = two_runs(tmp_path)
-    res = subprocess.run(
+    res = script_runner.run(
         PLOT + [str(a), str(b)], capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
     assert res.returncode == 0, res.stderr
@@ -503,7 +505,7 @@ def bad_inputs(tmp_path):
 )  # fmt: skip
 def test_plot_script_bad_input_is_one_line_and_exit_2(tmp_path, case):
     args, message = bad_inputs(tmp_path)[case]
-    res = subprocess.run(PLOT + args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    res = script_runner.run(PLOT + args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2, res.stderr
     assert len(lines) == 1 and lines[0].startswith("plot.py: error: "), res.stderr
@@ -518,7 +520,7 @@ def test_plot_script_without_matplotlib_is_one_line_and_exit_2(tmp_path):
         "import runpy, sys; sys.modules['matplotlib'] = None; "
         f"sys.argv = [{script!r}, {str(a)!r}]; runpy.run_path({script!r}, run_name='__main__')"
     )
-    res = subprocess.run(
+    res = script_runner.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
     lines = res.stderr.strip().splitlines()

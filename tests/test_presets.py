@@ -6,12 +6,12 @@ from __future__ import annotations
 import functools
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from . import script_runner
 from .conftest import PAPER_LENET, REPO, require
 
 CONFIGS = sorted((REPO / "experiments" / "configs").glob("*.flags"))
@@ -70,7 +70,7 @@ def flag_lines(path: Path) -> list[str]:
 def parsed(script: Path) -> dict:
     """Every preset of `script` parsed by the script's own flag definitions (one subprocess)."""
     files = [str(p) for p in CONFIGS if header_script(p) == script]
-    res = subprocess.run(
+    res = script_runner.run(
         [sys.executable, "-c", PARSE, str(script), *files],
         capture_output=True,
         text=True,
@@ -162,7 +162,7 @@ def test_mnist_preset_runs_and_later_flags_override_it(name, paper_lenet, tmp_pa
     extra = [f"--weights={require(PAPER_LENET)}"] if paper_lenet else []
     path = REPO / "experiments" / "configs" / name
     out = tmp_path / "run"
-    res = subprocess.run(
+    res = script_runner.run(
         [sys.executable, str(REPO / "experiments" / "fool.py"), f"--flagfile={path}", *extra]
         + ["--generations=2", "--population=20", f"--out={out}"],
         capture_output=True,

@@ -2,7 +2,6 @@
 reproduces classes.csv bit for bit, and says so when it does not."""
 
 import csv
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from jaxfool import runs
 from jaxfool.base import images
 from jaxfool.base.errors import RunDirError
 from jaxfool.runs import LoopConfig, RunConfig, rescore
+
+from . import script_runner
 
 REPO = Path(__file__).resolve().parents[1]
 RESCORE = [sys.executable, str(REPO / "experiments" / "rescore.py")]
@@ -82,7 +83,7 @@ def test_a_changed_score_is_a_named_mismatch_and_exit_code_1(mnist_run, tmp_path
     assert list(result.mismatches) == [0]
     assert "1 differ from classes.csv" in rescore.report(result)
     assert "first: class 0" in rescore.report(result)
-    res = subprocess.run(RESCORE + [str(run)], capture_output=True, text=True, timeout=300)
+    res = script_runner.run(RESCORE + [str(run)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 1, res.stderr
     assert "1 differ" in res.stdout
 
@@ -121,29 +122,29 @@ def test_a_damaged_run_is_a_one_line_error(mnist_run, tmp_path, damage, message)
 
 
 def test_cli_errors_and_gallery(mnist_run, tmp_path):
-    res = subprocess.run(RESCORE + [str(tmp_path / "nope")], capture_output=True, text=True)
+    res = script_runner.run(RESCORE + [str(tmp_path / "nope")], capture_output=True, text=True)
     assert res.returncode == 2 and "no such run directory" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
-    res = subprocess.run(RESCORE, capture_output=True, text=True)
+    res = script_runner.run(RESCORE, capture_output=True, text=True)
     assert res.returncode == 2 and "name one run directory" in res.stderr
     taken = tmp_path / "taken.png"
     taken.write_bytes(b"mine")
-    res = subprocess.run(RESCORE + [f"--gallery={taken}", str(mnist_run)], capture_output=True,
+    res = script_runner.run(RESCORE + [f"--gallery={taken}", str(mnist_run)], capture_output=True,
                          text=True)  # fmt: skip
     assert res.returncode == 2 and "exists; pass --overwrite" in res.stderr
     assert taken.read_bytes() == b"mine"
     gallery = tmp_path / "g.png"
-    res = subprocess.run(RESCORE + [f"--gallery={gallery}", str(mnist_run)], capture_output=True,
+    res = script_runner.run(RESCORE + [f"--gallery={gallery}", str(mnist_run)], capture_output=True,
                          text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert gallery.read_bytes() == (mnist_run / "gallery.png").read_bytes()
     small = tmp_path / "small.png"
-    res = subprocess.run(RESCORE + [f"--gallery={small}", "--tile=32", str(mnist_run)],
+    res = script_runner.run(RESCORE + [f"--gallery={small}", "--tile=32", str(mnist_run)],
                          capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr
     with Image.open(small) as a, Image.open(gallery) as b:
         assert a.width < b.width and a.height < b.height  # 32-px tiles instead of 112
-    res = subprocess.run(RESCORE + ["--tile=8", str(mnist_run)], capture_output=True, text=True)
+    res = script_runner.run(RESCORE + ["--tile=8", str(mnist_run)], capture_output=True, text=True)
     assert res.returncode != 0 and "--tile" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 

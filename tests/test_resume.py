@@ -13,6 +13,7 @@ import pytest
 
 from jaxfool.base import npz
 
+from . import script_runner
 from .conftest import REPO
 
 FOOL = [sys.executable, str(REPO / "experiments" / "fool.py")]
@@ -28,7 +29,7 @@ def final_state(out):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("resume") / "whole"
-    res = subprocess.run(
+    res = script_runner.run(
         FOOL + RUN + [f"--generations={TOTAL}", f"--out={out}"], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr
@@ -70,7 +71,7 @@ def test_sigkill_between_checkpoints_then_resume_is_exact(uninterrupted, tmp_pat
     assert code == -signal.SIGKILL
     generation = int(final_state(out)["state/generation"])
     assert 0 < generation < TOTAL and generation % 3 == 0
-    res = subprocess.run(
+    res = script_runner.run(
         FOOL + [f"--resume={out}", f"--generations={TOTAL}"], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr
@@ -88,7 +89,7 @@ def test_sigint_writes_outputs_and_exits_zero_then_resume_is_exact(uninterrupted
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"].startswith("interrupted by SIGINT")
     assert summary["generations_completed"] == int(final_state(out)["state/generation"])
-    res = subprocess.run(
+    res = script_runner.run(
         FOOL + [f"--resume={out}", f"--generations={TOTAL}"], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr
@@ -156,7 +157,7 @@ def test_sigkill_inside_a_checkpoint_write_then_resume_is_exact(uninterrupted, t
     assert proc.returncode == -signal.SIGKILL
     assert store.checkpoint_generation(out) == 3  # the one before, whole, under the real name
     assert len(temps) == 1 and temps[0][1] > 0, temps  # half a checkpoint, in the temporary file
-    res = subprocess.run(
+    res = script_runner.run(
         FOOL + [f"--resume={out}", f"--generations={TOTAL}"], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr
@@ -168,14 +169,14 @@ def test_sigkill_inside_a_checkpoint_write_then_resume_is_exact(uninterrupted, t
 
 
 def test_resume_refuses_conflicting_settings_and_non_runs(uninterrupted, tmp_path):
-    res = subprocess.run(
+    res = script_runner.run(
         FOOL + [f"--resume={uninterrupted}", "--seed=6"], capture_output=True, text=True
     )
     assert res.returncode == 2 and "--seed=6 conflicts" in res.stderr
-    res = subprocess.run(FOOL + [f"--resume={tmp_path}"], capture_output=True, text=True)
+    res = script_runner.run(FOOL + [f"--resume={tmp_path}"], capture_output=True, text=True)
     assert res.returncode == 2 and "not a run directory" in res.stderr
     other = f"--out={tmp_path / 'elsewhere'}"
-    res = subprocess.run(
+    res = script_runner.run(
         FOOL + [f"--resume={uninterrupted}", other], capture_output=True, text=True
     )
     assert res.returncode == 2 and "resumes in place" in res.stderr

@@ -5,7 +5,6 @@ experiments/retrain.py."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import jax
@@ -22,6 +21,7 @@ from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
 from jaxfool.search.encodings.direct import DirectEncoding
 from jaxfool.studies import retrain, retrain_report, retrain_tasks
 
+from . import script_runner
 from .conftest import REPO
 
 RETRAIN = [sys.executable, str(REPO / "experiments" / "retrain.py")]
@@ -208,7 +208,7 @@ def test_outputs_table_and_plot(loop):
 
 
 def run(*args):
-    return subprocess.run(RETRAIN + list(args), capture_output=True, text=True, timeout=600)
+    return script_runner.run(RETRAIN + list(args), capture_output=True, text=True, timeout=600)
 
 
 def test_cli_mnist_round_zero(tmp_path):

@@ -22,6 +22,8 @@ from jaxfool.classifiers import preprocess
 from jaxfool.classifiers.weights import torch_layout
 from jaxfool.classifiers.weights.torch_layout import reference_params
 
+from . import script_runner
+
 MODELS = ("resnet18", "resnet50", "vgg16", "mobilenet_v2", "vit_b_16")
 
 
@@ -168,12 +170,11 @@ def test_rules_of_the_name_map():
 
 
 def run_script(name: str, *args: str):
-    import subprocess
 
     from .conftest import REPO
 
     cmd = [sys.executable, str(REPO / "experiments" / f"{name}.py"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return script_runner.run(cmd, capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from jaxfool.base.npz import check_matches, flatten, load_params
 from jaxfool.classifiers import train
 from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
 
+from . import script_runner
 from .conftest import REPO
 
 REPO_ROOT = REPO
@@ -149,7 +150,7 @@ def test_shipped_weights_classify_bundled_digits(mnist):
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return script_runner.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60
     )
 
@@ -185,7 +186,7 @@ def test_script_as_written_in_readme_trains_into_runs_not_the_shipped_file(tmp_p
     """Defect: `python experiments/train_lenet.py` refused (its default --out was the shipped
     weights file) and --overwrite would have replaced them."""
     shipped = (REPO_ROOT / "models" / "lenet_mnist.npz").read_bytes()
-    result = subprocess.run(
+    result = script_runner.run(
         [sys.executable, str(SCRIPT), "--steps=2", "--log_every=1"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import jax.numpy as jnp
@@ -16,6 +15,7 @@ from jaxfool.classifiers import Classifier, train
 from jaxfool.classifiers.data.mnist import BUNDLED_DIR, load_mnist
 from jaxfool.studies import transfer
 
+from . import script_runner
 from .conftest import REPO
 
 FOOL = [sys.executable, str(REPO / "experiments" / "fool.py")]
@@ -24,7 +24,7 @@ SMALL = ["--encoding=direct", "--population=20", "--generations=10", "--log_ever
 
 
 def run(cmd, *args):
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=300)
+    return script_runner.run(cmd + list(args), capture_output=True, text=True, timeout=300)
 
 
 # --- pure functions ------------------------------------------------------------------------------
