@@ -23,7 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from . import script_runner
+try:
+    from . import script_runner
+except ImportError:  # run as a script: python tests/test_docs.py FILE.md
+    import script_runner
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
