@@ -127,10 +127,12 @@ def _child(request: dict) -> None:
     code = 1
     try:
         os.chdir(request["cwd"])
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        for fd, name in ((1, "stdout"), (2, "stderr")):
-            os.dup2(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+        opened = [os.open(os.devnull, os.O_RDONLY)]
+        for name in ("stdout", "stderr"):
+            opened.append(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+        for fd, source in enumerate(opened):  # stdin empty; stdout, stderr to their files
+            os.dup2(source, fd)
+            os.close(source)
         script = os.path.abspath(request["argv"][0])
         sys.argv = [request["argv"][0], *request["argv"][1:]]
         sys.path[0] = os.path.dirname(script)

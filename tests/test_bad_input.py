@@ -30,7 +30,6 @@ from jaxfool.base.errors import RunDirError
 
 from . import script_runner
 from .conftest import REPO
-from .script_runner import ScriptRunner
 
 SCRIPTS = REPO / "experiments"
 LENET = REPO / "models" / "lenet_mnist.npz"
@@ -592,7 +591,9 @@ class Outcome:
     changed: list[str]
 
 
-def run_case(case: Case, root: Path, sources: dict[str, Path], runner: ScriptRunner) -> Outcome:
+def run_case(
+    case: Case, root: Path, sources: dict[str, Path], runner: script_runner.ScriptRunner
+) -> Outcome:
     """Builds the case's workspace, runs the script, and reports what changed there."""
     ws = root / case.id
     ws.mkdir()
@@ -668,7 +669,7 @@ def outcomes(sources, tmp_path_factory, request):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
     runners = queue.Queue()
     for _ in range(2):
-        runners.put(ScriptRunner(env))
+        runners.put(script_runner.ScriptRunner(env))
 
     def outcome(case):
         runner = runners.get()

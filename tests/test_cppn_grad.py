@@ -16,16 +16,7 @@ from jaxfool.search import map_elites as evolve
 from jaxfool.search.emitters import EmitContext, gradient, gradient_full
 from jaxfool.search.encodings import cppn_grad, cppn_render
 from jaxfool.search.encodings.cppn import CppnEncoding
-from tests.test_emitters import config, tiny_classifier
-
-
-def grown_cppns(enc, n, rounds=30, seed=0):
-    """n CPPNs after `rounds` structural mutations: hidden nodes of several activations."""
-    genomes = enc.init(jax.random.key(seed), n)
-    mutate = jax.jit(enc.mutate_structure)
-    for r in range(rounds):
-        genomes = mutate(jax.random.key(1000 * seed + r), genomes)
-    return genomes
+from tests.test_emitters import config, grown_cppns, tiny_classifier
 
 
 @pytest.fixture(scope="module")
