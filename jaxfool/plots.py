@@ -275,16 +275,20 @@ def progress_figure(
     drawn = []
     for run, colour in zip(runs, colours, strict=True):
         xs = x_values(run, x)
+        # a run with one row (stopped before its second log line) is a point: a line alone
+        # would draw nothing
+        marker = "o" if len(xs) == 1 else None
         for key, name, style in STATS:
             ys = confidence_values(run.rows, key)
             top.plot(
-                xs, ys, linestyle=style, color=colour, linewidth=1.6, label=f"{run.label}: {name}"
-            )
+                xs, ys, linestyle=style, color=colour, linewidth=1.6, marker=marker,
+                label=f"{run.label}: {name}",
+            )  # fmt: skip
             drawn.append(ys)
         for threshold, style in THRESHOLDS:
             ys = count_values(run.rows, threshold)
             bottom.plot(
-                xs, ys, linestyle=style, color=colour, linewidth=1.6,
+                xs, ys, linestyle=style, color=colour, linewidth=1.6, marker=marker,
                 label=f"{run.label}: ≥ {threshold}",
             )  # fmt: skip
     for value, label in references:

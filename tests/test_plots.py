@@ -214,6 +214,28 @@ def test_certain_and_empty_archives_stay_finite_on_the_axis():
     assert fig.axes[0].get_ylim()[1] < 1
 
 
+def test_a_run_of_one_row_is_drawn_as_points():
+    """A run stopped before its second log line has one row: lines alone would leave the
+    panels blank, so its values are drawn as markers (and only then)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgb
+
+    fig = plots.progress_figure([("stopped at 25", metrics_rows(n=1, every=25))])
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(int)
+    for ax in fig.axes:
+        lines = [line for line in ax.get_lines() if line.get_label().startswith("stopped")]
+        assert lines and all(line.get_marker() == "o" for line in lines)
+        colour = np.round(np.array(to_rgb(lines[0].get_color())) * 255).astype(int)
+        box = ax.get_window_extent()  # the panel, in pixels from the bottom left
+        rows = slice(int(pixels.shape[0] - box.y1), int(pixels.shape[0] - box.y0))
+        panel = pixels[rows, int(box.x0) : int(box.x1)]
+        assert np.sum(np.all(np.abs(panel - colour) <= 8, axis=-1)) >= 20  # the points show
+    many = plots.progress_figure([("r", metrics_rows())])
+    assert all(line.get_marker() in ("None", None, "") for line in many.axes[0].get_lines())
+
+
 def test_empty_rows_draw_empty_axes():
     fig = plots.progress_figure([("nothing yet", [])])
     assert all(len(line.get_xdata()) == 0 for line in fig.axes[0].get_lines())
