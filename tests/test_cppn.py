@@ -652,3 +652,74 @@ def test_lineage_statistics_match_reference_mutation():
         )
     )
     assert np.all(np.abs(z) < 4.5), dict(zip(names, z.round(2), strict=True))
+
+
+# --- the graph helpers: packed-bit depths and ancestors, the logarithm-free pick ---
+
+
+def _graph_walk(g) -> tuple[np.ndarray, np.ndarray]:
+    """Longest-path depths [N] and the ancestor matrix [N, N] of one genome, by plain Python
+    over its alive edges (anc[n, m]: m has a path to n, or m == n)."""
+    src, dst = np.asarray(g.src), np.asarray(g.dst)
+    edges = [
+        (int(s), int(d)) for s, d, a in zip(src, dst, np.asarray(g.edge_alive), strict=True) if a
+    ]
+    n = g.act.shape[0]
+    depth = [0] * n
+    for _ in range(n):
+        for s, d in edges:
+            depth[d] = max(depth[d], depth[s] + 1)
+    anc = np.eye(n, dtype=bool)
+    for _ in range(n):
+        for s, d in edges:
+            anc[:, s] |= anc[:, d]
+    return np.asarray(depth), anc
+
+
+@pytest.mark.parametrize("max_nodes,max_edges", [(64, 256), (33, 70), (100, 120)])
+def test_depths_and_ancestors_match_a_graph_walk(max_nodes, max_edges):
+    from jaxfool.search.encodings.cppn_genome import ancestors, depths
+
+    rng = np.random.default_rng(max_nodes)
+    genomes = _stack([_random_dag(rng, 1, max_nodes, max_edges) for _ in range(12)])
+    got_depth = np.asarray(jax.jit(jax.vmap(depths))(genomes))
+    every_node = jax.vmap(lambda g: jax.vmap(lambda m: ancestors(g, m))(jnp.arange(max_nodes)))
+    got_anc = np.asarray(jax.jit(every_node)(genomes))
+    deepest = 0
+    for k in range(12):
+        depth, anc = _graph_walk(_take(genomes, k))
+        np.testing.assert_array_equal(got_depth[k], depth)
+        np.testing.assert_array_equal(got_anc[k], anc)
+        deepest = max(deepest, depth.max())
+    assert deepest >= 5  # the chains make deep graphs: the loops ran several steps
+
+
+def test_gumbel_noise_is_strictly_increasing_on_every_uniform_draw():
+    """`pick` takes argmax of u where `jax.random.categorical` takes argmax of -log(-log(u)):
+    the same index only if that map never ties or reverses on the values u can take, which are
+    tiny and k / 2**23 (k = 1 .. 2**23 - 1)."""
+    tiny = np.finfo(np.float32).tiny
+    u = jnp.concatenate([jnp.array([tiny], jnp.float32), jnp.arange(1, 2**23) * 2.0**-23])
+    draws = jax.random.uniform(jax.random.key(0), (100_000,), minval=tiny, maxval=1.0)
+    assert np.all(np.isin(np.asarray(draws), np.asarray(u)))
+    gumbel = jax.jit(lambda u: -jnp.log(-jnp.log(u)))(u)
+    assert np.all(np.diff(np.asarray(gumbel)) > 0)
+
+
+@pytest.mark.parametrize("size", [5, 64, 256])
+def test_pick_draws_what_categorical_draws(size):
+    from jaxfool.search.encodings.cppn_genome import pick
+
+    keys = jax.random.split(jax.random.key(size), 3000)
+    density = jnp.linspace(0.0, 1.0, 3000)[:, None]
+    masks = jax.random.uniform(jax.random.key(1), (3000, size)) < density
+    masks = masks.at[:10].set(False).at[10:20].set(jnp.arange(size) == 3)  # none; exactly one
+    index, some = jax.jit(jax.vmap(pick))(keys, masks)
+    logits = jnp.where(masks, 0.0, -jnp.inf)
+    expected = jax.jit(jax.vmap(jax.random.categorical))(keys, logits)
+    np.testing.assert_array_equal(index, expected)
+    np.testing.assert_array_equal(some, masks.any(axis=1))
+    some = np.asarray(some)
+    assert some[20:].sum() > 2500
+    assert np.all(np.asarray(masks)[np.arange(3000)[some], np.asarray(index)[some]])
+    assert np.all(np.asarray(index)[10:20] == 3)

@@ -76,8 +76,16 @@ def activate_one(act_id: jax.Array, p: jax.Array) -> jax.Array:
 
 
 def pick(key: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """A uniformly random index where mask is True, and whether there was any."""
-    index = jax.random.categorical(key, jnp.where(mask, 0.0, -jnp.inf))
+    """A uniformly random index where mask is True, and whether there was any.
+
+    The same index as `jax.random.categorical(key, where(mask, 0, -inf))`, which takes the
+    argmax of -log(-log(u)) over the mask for u = `uniform(key, minval=tiny)`: that map is
+    strictly increasing on every float32 u the draw can give (tests check all 2**23), so the
+    argmax of u itself is the same, without two logarithms per slot (400 genomes x 256 edge
+    slots: 1.8 ms -> 0.4 ms on the 2-core CPU).
+    """
+    u = jax.random.uniform(key, mask.shape, minval=jnp.finfo(jnp.float32).tiny, maxval=1.0)
+    index = jnp.argmax(jnp.where(mask, u, -1.0))
     return index.astype(jnp.int32), jnp.any(mask)
 
 
@@ -87,36 +95,65 @@ def first_free(alive: jax.Array, start: int = 0) -> tuple[jax.Array, jax.Array]:
     return jnp.argmax(free).astype(jnp.int32), jnp.any(free)
 
 
-def _fixed_point(step, init: jax.Array, max_steps: int) -> jax.Array:
-    """Iterates `step` from `init` until nothing changes (at most `max_steps` times)."""
+def _bits(rows: jax.Array) -> jax.Array:
+    """uint32 [..., W]: bool rows [..., N] packed 32 to a word (bit j of word w: entry 32w+j)."""
+    n = rows.shape[-1]
+    words = -(-n // 32)
+    padded = jnp.pad(rows, [(0, 0)] * (rows.ndim - 1) + [(0, 32 * words - n)])
+    padded = padded.reshape(rows.shape[:-1] + (words, 32)).astype(jnp.uint32)
+    # distinct powers of two: their sum is their bitwise or
+    return jnp.sum(padded << jnp.arange(32, dtype=jnp.uint32), axis=-1, dtype=jnp.uint32)
+
+
+def edge_matrix(genome: CppnGenome) -> jax.Array:
+    """bool [N, N]: [d, s] is True where an alive edge runs from s into d."""
+    n = genome.act.shape[0]
+    return jnp.zeros((n, n), jnp.bool_).at[genome.dst, genome.src].max(genome.edge_alive)
+
+
+def _settle(step, init: jax.Array, max_steps: int):
+    """Iterates `step` on a bool vector until it stops changing (at most `max_steps` times);
+    returns the last vector and how many steps each entry spent False."""
 
     def cond(carry):
-        i, _, changed = carry
+        i, _, _, changed = carry
         return changed & (i < max_steps)
 
     def body(carry):
-        i, x, _ = carry
+        i, x, count, _ = carry
         new = step(x)
-        return i + 1, new, jnp.any(new != x)
+        return i + 1, new, count + ~new, jnp.any(new != x)
 
-    return jax.lax.while_loop(cond, body, (0, init, True))[1]
+    zero = jnp.zeros(init.shape, jnp.int32)
+    _, x, count, _ = jax.lax.while_loop(cond, body, (0, init, zero + ~init, True))
+    return x, count
 
 
 def ancestors(genome: CppnGenome, node: jax.Array) -> jax.Array:
-    """bool [N]: `node` and every node with a path of alive edges to it."""
+    """bool [N]: `node` and every node with a path of alive edges to it.
+
+    A node is one when any of its children is: iterated on the children's bits (one AND per
+    node and word a step: 400 genomes, 3.6x faster than a scatter over the 256 edge slots).
+    """
     n = genome.act.shape[0]
+    children = _bits(edge_matrix(genome).T)
 
     def grow(anc):
-        return anc.at[genome.src].max(anc[genome.dst] & genome.edge_alive)
+        return anc | jnp.any(children & _bits(anc) != 0, axis=-1)
 
-    return _fixed_point(grow, jnp.arange(n) == node, n)
+    return _settle(grow, jnp.arange(n) == node, n)[0]
 
 
 def depths(genome: CppnGenome) -> jax.Array:
-    """int32 [N]: the longest path of alive edges into each node (0 for sources)."""
+    """int32 [N]: the longest path of alive edges into each node (0 for sources).
+
+    A node is settled once all its parents are; its depth is the number of steps it waited
+    (a few ANDs on packed bits per node a step instead of a scatter over every edge slot).
+    """
     n = genome.act.shape[0]
+    parents = _bits(edge_matrix(genome))
 
-    def relax(depth):
-        return depth.at[genome.dst].max(jnp.where(genome.edge_alive, depth[genome.src] + 1, 0))
+    def settle(ready):
+        return jnp.all(parents & ~_bits(ready) == 0, axis=-1)
 
-    return _fixed_point(relax, jnp.zeros(n, jnp.int32), n)
+    return _settle(settle, jnp.all(parents == 0, axis=-1), n)[1]

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from jaxfool.base import platforms
 from jaxfool.search.encodings import cppn_render
-from jaxfool.search.encodings.cppn_genome import NUM_INPUTS, CppnGenome, activate_one, depths
+from jaxfool.search.encodings.cppn_genome import NUM_INPUTS, CppnGenome, activate_one
 from jaxfool.search.encodings.surrogate import byte_image, straight_through
 
 DEFAULT_PIXEL_BLOCK = 2**14  # pixels of one genome's node tables at a time (4 MiB at 64 nodes)
@@ -79,13 +79,6 @@ def block_vjp(enc: Any, act: jax.Array, sched, coords: jax.Array, cot: jax.Array
     return jax.lax.fori_loop(0, count, edge, (bar, grad))[1]
 
 
-def schedule_order(enc: Any, g: CppnGenome) -> jax.Array:
-    """The edge slots in `cppn_render.schedule`'s order (live edges by source depth)."""
-    e = enc.max_edges
-    key = jnp.where(g.edge_alive, depths(g)[g.src], enc.max_nodes) * e + jnp.arange(e)
-    return jnp.sort(key) % e
-
-
 def weight_vjp(
     enc: Any, genomes: CppnGenome, cotangent: jax.Array, pixel_block: int = DEFAULT_PIXEL_BLOCK
 ) -> jax.Array:
@@ -112,7 +105,7 @@ def weight_vjp(
 
         zero = jnp.zeros((enc.max_edges,), jnp.float32)
         in_order, _ = jax.lax.scan(add_block, zero, (coords, cot_blocks))
-        grad = jnp.zeros_like(in_order).at[schedule_order(enc, g)].set(in_order)
+        grad = jnp.zeros_like(in_order).at[cppn_render.schedule_order(enc, g)].set(in_order)
         # weight = 20 g - 10 on live edges (`cppn_render.schedule`), so d/dg = 20 d/dw
         return jnp.where(g.edge_alive, 20.0 * grad, 0.0)
 

@@ -58,13 +58,18 @@ def coordinates(enc: Any, size: int) -> jax.Array:
 
 def schedule(enc: Any, g: CppnGenome):
     """Edges sorted by source depth (dead ones last), as (src, dst, weight, count)."""
-    depth = depths(g)
-    e = enc.max_edges
-    # a stable sort by source depth, as one int32 sort (XLA's CPU argsort is ~10x slower)
-    key = jnp.where(g.edge_alive, depth[g.src], enc.max_nodes) * e + jnp.arange(e)
-    order = jnp.sort(key) % e
+    order = schedule_order(enc, g)
     weight = jnp.where(g.edge_alive, 20.0 * g.weight - 10.0, 0.0)[order]
     return g.src[order], g.dst[order], weight, jnp.sum(g.edge_alive, dtype=jnp.int32)
+
+
+def schedule_order(enc: Any, g: CppnGenome) -> jax.Array:
+    """int32 [E]: the edge slots in order of their source's depth (a stable order; dead slots
+    last), the order in which each edge's source is final when the edge is applied."""
+    e = enc.max_edges
+    key = jnp.where(g.edge_alive, depths(g)[g.src], enc.max_nodes) * e + jnp.arange(e)
+    # a stable sort by source depth, as one int32 sort (XLA's CPU argsort is ~10x slower)
+    return jnp.sort(key) % e
 
 
 def outputs_sequential(enc: Any, act: jax.Array, table, coords: jax.Array) -> jax.Array:
