@@ -1,6 +1,7 @@
 """The exact, pixel-blocked CPPN weight gradient (`cppn_grad`) and the `gradient_full` emitter:
 the hand-written VJP against autodiff of the scan renderer, the surrogate's forward values
-against `express`, the gradient against finite differences of the real renderer, and runs."""
+against `express`, the gradient against finite differences of the real renderer and taken by
+chunks of children, and runs."""
 
 import dataclasses
 
@@ -106,6 +107,11 @@ def test_gradient_full_matches_finite_differences_of_the_real_renderer():
     scan = np.asarray(scan(genomes))
     scale = np.abs(scan).max(axis=1, keepdims=True)
     np.testing.assert_allclose(grads / scale, scan / scale, atol=1e-3)
+    # eval_chunk 4 of 6 children: two chunks, the last padded; the same gradient per child
+    chunked = dataclasses.replace(context, eval_chunk=4)
+    em = gradient_full.GradientFull(enc)
+    by_chunk = jax.jit(lambda g: em.log_prob_grads(chunked, g, targets))(genomes)
+    np.testing.assert_allclose(np.asarray(by_chunk), grads, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.slow

@@ -85,7 +85,9 @@ def forward(module: nn.Module, variables: Any, x: jax.Array, compute_dtype: str)
 
 @dataclass(frozen=True)
 class Classifier:
-    """A network with its preprocessing. `logits(params, images_uint8) -> float32 [B, N]`."""
+    """A network with its preprocessing. `logits(params, images_uint8) -> float32 [B, N]`.
+    Optional: `logits.for_input_grads()`, logits with the same forward values that are faster
+    to differentiate in the image (the gradient emitters use it where present)."""
 
     name: str
     logits: Callable[[Any, jax.Array], jax.Array]

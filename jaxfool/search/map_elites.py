@@ -168,7 +168,9 @@ def emit(
     emitter uses `key` itself; several use fold_in(key, i))."""
     plan = config.emitter_plan
     emitter_params = config.default_emitter_params() if emitter_params is None else emitter_params
-    context = EmitContext(config.encoding, config.classifier, config.classes, params)
+    context = EmitContext(
+        config.encoding, config.classifier, config.classes, params, config.eval_chunk
+    )
     if len(plan) == 1:
         ((emitter, n),) = plan
         return emitter.emit(key, archive, emitter_params[0], generation, n, context)

@@ -42,12 +42,15 @@ class Emitter(Protocol):
 
 @dataclass(frozen=True)
 class EmitContext:
-    """What an emitter may use besides the archive (static parts; `clf_params` is traced)."""
+    """What an emitter may use besides the archive (static parts; `clf_params` is traced).
+    eval_chunk: at most this many images through the classifier at once (None: all), which
+    bounds the memory of a gradient emitter's backward pass as it bounds scoring's."""
 
     encoding: Any
     classifier: Any
     classes: tuple[int, ...]
     clf_params: Any = None
+    eval_chunk: int | None = None
 
 
 # name -> class (the class is built with the encoding: `EMITTERS[name](encoding)`)

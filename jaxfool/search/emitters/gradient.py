@@ -62,15 +62,38 @@ class Gradient:
         return GradientParams(**{k: jnp.float32(v) for k, v in steps.items()})
 
     def log_prob_grads(self, context, genomes, targets: jax.Array) -> jax.Array:
-        """d log p(class targets[i]) / d genes of child i, for every child [n, genes...]."""
+        """d log p(class targets[i]) / d genes of child i, for every child [n, genes...];
+        `context.eval_chunk` children at a time (memory bounded as scoring's)."""
         enc = self.encoding
+        logits = context.classifier.logits
+        # the same forward values, differentiated faster where the network offers it (LeNet)
+        logits = logits.for_input_grads() if hasattr(logits, "for_input_grads") else logits
 
-        def total(genes):
-            images = enc.surrogate(genomes, genes, self.grad_size)
-            lp = scoring.log_probs(context.classifier.logits, context.clf_params, images)
-            return jnp.sum(jnp.take_along_axis(lp, targets[:, None], axis=1))
+        def grads(args):
+            genomes, targets = args
 
-        return jax.grad(total)(enc.genes_of(genomes))
+            def total(genes):
+                images = enc.surrogate(genomes, genes, self.grad_size)
+                lp = scoring.log_probs(logits, context.clf_params, images)
+                return jnp.sum(jnp.take_along_axis(lp, targets[:, None], axis=1))
+
+            return jax.grad(total)(enc.genes_of(genomes))
+
+        n = targets.shape[0]
+        chunk = context.eval_chunk
+        if chunk is None or chunk >= n:
+            return grads((genomes, targets))
+        # log p of child i depends on its own genes only, so the gradient is taken `chunk`
+        # children at a time and the classifier's backward pass holds one chunk's activations
+        steps = -(-n // chunk)
+        pad = steps * chunk - n
+
+        def blocks(x):
+            x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
+            return x.reshape((steps, chunk) + x.shape[1:])
+
+        out = jax.lax.map(grads, jax.tree.map(blocks, (genomes, targets)))
+        return out.reshape((steps * chunk,) + out.shape[2:])[:n]
 
     def emit(self, key, archive, params, generation, n, context):
         del generation

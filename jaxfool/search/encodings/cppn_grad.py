@@ -98,14 +98,15 @@ def weight_vjp(
 
     def one(args):
         g, cot_blocks = args
-        sched = cppn_render.schedule(enc, g)
+        order = cppn_render.schedule_order(enc, g)
+        sched = cppn_render.schedule(enc, g, order)
 
         def add_block(total, xs):
             return total + block_vjp(enc, g.act, sched, *xs), None
 
         zero = jnp.zeros((enc.max_edges,), jnp.float32)
         in_order, _ = jax.lax.scan(add_block, zero, (coords, cot_blocks))
-        grad = jnp.zeros_like(in_order).at[cppn_render.schedule_order(enc, g)].set(in_order)
+        grad = jnp.zeros_like(in_order).at[order].set(in_order)
         # weight = 20 g - 10 on live edges (`cppn_render.schedule`), so d/dg = 20 d/dw
         return jnp.where(g.edge_alive, 20.0 * grad, 0.0)
 

@@ -56,9 +56,10 @@ def coordinates(enc: Any, size: int) -> jax.Array:
     return jnp.stack([x, y, d, jnp.ones_like(d)])
 
 
-def schedule(enc: Any, g: CppnGenome):
-    """Edges sorted by source depth (dead ones last), as (src, dst, weight, count)."""
-    order = schedule_order(enc, g)
+def schedule(enc: Any, g: CppnGenome, order: jax.Array | None = None):
+    """Edges sorted by source depth (dead ones last), as (src, dst, weight, count); `order`:
+    `schedule_order(enc, g)` where the caller has it already."""
+    order = schedule_order(enc, g) if order is None else order
     weight = jnp.where(g.edge_alive, 20.0 * g.weight - 10.0, 0.0)[order]
     return g.src[order], g.dst[order], weight, jnp.sum(g.edge_alive, dtype=jnp.int32)
 

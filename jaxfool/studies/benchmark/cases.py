@@ -196,7 +196,7 @@ assert sorted(GPU_ORDER) == sorted(BASIC)
 # issue 13: each emitter (and a mix) at MNIST's paper population and on Lite0 at population 64;
 # the overhead ratio against the classifier alone is each emitter's cost in forward passes, and
 # the stage profile times each emitter's own `emit`
-EMITTER_SPECS = ("original", "isoline", "gradient", "original:0.5,gradient:0.5")
+EMITTER_SPECS = ("original", "isoline", "gradient", "gradient_full", "original:0.5,gradient:0.5")
 
 # Suites of their own cases (CPU-sized, but gpu-runs).
 OWN: dict[str, tuple[Case, ...]] = {
@@ -205,11 +205,13 @@ OWN: dict[str, tuple[Case, ...]] = {
             gen("lenet", e, 200, generations=20, emitter=s)
             for e in ENCODINGS
             for s in EMITTER_SPECS
+            if e == "cppn" or s != "gradient_full"  # direct: the same as gradient
         ),
         *(
             gen("efficientnet_lite0", e, 64, generations=1, repeats=2, emitter=s)
             for e in ENCODINGS
             for s in EMITTER_SPECS
+            if e == "cppn" or s != "gradient_full"
         ),
         many("direct", 8, 50, repeats=2),
         many("cppn", 8, 25, repeats=2),
