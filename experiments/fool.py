@@ -61,6 +61,9 @@ for define, name, default, text in [
     (STR, "cppn_color", "hls", "Colour CPPN outputs read as hls (original) or hsv."),
     (INT, "max_nodes", 64, "CPPN node capacity (inputs and outputs included)."),
     (INT, "max_edges", 256, "CPPN connection capacity."),
+    (INT, "dense_layers", 4, "dense_cppn: hidden layers of the fixed-topology CPPN."),
+    (INT, "dense_width", 16, "dense_cppn: units per hidden layer."),
+    (FLOAT, "dense_input_scale", 4.0, "dense_cppn: coordinate scale (higher: finer patterns)."),
     (STR, "emitter", "original", "Variation: original, isoline, gradient, or a mix 'a:0.5,b:0.5'."),
     (STR, "emitter_params", "", "Emitter settings, e.g. 'gradient.step_max=0.1'."),
     # how it is driven (runs.LoopConfig)

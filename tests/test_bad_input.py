@@ -465,6 +465,9 @@ FOOL = (
     + numbers("fool", "crossover_rate", ["2"], FOOL_BASE)
     + numbers("fool", "max_nodes", ["0"], FOOL_BASE)
     + numbers("fool", "max_edges", ["0"], FOOL_BASE)
+    + numbers("fool", "dense_layers", ["0"], FOOL_BASE)
+    + numbers("fool", "dense_width", ["-1"], FOOL_BASE)
+    + numbers("fool", "dense_input_scale", ["0", "x"], FOOL_BASE)
 )
 
 RETRAIN_BASE = (

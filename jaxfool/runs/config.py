@@ -48,6 +48,9 @@ class RunConfig:
     cppn_color: str = "hls"
     max_nodes: int = 64
     max_edges: int = 256
+    dense_layers: int = 4
+    dense_width: int = 16
+    dense_input_scale: float = 4.0
     emitter: str = "original"
     emitter_params: str = ""
     models: str = ""  # an ensemble 'name[:weights[:mean]],...' (replaces model/weights/mean)
@@ -101,6 +104,9 @@ class RunConfig:
         )
         _check(self.max_nodes >= 1, "max_nodes", "must be >= 1")
         _check(self.max_edges >= 1, "max_edges", "must be >= 1")
+        _check(self.dense_layers >= 1, "dense_layers", "must be >= 1")
+        _check(self.dense_width >= 1, "dense_width", "must be >= 1")
+        _check(self.dense_input_scale > 0, "dense_input_scale", "must be > 0")
         ten_crop = [name for name in classifiers.MODELS if classifiers.has_ten_crop(name)]
         _check(
             self.ten_crop or self.model in ten_crop or bool(self.models),

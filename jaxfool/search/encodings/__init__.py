@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import jax
 
 from jaxfool.search.encodings.cppn import CppnEncoding
+from jaxfool.search.encodings.dense_cppn import DenseCppnEncoding
 from jaxfool.search.encodings.direct import DirectEncoding
 
 
@@ -69,6 +70,7 @@ class Encoding(Protocol):
 ENCODINGS: dict[str, type] = {
     "direct": DirectEncoding,
     "cppn": CppnEncoding,
+    "dense_cppn": DenseCppnEncoding,
 }
 
 
