@@ -1,4 +1,5 @@
-"""Re-render saved elite genomes at any resolution (CPPN images are resolution-independent).
+"""Re-render saved elite genomes at any resolution (CPPN images, `cppn` and `dense_cppn`,
+are resolution-independent).
 
     python experiments/render.py --size=1024 runs/RUN/elites/0003_3.npz
     python experiments/render.py --size=512 --out=posters runs/RUN      # every elite of a run
@@ -20,7 +21,6 @@ from jaxfool import runs
 from jaxfool.base import cli, fileio, images
 from jaxfool.base.cli import FlagError
 from jaxfool.base.npz import WeightsFileError
-from jaxfool.search.encodings.cppn import CppnEncoding
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("size", None, "Output size in pixels (default: the genome's native size).")
@@ -78,14 +78,14 @@ def load(path: Path, size: int | None) -> tuple[object, object, int]:
         raise FlagError(str(e)) from None
     native = encoding.image_shape[0]
     size = size or native
-    if not isinstance(encoding, CppnEncoding) and size != native:
+    if not hasattr(encoding, "render") and size != native:
         raise FlagError(f"{path}: a direct genome has one resolution ({native}), not {size}")
     return encoding, genome, size
 
 
 def render(encoding, genome, size: int) -> np.ndarray:
-    """uint8 [size, size, C]: a CPPN at any size, a direct genome at its own."""
-    if isinstance(encoding, CppnEncoding):
+    """uint8 [size, size, C]: a CPPN (either kind) at any size, a direct genome at its own."""
+    if hasattr(encoding, "render"):
         return np.asarray(jax.jit(encoding.render, static_argnums=1)(genome, size)[0])
     return np.asarray(encoding.express(genome)[0])
 

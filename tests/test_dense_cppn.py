@@ -140,3 +140,10 @@ def test_each_emitter_improves_lenet_cells(lenet, emitter):
     genomes = np.asarray(state.archive.genomes)
     assert genomes.min() >= 0 and genomes.max() <= 1
     assert emitters.build(emitter, enc).default_params() is not None
+
+
+def test_render_at_any_size_in_blocks_equals_express_at_that_size():
+    small, large = DenseCppnEncoding(image_shape=(5, 5, 3)), DenseCppnEncoding((11, 11, 3))
+    genes = small.init(jax.random.key(3), 2)
+    np.testing.assert_array_equal(small.render(genes, block=7), small.express(genes))
+    np.testing.assert_array_equal(small.render(genes, 11, block=16), large.express(genes))

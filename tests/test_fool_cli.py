@@ -175,6 +175,27 @@ def test_direct_run_and_fixed_resolution(tmp_path):
     assert res.returncode == 2 and "one resolution" in res.stderr
 
 
+def test_dense_cppn_run_rerenders_exactly_and_at_any_size(tmp_path):
+    out = tmp_path / "dense"
+    res = fool(
+        "--encoding=dense_cppn", "--dense_layers=2", "--dense_width=6", *SMALL, f"--out={out}"
+    )
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["encoding"] == "dense_cppn"
+    genome = out / summary["classes"][0]["genome"]
+    for size in (28, 56):
+        res = script_runner.run(
+            RENDER + [f"--size={size}", f"--out={tmp_path / 'png'}", str(genome)],
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 0, res.stderr
+    again = images.load_png(tmp_path / "png" / f"{genome.stem}_28.png")
+    np.testing.assert_array_equal(again, images.load_png(out / summary["classes"][0]["image"]))
+    assert images.load_png(tmp_path / "png" / f"{genome.stem}_56.png").shape == (56, 56, 1)
+
+
 def test_class_lists_parse_once_for_every_tool():
     from jaxfool import runs
 

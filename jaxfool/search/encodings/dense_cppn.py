@@ -171,6 +171,18 @@ class DenseCppnEncoding:
     def express(self, genomes: jax.Array) -> jax.Array:
         return jnp.floor(self._image_values(genomes)).astype(jnp.uint8)
 
+    def render(self, genomes: jax.Array, size: int | None = None, block: int = 2**16) -> jax.Array:
+        """uint8 [n, size, size, C] at any resolution (`express`'s bytes at the native size),
+        `block` pixels at a time so a poster's activations stay small."""
+        size = self.image_shape[0] if size is None else size
+        coords = self.coordinates(size)
+        steps = -(-coords.shape[0] // block)
+        padded = jnp.pad(coords, ((0, steps * block - coords.shape[0]), (0, 0)))
+        out = jax.lax.map(lambda c: self.logits(genomes, c), padded.reshape(steps, block, 3))
+        out = jnp.moveaxis(out, 0, 1).reshape(genomes.shape[0], steps * block, -1)
+        values = 255.0 * jax.nn.sigmoid(out[:, : size * size])
+        return jnp.floor(values).reshape(genomes.shape[0], size, size, -1).astype(jnp.uint8)
+
     # --- variation ----------------------------------------------------------------------------
     def default_rates(self) -> DenseCppnRates:
         return DenseCppnRates(jnp.float32(self.mutation_rate), jnp.float32(self.eta_m))
