@@ -269,11 +269,13 @@ def test_emitters_suite_has_every_emitter_on_mnist_and_lite0(chosen):
            if e == "cppn" or s != "gradient_full"]  # fmt: skip
     want = [f"emitters/{m}/{e}/p{p}" + ("" if s == "original" else f"/{s}")
             for m, p in (("lenet", 200), ("efficientnet_lite0", 64)) for e, s in per]  # fmt: skip
+    want += [f"emitters/lenet/{e}/p200/gradient_walk" for e in ("direct", "cppn")]
     cases = chosen["--suite=emitters"]
     assert names(cases) == [*want, "runs/lenet/direct/p200/r8", "runs/lenet/cppn/p200/r8"]
-    assert [c["emitter"] for c in cases] == [s for _, s in per] * 2 + ["original"] * 2
-    assert [c["runs"] for c in cases] == [1] * 18 + [8, 8]
-    assert all(c["stages"] for c in cases[:18])  # each emitter's own emit is profiled
+    emitters = [s for _, s in per] * 2 + ["gradient_walk"] * 2 + ["original"] * 2
+    assert [c["emitter"] for c in cases] == emitters
+    assert [c["runs"] for c in cases] == [1] * 20 + [8, 8]
+    assert all(c["stages"] for c in cases[:20])  # each emitter's own emit is profiled
 
 
 def test_gradient_emitter_generation_line():

@@ -26,6 +26,7 @@ import jax
 
 from jaxfool.search.emitters.gradient import Gradient
 from jaxfool.search.emitters.gradient_full import GradientFull
+from jaxfool.search.emitters.gradient_walk import GradientWalk
 from jaxfool.search.emitters.isoline import Isoline
 from jaxfool.search.emitters.original import Original
 
@@ -59,6 +60,7 @@ EMITTERS: dict[str, type] = {
     "isoline": Isoline,
     "gradient": Gradient,
     "gradient_full": GradientFull,
+    "gradient_walk": GradientWalk,
 }
 
 

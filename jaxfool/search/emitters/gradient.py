@@ -3,15 +3,16 @@ children = parent + a step along the gradient of log p(target class) of the expr
 
 Parents are drawn uniformly over occupied cells; each child's target is its parent's cell, or
 with probability `random_target` a uniformly random cell (a stepping stone into another
-class). The step is the gradient normalised to unit RMS per child (over the genes it moves), times a
-step length drawn log-uniformly in [step_min, step_max] per child: log p's gradient spans
-orders of magnitude between a fresh image and one at 0.9999, so a normalised step keeps
-moving at both ends, and without per-child optimiser state (Adam state would have to live in
-the archive, where elites change owner). The spread of lengths matters for CPPNs: with the
-original's raw pixel-index inputs, log p is so rugged in the weights that steps above ~1e-3
-overshoot (measured against finite differences; normalized inputs take 1e-2), while direct
-pixels take 0.05 in one go;
-the population tries both ends and the archive keeps what worked.
+class), or with probability `weak_target` the cell of lowest log p (goal switching aimed where
+the archive is worst). The step is the gradient normalised to unit RMS per child (over the
+genes it moves), times a step length drawn log-uniformly in [step_min, step_max] per child:
+log p's gradient spans orders of magnitude between a fresh image and one at 0.9999, so a
+normalised step keeps moving at both ends, and without per-child optimiser state (Adam state
+would have to live in the archive, where elites change owner; `gradient_walk` keeps it within
+one child's walk). The spread of lengths matters for CPPNs: with the original's raw
+pixel-index inputs, log p is so rugged in the weights that steps above ~1e-3 overshoot
+(measured against finite differences; normalized inputs take 1e-2), while direct pixels take
+0.05 in one go; the population tries both ends and the archive keeps what worked.
 
 Children first get the encoding's structural mutation (a CPPN's `DnnFF::mutate`: weights,
 activations, and the structural operators; none for pixels), then are stepped: a weight step
@@ -45,11 +46,13 @@ FALLBACK_STEPS = {"step_min": 0.05, "step_max": 0.05}
 @struct.dataclass
 class GradientParams:
     """step_min, step_max: each child's step (the RMS of its gene change, genes in [0, 1]) is
-    drawn log-uniformly between them; random_target: probability of a random target cell."""
+    drawn log-uniformly between them; random_target, weak_target: probabilities of a random
+    target cell and of the weakest cell (`target_classes`)."""
 
     step_min: jax.Array
     step_max: jax.Array
     random_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
+    weak_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,11 @@ class Gradient:
     def log_prob_grads(self, context, genomes, targets: jax.Array) -> jax.Array:
         """d log p(class targets[i]) / d genes of child i, for every child [n, genes...];
         `context.eval_chunk` children at a time (memory bounded as scoring's)."""
+        return self.log_probs_and_grads(context, genomes, targets)[1]
+
+    def log_probs_and_grads(self, context, genomes, targets: jax.Array):
+        """(log p(class targets[i]) of child i's surrogate image [n], `log_prob_grads`): the
+        value comes with the gradient's forward pass at no extra cost."""
         enc = self.encoding
         logits = context.classifier.logits
         # the same forward values, differentiated faster where the network offers it (LeNet)
@@ -75,9 +83,11 @@ class Gradient:
             def total(genes):
                 images = enc.surrogate(genomes, genes, self.grad_size)
                 lp = scoring.log_probs(logits, context.clf_params, images)
-                return jnp.sum(jnp.take_along_axis(lp, targets[:, None], axis=1))
+                lp = jnp.take_along_axis(lp, targets[:, None], axis=1)[:, 0]
+                return jnp.sum(lp), lp
 
-            return jax.grad(total)(enc.genes_of(genomes))
+            (_, lp), g = jax.value_and_grad(total, has_aux=True)(enc.genes_of(genomes))
+            return lp, g
 
         n = targets.shape[0]
         chunk = context.eval_chunk
@@ -93,7 +103,7 @@ class Gradient:
             return x.reshape((steps, chunk) + x.shape[1:])
 
         out = jax.lax.map(grads, jax.tree.map(blocks, (genomes, targets)))
-        return out.reshape((steps * chunk,) + out.shape[2:])[:n]
+        return jax.tree.map(lambda x: x.reshape((steps * chunk,) + x.shape[2:])[:n], out)
 
     def emit(self, key, archive, params, generation, n, context):
         del generation
@@ -102,18 +112,37 @@ class Gradient:
         cells = archive_lib.select(archive, k_select, n)
         parents = archive_lib.gather(archive, cells)
         parents = enc.mutate_structure(jax.random.fold_in(key, 1), parents)
-        random_cells = jax.random.randint(k_random, (n,), 0, archive.num_cells)
-        use_random = jax.random.uniform(k_use, (n,)) < params.random_target
-        targets = jnp.asarray(context.classes, jnp.int32)[
-            jnp.where(use_random, random_cells, cells)
-        ]
+        targets = target_classes(key, (k_random, k_use), archive, cells, params, context)
         genes = enc.genes_of(parents)
         grads = self.log_prob_grads(context, parents, targets)
         moved = enc.gene_mask(parents)
-        axes = tuple(range(1, grads.ndim))
-        count = jnp.maximum(jnp.sum(moved, axis=axes, keepdims=True), 1.0)
-        rms = jnp.sqrt(jnp.sum(moved * grads * grads, axis=axes, keepdims=True) / count)
-        u = jax.random.uniform(k_step, (n,) + (1,) * len(axes))
+        u = jax.random.uniform(k_step, (n,) + (1,) * (moved.ndim - 1))
         length = params.step_min * (params.step_max / params.step_min) ** u
-        step = moved * length * grads / jnp.maximum(rms, 1e-30)
-        return enc.with_genes(parents, jnp.clip(genes + step, 0.0, 1.0))
+        return enc.with_genes(parents, stepped(genes, grads, moved, length))
+
+
+def target_classes(key, keys, archive, cells: jax.Array, params, context) -> jax.Array:
+    """Each child's target class: its parent's cell's, or with probability `random_target` a
+    uniformly random cell's, or with probability `weak_target` the weakest cell's (lowest log p,
+    an empty one first: goal switching aimed where the archive is worst)."""
+    k_random, k_use = keys
+    n = cells.shape[0]
+    random_cells = jax.random.randint(k_random, (n,), 0, archive.num_cells)
+    use_random = jax.random.uniform(k_use, (n,)) < params.random_target
+    cells = jnp.where(use_random, random_cells, cells)
+    # its own key, so that weak_target = 0 keeps the draws (and children) of before it existed
+    use_weak = jax.random.uniform(jax.random.fold_in(key, 2), (n,)) < params.weak_target
+    cells = jnp.where(use_weak, jnp.argmin(archive.log_prob), cells)
+    return jnp.asarray(context.classes, jnp.int32)[cells]
+
+
+def stepped(genes: jax.Array, grads: jax.Array, moved: jax.Array, length: jax.Array) -> jax.Array:
+    """genes + a step along grads of RMS `length` per child over the `moved` genes, in [0, 1].
+    A gene whose gradient is not finite (a CPPN with raw inputs can overflow in the backward
+    pass) is not moved, so a child never inherits NaN genes."""
+    grads = jnp.where(jnp.isfinite(grads), grads, 0.0)
+    axes = tuple(range(1, grads.ndim))
+    count = jnp.maximum(jnp.sum(moved, axis=axes, keepdims=True), 1.0)
+    rms = jnp.sqrt(jnp.sum(moved * grads * grads, axis=axes, keepdims=True) / count)
+    step = moved * length * grads / jnp.maximum(rms, 1e-30)
+    return jnp.clip(genes + step, 0.0, 1.0)

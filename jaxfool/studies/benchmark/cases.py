@@ -213,6 +213,8 @@ OWN: dict[str, tuple[Case, ...]] = {
             for s in EMITTER_SPECS
             if e == "cppn" or s != "gradient_full"
         ),
+        # the walk on MNIST only (a child costs steps + 1 gradients: Lite0 is GPU work)
+        *(gen("lenet", e, 200, generations=10, emitter="gradient_walk") for e in ENCODINGS),
         many("direct", 8, 50, repeats=2),
         many("cppn", 8, 25, repeats=2),
     ),

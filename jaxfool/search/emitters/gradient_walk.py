@@ -1,0 +1,115 @@
+"""A gradient walk emitter: each child is the best point of a short adaptive ascent from its
+parent, `steps` normalised gradient steps on log p(target class), the step length adapted per
+child as it goes (a backtracking line search without stored state).
+
+`gradient` takes one step of a length drawn at random and leaves the archive to keep what
+worked. Where log p is rugged in the genes (a CPPN with the original's raw pixel-index inputs:
+useful steps span 1e-6..1e-3 of the gene range) most of those single steps overshoot or barely
+move. Here each child starts with a length drawn as `gradient` draws it, then walks: a step
+that raises log p is taken and the next is `grow` times longer; one that lowers it is refused
+and the length multiplied by `shrink`. The child is the highest point the walk reached (if no
+step rose, the best of the refused ones, so it is never a copy of its parent).
+
+Every step scores the candidate with the same forward pass that gives its gradient (the
+encoding's `surrogate`, whose forward values are the real image bytes), so a child costs
+`steps + 1` gradient evaluations: at the exact native-size surrogate (`gradient_full`'s),
+measured in classifier passes by `benchmark.py --suite=emitters`. Parent and target selection,
+the structural mutation first, and the step normalisation are `gradient`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any  # noqa: F401 (the inherited __init__'s annotations resolve here: pdoc)
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxfool.search import archive as archive_lib
+from jaxfool.search.emitters.gradient import FALLBACK_STEPS, stepped, target_classes
+from jaxfool.search.emitters.gradient_full import GradientFull
+
+ADAM_B1, ADAM_B2 = 0.9, 0.999  # Adam's defaults (Kingma & Ba 2015)
+
+
+@struct.dataclass
+class GradientWalkParams:
+    """step_min, step_max: each child's first step (RMS of the gene change) drawn log-uniformly
+    between them; steps: gradient steps per child (a child costs steps + 1 gradients); grow,
+    shrink: the length's factor after a step that rose / fell; greedy: 1 refuses a step that
+    fell, 0 takes every step (plain ascent, the best point still kept); adam: 1 steps along
+    Adam's direction over the walk (fresh moments per child) instead of the gradient;
+    random_target, weak_target: probabilities of a random target cell and of the weakest
+    (`gradient.target_classes`)."""
+
+    step_min: jax.Array
+    step_max: jax.Array
+    steps: jax.Array = struct.field(default_factory=lambda: jnp.float32(4.0))
+    grow: jax.Array = struct.field(default_factory=lambda: jnp.float32(2.0))
+    shrink: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.25))
+    greedy: jax.Array = struct.field(default_factory=lambda: jnp.float32(1.0))
+    adam: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
+    random_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
+    weak_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
+
+
+@dataclass(frozen=True)
+class GradientWalk(GradientFull):
+    def default_params(self) -> GradientWalkParams:
+        steps = {**FALLBACK_STEPS, **self.encoding.tuned("gradient")}
+        return GradientWalkParams(**{k: jnp.float32(v) for k, v in steps.items()})
+
+    def emit(self, key, archive, params, generation, n, context):
+        del generation
+        enc = self.encoding
+        k_select, k_random, k_use, k_step = jax.random.split(key, 4)
+        cells = archive_lib.select(archive, k_select, n)
+        parents = archive_lib.gather(archive, cells)
+        parents = enc.mutate_structure(jax.random.fold_in(key, 1), parents)
+        targets = target_classes(key, (k_random, k_use), archive, cells, params, context)
+        moved = enc.gene_mask(parents)
+        u = jax.random.uniform(k_step, (n,) + (1,) * (moved.ndim - 1))
+        length = params.step_min * (params.step_max / params.step_min) ** u
+
+        def per_child(mask, a, b):  # where over a child's leading axis, any gene shape
+            return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+        def walk(t, state):
+            genes, lp, grads, length, best, best_lp, m, v = state
+            # adam: the direction is Adam's m / sqrt(v) over the walk so far (fresh per child,
+            # bias-corrected), then normalised as a gradient is; else the gradient itself
+            g = jnp.where(jnp.isfinite(grads), grads, 0.0)
+            m = ADAM_B1 * m + (1 - ADAM_B1) * g
+            v = ADAM_B2 * v + (1 - ADAM_B2) * g * g
+            t = (t + 1).astype(jnp.float32)
+            m_hat, v_hat = m / (1 - ADAM_B1**t), v / (1 - ADAM_B2**t)
+            adam = m_hat / (jnp.sqrt(v_hat) + 1e-30)
+            cand = stepped(genes, jnp.where(params.adam > 0.5, adam, grads), moved, length)
+            cand_lp, cand_grads = self.log_probs_and_grads(
+                context, enc.with_genes(parents, cand), targets
+            )
+            cand_lp = jnp.where(jnp.isnan(cand_lp), -jnp.inf, cand_lp)
+            rose = (cand_lp > lp) | (params.greedy < 0.5)
+            better = cand_lp > best_lp
+            return (
+                per_child(rose, cand, genes),
+                jnp.where(rose, cand_lp, lp),
+                per_child(rose, cand_grads, grads),
+                jnp.where(
+                    rose.reshape(length.shape), length * params.grow, length * params.shrink
+                ),  # fmt: skip
+                per_child(better, cand, best),
+                jnp.where(better, cand_lp, best_lp),
+                m,
+                v,
+            )
+
+        genes = enc.genes_of(parents)
+        lp, grads = self.log_probs_and_grads(context, parents, targets)
+        lp = jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+        zeros = jnp.zeros_like(grads)
+        state = (genes, lp, grads, length, genes, jnp.full((n,), -jnp.inf), zeros, zeros)
+        steps = jnp.maximum(params.steps.astype(jnp.int32), 1)
+        best = jax.lax.fori_loop(0, steps, walk, state)[4]
+        return enc.with_genes(parents, best)

@@ -1,0 +1,152 @@
+"""The `gradient_walk` emitter: one step is `gradient_full`'s child bit for bit; more steps never
+end lower than that first step, and climb past it; its params from the emitter text; a run."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxfool.runs import emitter_text
+from jaxfool.search import archive as archive_lib
+from jaxfool.search import map_elites as evolve
+from jaxfool.search.emitters import EmitContext, gradient, gradient_full, gradient_walk
+from jaxfool.search.encodings.cppn import CppnEncoding
+from jaxfool.search.encodings.direct import DirectEncoding
+from tests.test_emitters import config, tiny_classifier
+
+
+def children_and_scores(lenet, enc, params_of, key=7, n=30, gens=3):
+    """Children of `gradient_full` and of `gradient_walk` (params from `params_of`) from the same
+    archive and key, with each child's real log p of its parent's cell."""
+    cfg, clf_params = config(lenet, enc, shares=(("original", n),), population=n), lenet[1]
+    state = evolve.init(cfg, clf_params, jax.random.key(0))
+    state = evolve.run(cfg, clf_params, state, jax.random.key(1), gens, None)
+    context = EmitContext(enc, lenet[0], cfg.classes, clf_params, None)
+    full = gradient_full.GradientFull(enc)
+    walk = gradient_walk.GradientWalk(enc)
+    k = jax.random.key(key)
+    emit = jax.jit(lambda e, p: e.emit(k, state.archive, p, 0, n, context), static_argnums=0)
+    a = emit(full, full.default_params())
+    b = emit(walk, params_of(walk.default_params()))
+    cells = np.asarray(archive_lib.select(state.archive, jax.random.split(k, 4)[0], n))
+    rows = np.arange(n)
+
+    def score(children):
+        return np.asarray(evolve.evaluate(cfg, clf_params, children)[0])[rows, cells]
+
+    return a, b, score(a), score(b)
+
+
+@pytest.mark.parametrize(
+    "enc",
+    [DirectEncoding(), pytest.param(CppnEncoding(coords="normalized"), marks=pytest.mark.slow)],
+    ids=["direct", "cppn"],
+)
+def test_one_step_is_gradient_fulls_child(lenet, enc):
+    a, b, _, _ = children_and_scores(lenet, enc, lambda p: p.replace(steps=jnp.float32(1)))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize(
+    "enc",
+    [DirectEncoding(), pytest.param(CppnEncoding(coords="raw"), marks=pytest.mark.slow)],
+    ids=["direct", "cppn-raw"],
+)
+def test_the_walk_ends_at_or_above_its_first_step(lenet, enc):
+    """Four steps from the same parents and first lengths: every child's real log p at least
+    the one-step child's (the walk keeps the best point it scored, the first step included;
+    scored in another batch, so up to float rounding), most strictly higher."""
+    first, _, one, walked = children_and_scores(lenet, enc, lambda p: p)
+    # raw inputs overflow the backward pass of some of these parents: the genes whose gradient
+    # is not finite stay put (they used to become NaN, and the child with them)
+    assert np.all(np.isfinite(np.asarray(enc.genes_of(first))))
+    assert np.all(walked >= one - 1e-4), (walked - one).min()
+    assert np.mean(walked > one + 1e-4) > 0.5, np.mean(walked > one + 1e-4)
+
+
+@pytest.mark.slow
+def test_emitter_text_sets_the_walk_params(lenet):
+    enc = CppnEncoding(coords="raw")
+    spec = "isoline:0.5,gradient_walk:0.5"
+    cfg = evolve.EvolutionConfig(
+        encoding=enc,
+        classifier=lenet[0],
+        classes=tuple(range(10)),
+        population=20,
+        initial_population=20,
+        emitters=emitter_text.build_emitters(spec, enc, 20),
+    )
+    assert [type(e).__name__ for e, _ in cfg.emitters] == ["Isoline", "GradientWalk"]
+    params = emitter_text.runtime_params(
+        spec, "gradient_walk.steps=2,gradient_walk.shrink=0.5", cfg
+    )
+    assert float(params[1].steps) == 2.0 and float(params[1].shrink) == 0.5
+    # the raw-coordinate CPPN's tuned first steps, as `gradient`'s
+    assert float(params[1].step_max) == np.float32(1e-3)
+    state = evolve.init(cfg, lenet[1], jax.random.key(0))
+    before = np.asarray(state.archive.log_prob)
+    state = evolve.run(cfg, lenet[1], state, jax.random.key(1), 3, params)
+    after = np.asarray(state.archive.log_prob)
+    assert np.all(after >= before) and np.sum(after > before) >= 3
+
+
+def test_target_classes_parent_random_and_weakest():
+    """Targets: the parents' cells by default; weak_target 1 aims every child at the cell of
+    lowest log p (an empty cell before any occupied one); random_target 1 spreads them."""
+    arch = archive_lib.empty(jnp.zeros((2,)), 5)
+    arch = arch.replace(log_prob=jnp.array([-0.1, -3.0, -0.5, -2.0, -0.2], jnp.float32))
+    context = EmitContext(None, None, (10, 11, 12, 13, 14))
+    cells = jnp.array([0, 2, 4, 4, 0, 2] * 50, jnp.int32)
+    key = jax.random.key(3)
+    keys = tuple(jax.random.split(key, 2))
+
+    def targets(**p):
+        params = gradient.GradientParams(jnp.float32(1e-3), jnp.float32(1e-2), **p)
+        return np.asarray(gradient.target_classes(key, keys, arch, cells, params, context))
+
+    np.testing.assert_array_equal(targets(), np.asarray(cells) + 10)
+    assert set(targets(weak_target=jnp.float32(1.0))) == {11}
+    assert set(targets(random_target=jnp.float32(1.0))) == {10, 11, 12, 13, 14}
+    half = targets(weak_target=jnp.float32(0.5))
+    assert 0.35 < np.mean(half == 11) < 0.65 and set(half) == {10, 11, 12, 14}
+    emptied = arch.replace(log_prob=arch.log_prob.at[3].set(-jnp.inf))
+    params = gradient.GradientParams(jnp.float32(1e-3), jnp.float32(1e-2), weak_target=1.0)
+    got = gradient.target_classes(key, keys, emptied, cells, params, context)
+    assert set(np.asarray(got)) == {13}
+
+
+def test_adam_first_step_is_a_sign_step_and_plain_ascent_keeps_its_best():
+    """adam = 1: the first step is Adam's from fresh moments, m / sqrt(v) = sign(gradient), at
+    RMS `length`. greedy = 0 takes every step, yet the child is the best point it scored: a
+    longer walk's child is never lower than a shorter one's."""
+    clf, w = tiny_classifier()
+    enc = DirectEncoding(image_shape=(4, 4, 1))
+    arch = archive_lib.empty(enc.init(jax.random.key(0), 1)[0], 3)
+    genomes = enc.init(jax.random.key(1), 3)
+    arch = archive_lib.insert(arch, genomes, jnp.full((3, 3), -1.0).at[:, 0].set(-2.0), 0)
+    context = EmitContext(enc, clf, (0, 1, 2), w)
+    walk = gradient_walk.GradientWalk(enc)
+    key = jax.random.key(5)
+    params = walk.default_params().replace(
+        step_min=jnp.float32(0.02), step_max=jnp.float32(0.02), adam=jnp.float32(1.0)
+    )
+    child = walk.emit(key, arch, params.replace(steps=jnp.float32(1)), 0, 8, context)
+    cells = archive_lib.select(arch, jax.random.split(key, 4)[0], 8)
+    parents = archive_lib.gather(arch, cells)
+    targets = jnp.asarray(context.classes)[cells]
+    grads = walk.log_prob_grads(context, parents, targets)
+    moved = enc.gene_mask(parents)
+    want = gradient.stepped(enc.genes_of(parents), jnp.sign(grads), moved, jnp.float32(0.02))
+    np.testing.assert_allclose(enc.genes_of(child), enc.genes_of(enc.with_genes(parents, want)))
+
+    def walked_log_p(steps):
+        p = params.replace(greedy=jnp.float32(0.0), steps=jnp.float32(steps))
+        children = walk.emit(key, arch, p, 0, 8, context)
+        return np.asarray(walk.log_probs_and_grads(context, children, targets)[0])
+
+    # a walk of k steps visits the first k points of the longer walk (the same draws), so its
+    # child is never better than the longer walk's, and the walk climbs
+    each = np.stack([walked_log_p(k) for k in range(1, 6)])
+    assert np.all(each[1:] >= each[:-1] - 1e-6)
+    assert np.all(each[-1] > each[0])
