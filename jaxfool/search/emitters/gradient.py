@@ -60,9 +60,11 @@ class Gradient:
     encoding: Any
     grad_size: int = 64  # surrogate images at most this many pixels a side (CPPN memory)
 
-    def default_params(self) -> GradientParams:
+    params_type = GradientParams  # a subclass with more params names its own
+
+    def default_params(self):
         steps = {**FALLBACK_STEPS, **self.encoding.tuned("gradient")}
-        return GradientParams(**{k: jnp.float32(v) for k, v in steps.items()})
+        return self.params_type(**{k: jnp.float32(v) for k, v in steps.items()})
 
     def log_prob_grads(self, context, genomes, targets: jax.Array) -> jax.Array:
         """d log p(class targets[i]) / d genes of child i, for every child [n, genes...];
@@ -105,20 +107,26 @@ class Gradient:
         out = jax.lax.map(grads, jax.tree.map(blocks, (genomes, targets)))
         return jax.tree.map(lambda x: x.reshape((steps * chunk,) + x.shape[2:])[:n], out)
 
-    def emit(self, key, archive, params, generation, n, context):
-        del generation
+    def parents_and_targets(self, key, archive, params, n, context):
+        """n parents (structurally mutated), their target classes, the genes a step moves and
+        each child's step length: what every gradient emitter draws before it steps."""
         enc = self.encoding
         k_select, k_random, k_use, k_step = jax.random.split(key, 4)
         cells = archive_lib.select(archive, k_select, n)
         parents = archive_lib.gather(archive, cells)
         parents = enc.mutate_structure(jax.random.fold_in(key, 1), parents)
         targets = target_classes(key, (k_random, k_use), archive, cells, params, context)
-        genes = enc.genes_of(parents)
-        grads = self.log_prob_grads(context, parents, targets)
         moved = enc.gene_mask(parents)
         u = jax.random.uniform(k_step, (n,) + (1,) * (moved.ndim - 1))
         length = params.step_min * (params.step_max / params.step_min) ** u
-        return enc.with_genes(parents, stepped(genes, grads, moved, length))
+        return parents, targets, moved, length
+
+    def emit(self, key, archive, params, generation, n, context):
+        del generation
+        parents, targets, moved, length = self.parents_and_targets(key, archive, params, n, context)
+        grads = self.log_prob_grads(context, parents, targets)
+        genes = self.encoding.genes_of(parents)
+        return self.encoding.with_genes(parents, stepped(genes, grads, moved, length))
 
 
 def target_classes(key, keys, archive, cells: jax.Array, params, context) -> jax.Array:

@@ -26,8 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxfool.search import archive as archive_lib
-from jaxfool.search.emitters.gradient import FALLBACK_STEPS, stepped, target_classes
+from jaxfool.search.emitters.gradient import stepped
 from jaxfool.search.emitters.gradient_full import GradientFull
 
 ADAM_B1, ADAM_B2 = 0.9, 0.999  # Adam's defaults (Kingma & Ba 2015)
@@ -56,21 +55,12 @@ class GradientWalkParams:
 
 @dataclass(frozen=True)
 class GradientWalk(GradientFull):
-    def default_params(self) -> GradientWalkParams:
-        steps = {**FALLBACK_STEPS, **self.encoding.tuned("gradient")}
-        return GradientWalkParams(**{k: jnp.float32(v) for k, v in steps.items()})
+    params_type = GradientWalkParams
 
     def emit(self, key, archive, params, generation, n, context):
         del generation
         enc = self.encoding
-        k_select, k_random, k_use, k_step = jax.random.split(key, 4)
-        cells = archive_lib.select(archive, k_select, n)
-        parents = archive_lib.gather(archive, cells)
-        parents = enc.mutate_structure(jax.random.fold_in(key, 1), parents)
-        targets = target_classes(key, (k_random, k_use), archive, cells, params, context)
-        moved = enc.gene_mask(parents)
-        u = jax.random.uniform(k_step, (n,) + (1,) * (moved.ndim - 1))
-        length = params.step_min * (params.step_max / params.step_min) ** u
+        parents, targets, moved, length = self.parents_and_targets(key, archive, params, n, context)
 
         def per_child(mask, a, b):  # where over a child's leading axis, any gene shape
             return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
