@@ -156,6 +156,34 @@ def test_emitter_settings_are_checked_once(changes, field):
     assert e.value.field == field
 
 
+@pytest.mark.parametrize(
+    "emitter,params,message",
+    [("gradient_walk", "gradient_walk.steps=0", "steps must be a whole number >= 1"),
+     ("gradient_walk", "gradient_walk.steps=2.5", "steps must be a whole number >= 1"),
+     ("gradient_walk", "gradient_walk.grow=-1", "grow must be > 0"),
+     ("gradient_walk", "gradient_walk.adam=0.5", "adam must be 0 or 1"),
+     ("gradient", "gradient.step_min=0", "step_min must be > 0"),
+     ("gradient", "gradient.weak_target=1.5", "weak_target must be in [0, 1]"),
+     ("gradient", "gradient.step_max=nan", "is not a finite number"),
+     ("gradient", "gradient.step_max=inf", "is not a finite number"),
+     ("isoline", "isoline.iso_sigma=-0.1", "iso_sigma must be >= 0"),
+     ("original", "original.mutation_rate=2", "mutation_rate must be in [0, 1]")],
+)  # fmt: skip
+def test_emitter_params_out_of_range_are_refused(emitter, params, message):
+    """A value no emitter could use is refused by name before anything runs."""
+    with pytest.raises(ConfigError) as e:
+        RunConfig(emitter=emitter, emitter_params=params)
+    assert e.value.field == "emitter_params" and message in str(e.value)
+
+
+def test_emitter_params_at_their_limits_are_accepted():
+    RunConfig(
+        emitter="gradient_walk:0.5,isoline:0.5",
+        emitter_params="gradient_walk.steps=1,gradient_walk.greedy=0,gradient_walk.weak_target=1,"
+        "isoline.iso_sigma=0",
+    )
+
+
 def test_original_rates_are_checked_against_the_encoding():
     """original.crossover_rate is a direct rate: a CPPN run refuses it before any file."""
     from jaxfool import classifiers

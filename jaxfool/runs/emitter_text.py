@@ -8,6 +8,7 @@ of their runtime Params. The search core only ever sees emitter objects and Para
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax.numpy as jnp
@@ -55,16 +56,33 @@ def build_emitters(text: str, encoding: Any, population: int) -> tuple[tuple[Any
     return tuple((build(name, encoding), n) for name, n in parse_spec(text, population))
 
 
-def param_names(name: str, encoding: Any = None) -> tuple[str, ...]:
-    """The fields of emitter `name`'s runtime Params over `encoding` (None: over every
-    registered encoding with its default settings, for checks made before one exists)."""
+# the values a Params field may take, by the kind its class's `limits` names (unnamed: any
+# finite number); each a test and the phrase that completes "must be ..."
+LIMITS = {
+    "positive": (lambda v: v > 0, "> 0"),
+    "nonnegative": (lambda v: v >= 0, ">= 0"),
+    "probability": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "count": (lambda v: v >= 1 and v == int(v), "a whole number >= 1"),
+    "switch": (lambda v: v in (0, 1), "0 or 1"),
+}
+
+
+def param_limits(name: str, encoding: Any = None) -> dict[str, str | None]:
+    """{field: its `LIMITS` kind or None} of emitter `name`'s runtime Params over `encoding`
+    (None: over every registered encoding with its default settings, for checks made before
+    one exists), in field order."""
     encodings = [encoding] if encoding is not None else [cls() for cls in ENCODINGS.values()]
-    names: list[str] = []
+    out: dict[str, str | None] = {}
     for enc in encodings:
-        for field in dataclasses.fields(build(name, enc).default_params()):
-            if field.name not in names:
-                names.append(field.name)
-    return tuple(names)
+        params = build(name, enc).default_params()
+        for field in dataclasses.fields(params):
+            out.setdefault(field.name, getattr(params, "limits", {}).get(field.name))
+    return out
+
+
+def param_names(name: str, encoding: Any = None) -> tuple[str, ...]:
+    """The fields of emitter `name`'s runtime Params over `encoding` (None: every encoding)."""
+    return tuple(param_limits(name, encoding))
 
 
 def parse_params(text: str, spec: str, encoding: Any = None) -> dict[str, dict[str, float]]:
@@ -78,14 +96,21 @@ def parse_params(text: str, spec: str, encoding: Any = None) -> dict[str, dict[s
         name, _, field = target.partition(".")
         if name not in names:
             raise ValueError(f"emitter_params {part!r}: {name!r} is not in --emitter={spec}")
-        fields = param_names(name, encoding)
+        fields = param_limits(name, encoding)
         if field not in fields:
             known = ", ".join(fields) or "none"
             raise ValueError(f"emitter_params {part!r}: {name} has no {field!r} ({known})")
         try:
-            out.setdefault(name, {})[field] = float(value)
+            number = float(value)
         except ValueError:
             raise ValueError(f"emitter_params {part!r}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"emitter_params {part!r}: {value!r} is not a finite number")
+        if fields[field] is not None:
+            test, phrase = LIMITS[fields[field]]
+            if not test(number):
+                raise ValueError(f"emitter_params {part!r}: {name}.{field} must be {phrase}")
+        out.setdefault(name, {})[field] = number
     return out
 
 

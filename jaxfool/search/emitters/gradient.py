@@ -54,6 +54,14 @@ class GradientParams:
     random_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
     weak_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
 
+    # what `--emitter_params` may set each field to (`emitter_text.LIMITS`)
+    limits = {
+        "step_min": "positive",
+        "step_max": "positive",
+        "random_target": "probability",
+        "weak_target": "probability",
+    }
+
 
 @dataclass(frozen=True)
 class Gradient:

@@ -52,6 +52,18 @@ class GradientWalkParams:
     random_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
     weak_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
 
+    limits = {
+        "step_min": "positive",
+        "step_max": "positive",
+        "steps": "count",
+        "grow": "positive",
+        "shrink": "positive",
+        "greedy": "switch",
+        "adam": "switch",
+        "random_target": "probability",
+        "weak_target": "probability",
+    }
+
 
 @dataclass(frozen=True)
 class GradientWalk(GradientFull):

@@ -30,6 +30,8 @@ class IsolineParams:
     iso_sigma: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.01))
     line_sigma: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.1))
 
+    limits = {"iso_sigma": "nonnegative", "line_sigma": "nonnegative"}
+
 
 def iso_line(key: jax.Array, a: jax.Array, b: jax.Array, params: IsolineParams) -> jax.Array:
     """Iso+line children of parent arrays a, b [n, ...] (one line draw per child), in [0, 1]."""

@@ -61,6 +61,16 @@ class CppnRates:
     add_neuron_rate: Any
     delete_neuron_rate: Any
 
+    limits = {
+        "weight_mutation_rate": "probability",
+        "eta_m": "nonnegative",
+        "activation_mutation_rate": "probability",
+        "add_connection_rate": "probability",
+        "delete_connection_rate": "probability",
+        "add_neuron_rate": "probability",
+        "delete_neuron_rate": "probability",
+    }
+
 
 @dataclass(frozen=True)
 class CppnEncoding:

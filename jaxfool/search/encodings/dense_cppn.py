@@ -77,6 +77,8 @@ class DenseCppnRates:
     mutation_rate: Any
     eta_m: Any
 
+    limits = {"mutation_rate": "probability", "eta_m": "nonnegative"}
+
 
 @dataclass(frozen=True)
 class DenseCppnEncoding:

@@ -61,6 +61,13 @@ class DirectRates:
     crossover_rate: Any
     eta_c: Any
 
+    limits = {
+        "mutation_rate": "probability",
+        "eta_m": "nonnegative",
+        "crossover_rate": "probability",
+        "eta_c": "nonnegative",
+    }
+
 
 @dataclass(frozen=True)
 class DirectEncoding:
