@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxfool.search.emitters.gradient import stepped
+from jaxfool.search.emitters.gradient import GradientParams, stepped
 from jaxfool.search.emitters.gradient_full import GradientFull
 
 ADAM_B1, ADAM_B2 = 0.9, 0.999  # Adam's defaults (Kingma & Ba 2015)
@@ -53,15 +53,12 @@ class GradientWalkParams:
     weak_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
 
     limits = {
-        "step_min": "positive",
-        "step_max": "positive",
+        **GradientParams.limits,
         "steps": "count",
         "grow": "positive",
         "shrink": "positive",
         "greedy": "switch",
         "adam": "switch",
-        "random_target": "probability",
-        "weak_target": "probability",
     }
 
 
