@@ -15,7 +15,7 @@ from jaxfool.search.encodings.direct import DirectEncoding
 from tests.test_emitters import config, tiny_classifier
 
 
-def children_and_scores(lenet, enc, params_of, key=7, n=30, gens=3):
+def children_and_scores(lenet, enc, params_of, key=7, n=30, gens=3, generation=0):
     """Children of `gradient_full` and of `gradient_walk` (params from `params_of`) from the same
     archive and key, with each child's real log p of its parent's cell."""
     cfg, clf_params = config(lenet, enc, shares=(("original", n),), population=n), lenet[1]
@@ -25,7 +25,9 @@ def children_and_scores(lenet, enc, params_of, key=7, n=30, gens=3):
     full = gradient_full.GradientFull(enc)
     walk = gradient_walk.GradientWalk(enc)
     k = jax.random.key(key)
-    emit = jax.jit(lambda e, p: e.emit(k, state.archive, p, 0, n, context), static_argnums=0)
+    emit = jax.jit(
+        lambda e, p: e.emit(k, state.archive, p, generation, n, context), static_argnums=0
+    )
     a = emit(full, full.default_params())
     b = emit(walk, params_of(walk.default_params()))
     cells = np.asarray(archive_lib.select(state.archive, jax.random.split(k, 4)[0], n))
@@ -150,3 +152,53 @@ def test_adam_first_step_is_a_sign_step_and_plain_ascent_keeps_its_best():
     each = np.stack([walked_log_p(k) for k in range(1, 6)])
     assert np.all(each[1:] >= each[:-1] - 1e-6)
     assert np.all(each[-1] > each[0])
+
+
+def test_kick_hops_only_parents_of_stale_cells():
+    """kick > 0: a parent whose cell last improved `patience` or more generations ago gets
+    Gaussian noise of std `kick` on its moved genes (clipped to [0, 1]); a parent of a cell that
+    improved since is untouched, and kick 0 leaves every parent as it is."""
+    enc = DirectEncoding(image_shape=(16, 16, 1))
+    genomes = enc.with_genes(None, jnp.full((4, 16, 16, 1), 0.5, jnp.float32))
+    arch = archive_lib.empty(genomes[0], 4)
+    own = jnp.full((4, 4), -9.0).at[jnp.arange(4), jnp.arange(4)].set(-1.0)
+    arch = archive_lib.insert(arch, genomes, own, 0)
+    arch = arch.replace(last_improved=jnp.array([0, 7, 8, 10], jnp.int32))
+    cells = jnp.array([0, 1, 2, 3] * 8, jnp.int32)
+    parents = archive_lib.gather(arch, cells)
+    moved = enc.gene_mask(parents)
+    walk = gradient_walk.GradientWalk(enc)
+    params = walk.default_params().replace(kick=jnp.float32(0.05), patience=jnp.float32(3.0))
+    key = jax.random.key(2)
+
+    def genes(p):
+        hop = gradient_walk.kicked(key, enc, arch, parents, cells, moved, p, 10)
+        return np.asarray(enc.genes_of(hop)) - np.asarray(enc.genes_of(parents))
+
+    delta = genes(params).reshape(8, 4, -1)  # [repeat, cell, gene]
+    # generation 10: cells 0 (10 old), 1 (3) stale; 2 (2) and 3 (0) not
+    assert np.all(delta[:, 2:] == 0.0)
+    for cell in (0, 1):
+        assert abs(np.std(delta[:, cell]) - 0.05) < 0.005, np.std(delta[:, cell])
+        assert abs(np.mean(delta[:, cell])) < 0.005
+    assert np.all(genes(params.replace(kick=jnp.float32(0.0))) == 0.0)
+    assert np.all(genes(params.replace(patience=jnp.float32(11.0))) == 0.0)
+
+
+def test_kick_zero_or_no_stale_cell_gives_the_plain_walks_children(lenet):
+    """The kick changes nothing until a cell is stale: with every cell fresh (patience above
+    the generation) the children are the plain walk's bit for bit, and with stale cells they
+    differ."""
+    enc = DirectEncoding()
+
+    def children(generation, **kick):
+        def params_of(p):
+            return p.replace(steps=jnp.float32(2), **{k: jnp.float32(v) for k, v in kick.items()})
+
+        return np.asarray(children_and_scores(lenet, enc, params_of, n=12, gens=2,
+                                              generation=generation)[1])  # fmt: skip
+
+    plain = children(100)
+    np.testing.assert_array_equal(children(100, kick=0.05, patience=1000), plain)
+    np.testing.assert_array_equal(children(0, kick=0.05, patience=3), children(0))
+    assert np.mean(children(100, kick=0.05, patience=3) != plain) > 0.5

@@ -116,8 +116,9 @@ class Gradient:
         return jax.tree.map(lambda x: x.reshape((steps * chunk,) + x.shape[2:])[:n], out)
 
     def parents_and_targets(self, key, archive, params, n, context):
-        """n parents (structurally mutated), their target classes, the genes a step moves and
-        each child's step length: what every gradient emitter draws before it steps."""
+        """n parents (structurally mutated), their target classes, the genes a step moves,
+        each child's step length and its parent's cell: what every gradient emitter draws
+        before it steps."""
         enc = self.encoding
         k_select, k_random, k_use, k_step = jax.random.split(key, 4)
         cells = archive_lib.select(archive, k_select, n)
@@ -127,11 +128,13 @@ class Gradient:
         moved = enc.gene_mask(parents)
         u = jax.random.uniform(k_step, (n,) + (1,) * (moved.ndim - 1))
         length = params.step_min * (params.step_max / params.step_min) ** u
-        return parents, targets, moved, length
+        return parents, targets, moved, length, cells
 
     def emit(self, key, archive, params, generation, n, context):
         del generation
-        parents, targets, moved, length = self.parents_and_targets(key, archive, params, n, context)
+        parents, targets, moved, length, _ = self.parents_and_targets(
+            key, archive, params, n, context
+        )
         grads = self.log_prob_grads(context, parents, targets)
         genes = self.encoding.genes_of(parents)
         return self.encoding.with_genes(parents, stepped(genes, grads, moved, length))

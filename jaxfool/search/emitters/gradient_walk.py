@@ -51,6 +51,8 @@ class GradientWalkParams:
     adam: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
     random_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
     weak_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
+    kick: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
+    patience: jax.Array = struct.field(default_factory=lambda: jnp.float32(5.0))
 
     limits = {
         **GradientParams.limits,
@@ -59,6 +61,8 @@ class GradientWalkParams:
         "shrink": "positive",
         "greedy": "switch",
         "adam": "switch",
+        "kick": "nonnegative",
+        "patience": "nonnegative",
     }
 
 
@@ -67,9 +71,12 @@ class GradientWalk(GradientFull):
     params_type = GradientWalkParams
 
     def emit(self, key, archive, params, generation, n, context):
-        del generation
         enc = self.encoding
-        parents, targets, moved, length = self.parents_and_targets(key, archive, params, n, context)
+        parents, targets, moved, length, cells = self.parents_and_targets(
+            key, archive, params, n, context
+        )
+        parents = kicked(jax.random.fold_in(key, 6), enc, archive, parents, cells, moved,
+                         params, generation)  # fmt: skip
 
         def per_child(mask, a, b):  # where over a child's leading axis, any gene shape
             return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
@@ -112,3 +119,14 @@ class GradientWalk(GradientFull):
         steps = jnp.maximum(params.steps.astype(jnp.int32), 1)
         best = jax.lax.fori_loop(0, steps, walk, state)[4]
         return enc.with_genes(parents, best)
+
+
+def kicked(key, enc, archive, parents, cells, moved, params, generation):
+    """Parents whose cell has not improved for `patience` generations, with Gaussian noise of
+    std `kick` on their moved genes (a basin hop before the walk); the others as they are."""
+    genes = enc.genes_of(parents)
+    stale = generation - archive.last_improved[cells] >= params.patience
+    shape = (cells.shape[0],) + (1,) * (genes.ndim - 1)
+    noise = params.kick * jax.random.normal(key, genes.shape) * moved
+    hop = jnp.clip(genes + noise, 0.0, 1.0)
+    return enc.with_genes(parents, jnp.where(stale.reshape(shape) & (params.kick > 0), hop, genes))
