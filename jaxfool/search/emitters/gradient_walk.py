@@ -40,7 +40,9 @@ class GradientWalkParams:
     fell, 0 takes every step (plain ascent, the best point still kept); adam: 1 steps along
     Adam's direction over the walk (fresh moments per child) instead of the gradient;
     random_target, weak_target: probabilities of a random target cell and of the weakest
-    (`gradient.target_classes`)."""
+    (`gradient.target_classes`); kick, patience: a basin hop, Gaussian noise of std `kick` on
+    the genes of a parent whose cell has not improved for `patience` generations, before its
+    walk (kick 0, the default: off)."""
 
     step_min: jax.Array
     step_max: jax.Array
