@@ -206,6 +206,7 @@ def test_every_case_of_every_suite_is_as_before(chosen):
     cases = [[dict(c) for c in chosen[" ".join(args)]] for args in old]
     for case in (c for cs in cases for c in cs):
         assert case.pop("emitter") == "original", case["name"]
+        assert case.pop("emitter_params") == "", case["name"]  # the 1000-class walk's (issue 28)
         assert case.pop("runs") == 1, case["name"]
         assert case.pop("script_args") == [], case["name"]  # the startup suite's field (issue 29)
     text = json.dumps(cases, sort_keys=True)
@@ -270,12 +271,17 @@ def test_emitters_suite_has_every_emitter_on_mnist_and_lite0(chosen):
     want = [f"emitters/{m}/{e}/p{p}" + ("" if s == "original" else f"/{s}")
             for m, p in (("lenet", 200), ("efficientnet_lite0", 64)) for e, s in per]  # fmt: skip
     want += [f"emitters/lenet/{e}/p200/gradient_walk" for e in ("direct", "cppn")]
+    want += ["emitters/efficientnet_lite0/dense_cppn/p16/gradient_walk"]
     cases = chosen["--suite=emitters"]
     assert names(cases) == [*want, "runs/lenet/direct/p200/r8", "runs/lenet/cppn/p200/r8"]
-    emitters = [s for _, s in per] * 2 + ["gradient_walk"] * 2 + ["original"] * 2
+    emitters = [s for _, s in per] * 2 + ["gradient_walk"] * 3 + ["original"] * 2
     assert [c["emitter"] for c in cases] == emitters
-    assert [c["runs"] for c in cases] == [1] * 20 + [8, 8]
-    assert all(c["stages"] for c in cases[:20])  # each emitter's own emit is profiled
+    assert [c["runs"] for c in cases] == [1] * 21 + [8, 8]
+    assert all(c["stages"] for c in cases[:21])  # each emitter's own emit is profiled
+    # the 1000-class walk is measured with the preset's own params
+    preset = (REPO / "experiments/configs/imagenet1000_lite0_cppn_walk.flags").read_text()
+    assert f"--emitter_params={cases[20]['emitter_params']}\n" in preset
+    assert all(c["emitter_params"] == "" for c in cases[:20] + cases[21:])
 
 
 def test_gradient_emitter_generation_line():

@@ -11,6 +11,7 @@ from jaxfool.search import archive as archive_lib
 from jaxfool.search import map_elites as evolve
 from jaxfool.search.emitters import EmitContext, gradient, gradient_full, gradient_walk
 from jaxfool.search.encodings.cppn import CppnEncoding
+from jaxfool.search.encodings.dense_cppn import DenseCppnEncoding
 from jaxfool.search.encodings.direct import DirectEncoding
 from tests.test_emitters import config, tiny_classifier
 
@@ -202,3 +203,40 @@ def test_kick_zero_or_no_stale_cell_gives_the_plain_walks_children(lenet):
     np.testing.assert_array_equal(children(100, kick=0.05, patience=1000), plain)
     np.testing.assert_array_equal(children(0, kick=0.05, patience=3), children(0))
     assert np.mean(children(100, kick=0.05, patience=3) != plain) > 0.5
+
+
+def test_sweep_takes_every_cell_in_turn_and_is_off_by_default():
+    """sweep 1: child i of generation g has parent cell (g n + i) mod cells, an empty swept cell
+    the random draw instead; sweep 0 (the default) draws exactly `archive.select`'s cells."""
+    arch = archive_lib.empty(jnp.zeros((2,)), 7)
+    arch = arch.replace(log_prob=jnp.array([-1, -2, -3, -jnp.inf, -5, -6, -7], jnp.float32))
+    key = jax.random.key(5)
+    on = gradient.GradientParams(jnp.float32(1e-3), jnp.float32(1e-2), sweep=jnp.float32(1.0))
+    off = gradient.GradientParams(jnp.float32(1e-3), jnp.float32(1e-2))
+    drawn = np.asarray(archive_lib.select(arch, key, 4))
+    np.testing.assert_array_equal(gradient.parent_cells(key, arch, off, 2, 4), drawn)
+    for g, want in ((0, [0, 1, 2, None]), (1, [4, 5, 6, 0]), (5, [6, 0, 1, 2])):
+        got = np.asarray(gradient.parent_cells(key, arch, on, jnp.int32(g), 4))
+        expect = [d if w is None else w for w, d in zip(want, drawn, strict=True)]
+        np.testing.assert_array_equal(got, expect)
+    assert 3 not in drawn  # the random draw never takes an empty cell either
+
+
+def test_walk_with_sweep_aims_each_child_at_its_swept_cell(lenet):
+    """A gradient_walk generation with sweep over as many children as cells: each cell is the
+    parent and target of one child, which climbs that cell's log p (a dense CPPN: no
+    structural mutation before the walk)."""
+    enc = DenseCppnEncoding()
+    cfg = config(lenet, enc, (("gradient_walk", 10),), population=10)
+    state = evolve.init(cfg, lenet[1], jax.random.key(0))
+    walk = cfg.emitter_plan[0][0]
+    params = walk.default_params().replace(sweep=jnp.float32(1.0), steps=jnp.float32(2.0))
+    context = EmitContext(enc, cfg.classifier, cfg.classes, lenet[1])
+    key = jax.random.key(4)
+    _, targets, _, _, cells = walk.parents_and_targets(key, state.archive, params, 10, context, 3)
+    np.testing.assert_array_equal(cells, np.arange(10))
+    np.testing.assert_array_equal(targets, np.asarray(cfg.classes))
+    children = walk.emit(key, state.archive, params, jnp.int32(3), 10, context)
+    lp, _ = evolve.evaluate(cfg, lenet[1], children)
+    parent_lp = np.asarray(state.archive.log_prob)
+    assert np.all(np.diag(np.asarray(lp)) > parent_lp), (np.diag(np.asarray(lp)), parent_lp)

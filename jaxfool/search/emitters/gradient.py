@@ -1,7 +1,9 @@
 """A gradient emitter (the DQD family: OMG-MEGA / CMA-MEGA, Fontaine & Nikolaidis 2021; PGA-ME):
 children = parent + a step along the gradient of log p(target class) of the expressed image.
 
-Parents are drawn uniformly over occupied cells; each child's target is its parent's cell, or
+Parents are drawn uniformly over occupied cells (or, with `sweep`, cell after cell: every cell
+gets a child in turn, as a run over many classes with few children each needs); each child's
+target is its parent's cell, or
 with probability `random_target` a uniformly random cell (a stepping stone into another
 class), or with probability `weak_target` the cell of lowest log p (goal switching aimed where
 the archive is worst). The step is the gradient normalised to unit RMS per child (over the
@@ -47,12 +49,14 @@ FALLBACK_STEPS = {"step_min": 0.05, "step_max": 0.05}
 class GradientParams:
     """step_min, step_max: each child's step (the RMS of its gene change, genes in [0, 1]) is
     drawn log-uniformly between them; random_target, weak_target: probabilities of a random
-    target cell and of the weakest cell (`target_classes`)."""
+    target cell and of the weakest cell (`target_classes`); sweep: 1 takes parents cell after
+    cell instead of at random (`parent_cells`)."""
 
     step_min: jax.Array
     step_max: jax.Array
     random_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
     weak_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
+    sweep: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
 
     # what `--emitter_params` may set each field to (`emitter_text.LIMITS`)
     limits = {
@@ -60,6 +64,7 @@ class GradientParams:
         "step_max": "positive",
         "random_target": "probability",
         "weak_target": "probability",
+        "sweep": "switch",
     }
 
 
@@ -115,13 +120,13 @@ class Gradient:
         out = jax.lax.map(grads, jax.tree.map(blocks, (genomes, targets)))
         return jax.tree.map(lambda x: x.reshape((steps * chunk,) + x.shape[2:])[:n], out)
 
-    def parents_and_targets(self, key, archive, params, n, context):
+    def parents_and_targets(self, key, archive, params, n, context, generation=0):
         """n parents (structurally mutated), their target classes, the genes a step moves,
         each child's step length and its parent's cell: what every gradient emitter draws
         before it steps."""
         enc = self.encoding
         k_select, k_random, k_use, k_step = jax.random.split(key, 4)
-        cells = archive_lib.select(archive, k_select, n)
+        cells = parent_cells(k_select, archive, params, generation, n)
         parents = archive_lib.gather(archive, cells)
         parents = enc.mutate_structure(jax.random.fold_in(key, 1), parents)
         targets = target_classes(key, (k_random, k_use), archive, cells, params, context)
@@ -131,13 +136,24 @@ class Gradient:
         return parents, targets, moved, length, cells
 
     def emit(self, key, archive, params, generation, n, context):
-        del generation
         parents, targets, moved, length, _ = self.parents_and_targets(
-            key, archive, params, n, context
+            key, archive, params, n, context, generation
         )
         grads = self.log_prob_grads(context, parents, targets)
         genes = self.encoding.genes_of(parents)
         return self.encoding.with_genes(parents, stepped(genes, grads, moved, length))
+
+
+def parent_cells(key, archive, params, generation, n: int) -> jax.Array:
+    """The n parents' cells: drawn uniformly over occupied cells, or with `sweep` cell after
+    cell, child i of generation g taking cell (g n + i) mod cells (a run of n = cells children
+    gives every cell one; an empty swept cell gets the random draw instead)."""
+    drawn = archive_lib.select(archive, key, n)
+    swept = (jnp.asarray(generation, jnp.int32) * n + jnp.arange(n, dtype=jnp.int32)) % (
+        archive.num_cells
+    )
+    use_sweep = (params.sweep > 0.5) & archive.occupied[swept]
+    return jnp.where(use_sweep, swept, drawn)
 
 
 def target_classes(key, keys, archive, cells: jax.Array, params, context) -> jax.Array:

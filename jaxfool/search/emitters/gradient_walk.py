@@ -42,7 +42,8 @@ class GradientWalkParams:
     random_target, weak_target: probabilities of a random target cell and of the weakest
     (`gradient.target_classes`); kick, patience: a basin hop, Gaussian noise of std `kick` on
     the genes of a parent whose cell has not improved for `patience` generations, before its
-    walk (kick 0, the default: off)."""
+    walk (kick 0, the default: off); sweep: 1 takes parents cell after cell
+    (`gradient.parent_cells`)."""
 
     step_min: jax.Array
     step_max: jax.Array
@@ -55,6 +56,7 @@ class GradientWalkParams:
     weak_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
     kick: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
     patience: jax.Array = struct.field(default_factory=lambda: jnp.float32(5.0))
+    sweep: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
 
     limits = {
         **GradientParams.limits,
@@ -75,7 +77,7 @@ class GradientWalk(GradientFull):
     def emit(self, key, archive, params, generation, n, context):
         enc = self.encoding
         parents, targets, moved, length, cells = self.parents_and_targets(
-            key, archive, params, n, context
+            key, archive, params, n, context, generation
         )
         parents = kicked(jax.random.fold_in(key, 6), enc, archive, parents, cells, moved,
                          params, generation)  # fmt: skip

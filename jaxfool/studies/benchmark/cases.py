@@ -51,6 +51,7 @@ class Case:
     cells: int = 1000  # insert: archive cells
     compute_dtype: str = "float32"  # generation: the classifier's forward pass (or "bfloat16")
     emitter: str = "original"  # generation: fool.py's --emitter spec
+    emitter_params: str = ""  # generation: fool.py's --emitter_params
     runs: int = 1  # runs: independent runs vmapped in one call (map_elites.run_many)
     script_args: tuple[str, ...] = ()  # startup: fool.py's flags (besides --generations=1)
 
@@ -198,6 +199,12 @@ assert sorted(GPU_ORDER) == sorted(BASIC)
 # the stage profile times each emitter's own `emit`
 EMITTER_SPECS = ("original", "isoline", "gradient", "gradient_full", "original:0.5,gradient:0.5")
 
+# the walk of `experiments/configs/imagenet1000_lite0_cppn_walk.flags` (tests check they agree)
+WALK_1000 = (
+    "gradient_walk.sweep=1,gradient_walk.steps=37,gradient_walk.greedy=0,gradient_walk.adam=1,"
+    "gradient_walk.grow=0.985,gradient_walk.step_min=0.0015,gradient_walk.step_max=0.0015"
+)
+
 # Suites of their own cases (CPU-sized, but gpu-runs).
 OWN: dict[str, tuple[Case, ...]] = {
     "emitters": (
@@ -215,6 +222,17 @@ OWN: dict[str, tuple[Case, ...]] = {
         ),
         # the walk on MNIST only (a child costs steps + 1 gradients: Lite0 is GPU work)
         *(gen("lenet", e, 200, generations=10, emitter="gradient_walk") for e in ENCODINGS),
+        # the 1000-class walk's child (one per class) on Lite0: its overhead ratio is a child's
+        # cost in classifier passes, the run's budget unit
+        gen(
+            "efficientnet_lite0",
+            "dense_cppn",
+            16,
+            generations=1,
+            repeats=2,
+            emitter="gradient_walk",
+            emitter_params=WALK_1000,
+        ),
         many("direct", 8, 50, repeats=2),
         many("cppn", 8, 25, repeats=2),
     ),

@@ -52,6 +52,7 @@ def run_config(case: Case) -> RunConfig:
         ten_crop=case.ten_crop,
         compute_dtype=case.compute_dtype,
         emitter=case.emitter,
+        emitter_params=case.emitter_params,
     )
 
 
@@ -212,6 +213,7 @@ def generation_case_row(case: Case) -> dict:
         "fitness": classifiers.fitness_name(clf),
         "compute_dtype": case.compute_dtype,
         "emitter": case.emitter,
+        "emitter_params": case.emitter_params,
         "encoding": case.encoding,
         "population": case.population,
         "image_shape": list(clf.image_shape),
