@@ -169,7 +169,8 @@ QUICK_NAMES = ["quick/lenet/direct/p200", "quick/lenet/cppn/p200", "render/256x2
 DEFAULTS = dict(model="lenet", weights=None, ten_crop=True, encoding="direct", population=200,
                 generations=1, repeats=3, eval_chunk=None, classifier_only=True, stages=True,
                 numpy_generations=0, size=256, channels=3, cells=1000,
-                compute_dtype="float32", emitter="original", runs=1, script_args=[])  # fmt: skip
+                compute_dtype="float32", emitter="original", emitter_params="", runs=1,
+                script_args=[])  # fmt: skip
 SMOKE = [
     dict(DEFAULTS, kind="generation", suite="smoke", name="smoke/lenet/direct/p8", population=8,
          generations=2, repeats=1, numpy_generations=1),
