@@ -84,25 +84,27 @@ class Gradient:
         `context.eval_chunk` children at a time (memory bounded as scoring's)."""
         return self.log_probs_and_grads(context, genomes, targets)[1]
 
-    def log_probs_and_grads(self, context, genomes, targets: jax.Array):
+    def log_probs_and_grads(self, context, genomes, targets: jax.Array, cells: bool = False):
         """(log p(class targets[i]) of child i's surrogate image [n], `log_prob_grads`): the
-        value comes with the gradient's forward pass at no extra cost."""
+        value comes with the gradient's forward pass at no extra cost. cells: also the image's
+        log p of every archive cell's class [n, cells] (the same pass), as a third value."""
         enc = self.encoding
         logits = context.classifier.logits
         # the same forward values, differentiated faster where the network offers it (LeNet)
         logits = logits.for_input_grads() if hasattr(logits, "for_input_grads") else logits
+        classes = jnp.asarray(context.classes, jnp.int32)
 
         def grads(args):
             genomes, targets = args
 
             def total(genes):
                 images = enc.surrogate(genomes, genes, self.grad_size)
-                lp = scoring.log_probs(logits, context.clf_params, images)
-                lp = jnp.take_along_axis(lp, targets[:, None], axis=1)[:, 0]
-                return jnp.sum(lp), lp
+                lp_all = scoring.log_probs(logits, context.clf_params, images)
+                lp = jnp.take_along_axis(lp_all, targets[:, None], axis=1)[:, 0]
+                return jnp.sum(lp), ((lp, lp_all[:, classes]) if cells else lp)
 
             (_, lp), g = jax.value_and_grad(total, has_aux=True)(enc.genes_of(genomes))
-            return lp, g
+            return (lp[0], g, lp[1]) if cells else (lp, g)
 
         n = targets.shape[0]
         chunk = context.eval_chunk

@@ -75,18 +75,24 @@ class GradientWalk(GradientFull):
     params_type = GradientWalkParams
 
     def emit(self, key, archive, params, generation, n, context):
+        return self.walk(key, archive, params, generation, n, context)
+
+    def walk(self, key, archive, params, generation, n, context, stones: bool = False):
+        """n walks' best points; with `stones`, also each walk's stepping stone: the point on
+        its way that would most lift the other cells (`stone_gain`), as (best, stones)."""
         enc = self.encoding
         parents, targets, moved, length, cells = self.parents_and_targets(
             key, archive, params, n, context, generation
         )
         parents = kicked(jax.random.fold_in(key, 6), enc, archive, parents, cells, moved,
                          params, generation)  # fmt: skip
+        is_target = jnp.asarray(context.classes, jnp.int32)[None, :] == targets[:, None]
 
         def per_child(mask, a, b):  # where over a child's leading axis, any gene shape
             return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
 
         def walk(t, state):
-            genes, lp, grads, length, best, best_lp, m, v = state
+            genes, lp, grads, length, best, best_lp, m, v = state[:8]
             # adam: the direction is Adam's m / sqrt(v) over the walk so far (fresh per child,
             # bias-corrected), then normalised as a gradient is; else the gradient itself
             g = jnp.where(jnp.isfinite(grads), grads, 0.0)
@@ -96,13 +102,14 @@ class GradientWalk(GradientFull):
             m_hat, v_hat = m / (1 - ADAM_B1**t), v / (1 - ADAM_B2**t)
             adam = m_hat / (jnp.sqrt(v_hat) + 1e-30)
             cand = stepped(genes, jnp.where(params.adam > 0.5, adam, grads), moved, length)
-            cand_lp, cand_grads = self.log_probs_and_grads(
-                context, enc.with_genes(parents, cand), targets
+            out = self.log_probs_and_grads(
+                context, enc.with_genes(parents, cand), targets, cells=stones
             )
+            cand_lp, cand_grads = out[:2]
             cand_lp = jnp.where(jnp.isnan(cand_lp), -jnp.inf, cand_lp)
             rose = (cand_lp > lp) | (params.greedy < 0.5)
             better = cand_lp > best_lp
-            return (
+            new = (
                 per_child(rose, cand, genes),
                 jnp.where(rose, cand_lp, lp),
                 per_child(rose, cand_grads, grads),
@@ -114,15 +121,33 @@ class GradientWalk(GradientFull):
                 m,
                 v,
             )
+            if not stones:
+                return new
+            stone, stone_lift = state[8:]
+            lift = stone_gain(out[2], archive.log_prob, is_target)
+            higher = lift > stone_lift
+            return new + (per_child(higher, cand, stone), jnp.where(higher, lift, stone_lift))
 
         genes = enc.genes_of(parents)
         lp, grads = self.log_probs_and_grads(context, parents, targets)
         lp = jnp.where(jnp.isnan(lp), -jnp.inf, lp)
         zeros = jnp.zeros_like(grads)
         state = (genes, lp, grads, length, genes, jnp.full((n,), -jnp.inf), zeros, zeros)
+        if stones:
+            state = state + (genes, jnp.full((n,), -jnp.inf))
         steps = jnp.maximum(params.steps.astype(jnp.int32), 1)
-        best = jax.lax.fori_loop(0, steps, walk, state)[4]
-        return enc.with_genes(parents, best)
+        state = jax.lax.fori_loop(0, steps, walk, state)
+        best = enc.with_genes(parents, state[4])
+        return (best, enc.with_genes(parents, state[8])) if stones else best
+
+
+def stone_gain(lp_cells: jax.Array, elite_lp: jax.Array, is_target: jax.Array) -> jax.Array:
+    """How much an image would lift the archive's other cells [n]: the sum over cells other
+    than its walk's target of max(p - p of the cell's elite, 0), in probability (a cell raised
+    from 1e-6 to 1e-4 counts little, one raised to 0.5 much). NaN scores lift nothing."""
+    lift = jnp.maximum(jnp.exp(lp_cells) - jnp.exp(elite_lp)[None, :], 0.0)
+    lift = jnp.where(is_target | ~jnp.isfinite(lift), 0.0, lift)
+    return jnp.sum(lift, axis=-1)
 
 
 def kicked(key, enc, archive, parents, cells, moved, params, generation):
