@@ -94,11 +94,12 @@ def main(argv):
         clash = [f"--{n}" for n in ("model", "weights", "mean") if FLAGS[n].present]
         if clash:
             raise FlagError(f"--models names the networks; drop {', '.join(clash)}")
-    config = cli.from_flags(runs.RunConfig)
     loop = cli.from_flags(runs.LoopConfig, out=FLAGS.resume or FLAGS.out)
-    if FLAGS.resume:
-        given = cli.given_flags()
-        config, loop, _ = runs.store.resumed_configs(FLAGS.resume, config, loop, given)
+    if FLAGS.resume:  # the saved settings first, then RunConfig's checks see them together
+        values, given = cli.flag_values(runs.RunConfig), cli.given_flags()
+        config, loop, _ = runs.store.resumed_configs(FLAGS.resume, values, loop, given)
+    else:
+        config = cli.from_flags(runs.RunConfig)
     multihost = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     cluster.join(*multihost, FLAGS.distributed)  # before anything touches the devices
     import jax

@@ -222,6 +222,29 @@ def test_sweep_takes_every_cell_in_turn_and_is_off_by_default():
     assert 3 not in drawn  # the random draw never takes an empty cell either
 
 
+def test_ranked_takes_the_cells_nearest_their_goal_first():
+    """ranked r: parents are the cells of highest elite p below r, highest first, then those at
+    or above r (never an empty cell: its turn takes the cell sweep or the random draw would);
+    it overrides sweep, and 0 (the default) leaves their cells as they were."""
+    p = jnp.array([0.2, 0.95, 0.5, 0.0, 0.01, 0.99, 0.7], jnp.float32)
+    arch = archive_lib.empty(jnp.zeros((2,)), 7)
+    arch = arch.replace(log_prob=jnp.where(p > 0, jnp.log(p), -jnp.inf))
+    np.testing.assert_array_equal(gradient.ranked_cells(arch.log_prob, 0.9), [6, 2, 0, 4, 1, 5, 3])
+    np.testing.assert_array_equal(gradient.ranked_cells(arch.log_prob, 1.0), [5, 1, 6, 2, 0, 4, 3])
+    key = jax.random.key(5)
+    drawn = np.asarray(archive_lib.select(arch, key, 9))
+    for sweep in (0.0, 1.0):
+        base = gradient.GradientParams(jnp.float32(1e-3), jnp.float32(1e-2), sweep=sweep)
+        on = base.replace(ranked=jnp.float32(0.9))
+        got = np.asarray(gradient.parent_cells(key, arch, on, jnp.int32(3), 9))
+        off = np.asarray(gradient.parent_cells(key, arch, base, jnp.int32(3), 9))
+        swept = (3 * 9 + np.arange(9)) % 7
+        np.testing.assert_array_equal(off, np.where(p[swept] > 0, swept, drawn) if sweep else drawn)
+        np.testing.assert_array_equal(got[:6], [6, 2, 0, 4, 1, 5])
+        assert got[6] == off[6] and p[got[6]] > 0  # the empty cell's turn
+        np.testing.assert_array_equal(got[7:], [6, 2])  # the order repeats
+
+
 def test_walk_with_sweep_aims_each_child_at_its_swept_cell(lenet):
     """A gradient_walk generation with sweep over as many children as cells: each cell is the
     parent and target of one child, which climbs that cell's log p (a dense CPPN: no

@@ -182,6 +182,32 @@ def test_resume_refuses_conflicting_settings_and_non_runs(uninterrupted, tmp_pat
     assert res.returncode == 2 and "resumes in place" in res.stderr
 
 
+def test_resumed_settings_are_checked_with_the_runs_own_emitter(tmp_path):
+    """--resume=DIR --emitter_params=... without --emitter: the params meet the saved run's
+    emitter (here gradient_walk), not the flag's default (original): the same params resume,
+    other ones are a conflict naming the flag, before anything is loaded."""
+    import dataclasses
+
+    from jaxfool.base.errors import ConfigError
+    from jaxfool.runs import LoopConfig, RunConfig, store
+
+    walk = RunConfig(emitter="gradient_walk", emitter_params="gradient_walk.steps=5")
+    flags = {**dataclasses.asdict(walk), **dataclasses.asdict(LoopConfig(out=str(tmp_path)))}
+    (tmp_path / "config.json").write_text(json.dumps({"flags": flags}))
+    given_params = {**dataclasses.asdict(RunConfig()), "emitter_params": "gradient_walk.steps=5"}
+    config, _, _ = store.resumed_configs(tmp_path, given_params, LoopConfig(), {"emitter_params"})
+    assert config == walk
+    other = {**given_params, "emitter_params": "gradient_walk.steps=6"}
+    with pytest.raises(ConfigError, match="conflicts with the resumed run's"):
+        store.resumed_configs(tmp_path, other, LoopConfig(), {"emitter_params"})
+    res = script_runner.run(
+        FOOL + [f"--resume={tmp_path}", "--emitter_params=gradient_walk.steps=6"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert "--emitter_params=gradient_walk.steps=6 conflicts" in res.stderr, res.stderr
+
+
 # --- every genome encoding and emitter: stopped by a signal, resumed, bit for bit ----------------
 
 # (encoding, emitter, emitter settings): the direct + original case is the subprocess tests' above;

@@ -49,12 +49,16 @@ def flag_message(e: ConfigError) -> str:
     return f"--{e.field}={flags.FLAGS[e.field].value}: {text}"
 
 
-def from_flags(cls: type, **overrides: Any) -> Any:
-    """An instance of config dataclass `cls` from the flags named like its fields."""
-    values = {
+def flag_values(cls: type) -> dict[str, Any]:
+    """The values of the flags named like config dataclass `cls`'s fields, unchecked."""
+    return {
         f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(cls) if f.name in flags.FLAGS
     }
-    return cls(**{**values, **overrides})
+
+
+def from_flags(cls: type, **overrides: Any) -> Any:
+    """An instance of config dataclass `cls` from the flags named like its fields."""
+    return cls(**{**flag_values(cls), **overrides})
 
 
 def given_flags() -> set[str]:

@@ -50,13 +50,15 @@ class GradientParams:
     """step_min, step_max: each child's step (the RMS of its gene change, genes in [0, 1]) is
     drawn log-uniformly between them; random_target, weak_target: probabilities of a random
     target cell and of the weakest cell (`target_classes`); sweep: 1 takes parents cell after
-    cell instead of at random (`parent_cells`)."""
+    cell instead of at random; ranked: r > 0 takes the cells of highest p below r first
+    (`parent_cells`)."""
 
     step_min: jax.Array
     step_max: jax.Array
     random_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
     weak_target: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
     sweep: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
+    ranked: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
 
     # what `--emitter_params` may set each field to (`emitter_text.LIMITS`)
     limits = {
@@ -65,6 +67,7 @@ class GradientParams:
         "random_target": "probability",
         "weak_target": "probability",
         "sweep": "switch",
+        "ranked": "probability",
     }
 
 
@@ -149,13 +152,30 @@ class Gradient:
 def parent_cells(key, archive, params, generation, n: int) -> jax.Array:
     """The n parents' cells: drawn uniformly over occupied cells, or with `sweep` cell after
     cell, child i of generation g taking cell (g n + i) mod cells (a run of n = cells children
-    gives every cell one; an empty swept cell gets the random draw instead)."""
+    gives every cell one; an empty swept cell gets the random draw instead), or with `ranked`
+    (r > 0, over `sweep`) the n cells of highest elite p below r, highest first (cells at r or
+    above after them, then the order repeats; an empty cell gets the random draw)."""
     drawn = archive_lib.select(archive, key, n)
     swept = (jnp.asarray(generation, jnp.int32) * n + jnp.arange(n, dtype=jnp.int32)) % (
         archive.num_cells
     )
     use_sweep = (params.sweep > 0.5) & archive.occupied[swept]
-    return jnp.where(use_sweep, swept, drawn)
+    cells = jnp.where(use_sweep, swept, drawn)
+    order = ranked_cells(archive.log_prob, params.ranked)[jnp.arange(n) % archive.num_cells]
+    use_ranked = (params.ranked > 0) & archive.occupied[order]
+    return jnp.where(use_ranked, order, cells)
+
+
+def ranked_cells(log_prob: jax.Array, below: jax.Array) -> jax.Array:
+    """All cells: those whose elite's p is below `below` first, from the highest p down, then
+    the rest (at or above it), then empty cells; ties by cell index. A run
+    of walks that takes them in this order goes first where other walks' images already lifted
+    a class part of the way, and stops walking a class once it reaches `below`."""
+    occupied = log_prob > -jnp.inf
+    under = occupied & (log_prob < jnp.log(below))
+    # one sort key: below the bar its log p, at or above it below every such value, empty last
+    rank = jnp.where(under, log_prob, jnp.where(occupied, -1e30, -jnp.inf))
+    return jnp.argsort(-rank, stable=True).astype(jnp.int32)
 
 
 def target_classes(key, keys, archive, cells: jax.Array, params, context) -> jax.Array:

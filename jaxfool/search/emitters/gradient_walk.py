@@ -42,8 +42,8 @@ class GradientWalkParams:
     random_target, weak_target: probabilities of a random target cell and of the weakest
     (`gradient.target_classes`); kick, patience: a basin hop, Gaussian noise of std `kick` on
     the genes of a parent whose cell has not improved for `patience` generations, before its
-    walk (kick 0, the default: off); sweep: 1 takes parents cell after cell
-    (`gradient.parent_cells`)."""
+    walk (kick 0, the default: off); sweep: 1 takes parents cell after cell; ranked: r > 0 the
+    cells of highest p below r first (`gradient.parent_cells`)."""
 
     step_min: jax.Array
     step_max: jax.Array
@@ -57,6 +57,7 @@ class GradientWalkParams:
     kick: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
     patience: jax.Array = struct.field(default_factory=lambda: jnp.float32(5.0))
     sweep: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
+    ranked: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.0))
 
     limits = {
         **GradientParams.limits,
