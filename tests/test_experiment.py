@@ -105,7 +105,7 @@ def test_resume_keeps_log_and_checkpoint_settings(tmp_path):
     runs.drive(runs.start(SMALL, loop, log=quiet))
     given = {"generations"}
     config, resumed, _ = runs.store.resumed_configs(
-        out, RunConfig(), LoopConfig(generations=12), given
+        out, dataclasses.asdict(RunConfig()), LoopConfig(generations=12), given
     )
     assert config == dataclasses.replace(SMALL, initial_population=20)  # defaults filled
     assert (resumed.log_every, resumed.checkpoint_every) == (3, 6)
@@ -113,7 +113,9 @@ def test_resume_keeps_log_and_checkpoint_settings(tmp_path):
     run = runs.start(config, resumed, resume=True, log=quiet)
     runs.drive(run, resuming=True)
     assert [r["generation"] for r in run.metrics()] == [3, 6, 9, 12]
-    _, again, _ = runs.store.resumed_configs(out, RunConfig(), LoopConfig(), set())
+    _, again, _ = runs.store.resumed_configs(
+        out, dataclasses.asdict(RunConfig()), LoopConfig(), set()
+    )
     assert again.generations == 12  # config.json now says where the run went on to
 
 
@@ -121,7 +123,9 @@ def test_resume_refuses_a_conflicting_setting(tmp_path):
     out = tmp_path / "run"
     runs.drive(runs.start(SMALL, LoopConfig(out=str(out), generations=1), log=quiet))
     with pytest.raises(ConfigError, match="--seed=4 conflicts"):
-        runs.store.resumed_configs(out, RunConfig(seed=4), LoopConfig(), {"seed"})
+        runs.store.resumed_configs(
+            out, dataclasses.asdict(RunConfig(seed=4)), LoopConfig(), {"seed"}
+        )
 
 
 def test_all_nan_classifier_stops_with_outputs(tmp_path, lenet):

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import jax
@@ -42,7 +43,7 @@ def run_to(out: Path, generations: int = 6, resume: bool = False) -> dict:
     loop = LoopConfig(out=str(out), generations=generations, log_every=2, checkpoint_every=2)
     config = CONFIG
     if resume:
-        config, loop, _ = runs.store.resumed_configs(out, CONFIG, loop, {"generations"})
+        config, loop, _ = runs.store.resumed_configs(out, asdict(CONFIG), loop, {"generations"})
     return runs.drive(runs.start(config, loop, resume, log=quiet), resuming=resume)
 
 

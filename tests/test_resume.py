@@ -1,6 +1,7 @@
 """Exact resume: a run killed (SIGKILL) or interrupted (SIGINT) and resumed ends bit-identical to
 an uninterrupted run with the same seed."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -186,8 +187,6 @@ def test_resumed_settings_are_checked_with_the_runs_own_emitter(tmp_path):
     """--resume=DIR --emitter_params=... without --emitter: the params meet the saved run's
     emitter (here gradient_walk), not the flag's default (original): the same params resume,
     other ones are a conflict naming the flag, before anything is loaded."""
-    import dataclasses
-
     from jaxfool.base.errors import ConfigError
     from jaxfool.runs import LoopConfig, RunConfig, store
 
@@ -231,7 +230,9 @@ def run_in_process(out, config, generations, stop=None, log=quiet, resume=False)
 
     loop = LoopConfig(out=str(out), generations=generations, log_every=2)
     if resume:
-        config, loop, _ = store.resumed_configs(out, type(config)(), loop, {"generations"})
+        config, loop, _ = store.resumed_configs(
+            out, dataclasses.asdict(type(config)()), loop, {"generations"}
+        )
     run = runs.start(config, loop, resume, stop, log=log)
     return runs.drive(run, stop, resume)
 

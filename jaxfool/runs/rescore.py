@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,9 @@ def run_configs(run_dir: Path) -> tuple[RunConfig, LoopConfig]:
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")
     try:
-        config, loop, _ = store.resumed_configs(run_dir, RunConfig(), LoopConfig(), given=set())
+        config, loop, _ = store.resumed_configs(
+            run_dir, asdict(RunConfig()), LoopConfig(), given=set()
+        )
     except ConfigError as e:
         raise RunDirError(f"{run_dir}: {e}") from None
     return config, loop

@@ -324,21 +324,16 @@ def kept_settings(
 
 
 def resumed_configs(
-    out: str | Path, config: RunConfig | dict, loop: LoopConfig, given: set[str]
+    out: str | Path, values: dict[str, Any], loop: LoopConfig, given: set[str]
 ) -> tuple[RunConfig, LoopConfig, dict]:
     """The saved run's RunConfig (a `given` setting that differs is a ConfigError) and its loop
-    settings, each replaced by the `given` value where one was given. `config` may be the
-    flags' values by RunConfig field, unchecked: the saved settings replace them before
-    RunConfig checks them together (an --emitter_params given alone meets the run's own
-    --emitter, not the flag's default)."""
+    settings, each replaced by the `given` value where one was given. `values` are the flags'
+    values by RunConfig field, unchecked: the saved settings replace them before RunConfig
+    checks them together (an --emitter_params given alone meets the run's own --emitter, not
+    the flag's default)."""
     record = saved_settings(out)
     saved = record["flags"]
-    if isinstance(config, dict):
-        ours = {f.name: config[f.name] for f in dataclasses.fields(RunConfig) if f.name in config}
-        base = RunConfig()
-    else:
-        ours = {f.name: getattr(config, f.name) for f in dataclasses.fields(RunConfig)}
-        base, config = config, {}
+    ours = {f.name: values[f.name] for f in dataclasses.fields(RunConfig) if f.name in values}
     changes = kept_settings(saved, ours, given)
     loop_changes = {
         f.name: saved[f.name]
@@ -346,15 +341,13 @@ def resumed_configs(
         if f.name in saved and f.name not in given and f.name not in ("out", "overwrite")
     }
     try:
-        resumed = replace_checked(base, **{**config, **changes})
+        return (
+            replace_checked(RunConfig(), **{**ours, **changes}),
+            replace_checked(loop, out=str(out), **loop_changes),
+            record,
+        )
     except (TypeError, ConfigError) as e:
-        if isinstance(e, ConfigError) and e.field not in changes:
+        if isinstance(e, ConfigError) and e.field in ours and e.field not in changes:
             raise  # a flag's own value, not a saved one
-        raise ConfigError(
-            "resume", f"{Path(out) / 'config.json'}: a saved setting is invalid ({e})"
-        ) from None
-    try:
-        return resumed, replace_checked(loop, out=str(out), **loop_changes), record
-    except (TypeError, ConfigError) as e:
         path = Path(out) / "config.json"
         raise ConfigError("resume", f"{path}: a saved setting is invalid ({e})") from None
