@@ -224,8 +224,8 @@ def test_sweep_takes_every_cell_in_turn_and_is_off_by_default():
 
 def test_ranked_takes_the_cells_nearest_their_goal_first():
     """ranked r: parents are the cells of highest elite p below r, highest first, then those at
-    or above r (never an empty cell: its turn takes the cell sweep or the random draw would);
-    it overrides sweep, and 0 (the default) leaves their cells as they were."""
+    or above r (never an empty cell: its turn takes the random draw's cell); 0 (the default)
+    leaves the random draw's and sweep's cells as they were."""
     p = jnp.array([0.2, 0.95, 0.5, 0.0, 0.01, 0.99, 0.7], jnp.float32)
     arch = archive_lib.empty(jnp.zeros((2,)), 7)
     arch = arch.replace(log_prob=jnp.where(p > 0, jnp.log(p), -jnp.inf))
@@ -236,13 +236,59 @@ def test_ranked_takes_the_cells_nearest_their_goal_first():
     for sweep in (0.0, 1.0):
         base = gradient.GradientParams(jnp.float32(1e-3), jnp.float32(1e-2), sweep=sweep)
         on = base.replace(ranked=jnp.float32(0.9))
-        got = np.asarray(gradient.parent_cells(key, arch, on, jnp.int32(3), 9))
         off = np.asarray(gradient.parent_cells(key, arch, base, jnp.int32(3), 9))
         swept = (3 * 9 + np.arange(9)) % 7
         np.testing.assert_array_equal(off, np.where(p[swept] > 0, swept, drawn) if sweep else drawn)
-        np.testing.assert_array_equal(got[:6], [6, 2, 0, 4, 1, 5])
-        assert got[6] == off[6] and p[got[6]] > 0  # the empty cell's turn
-        np.testing.assert_array_equal(got[7:], [6, 2])  # the order repeats
+    on = gradient.GradientParams(jnp.float32(1e-3), jnp.float32(1e-2), ranked=jnp.float32(0.9))
+    got = np.asarray(gradient.parent_cells(key, arch, on, jnp.int32(3), 9))
+    np.testing.assert_array_equal(got[:6], [6, 2, 0, 4, 1, 5])
+    assert got[6] == drawn[6] and p[got[6]] > 0  # the empty cell's turn
+    np.testing.assert_array_equal(got[7:], [6, 2])  # the order repeats
+
+
+def test_ranked_with_sweep_walks_in_turn_and_gives_the_other_turns_to_rank():
+    """ranked r with sweep: the first generation by rank alone; from the second, child i of
+    generation g takes cell ((g - 1) n + i) mod cells if its elite is below r, and the turns of
+    cells at r or empty go to the rank order over the cells not walked in turn."""
+    p = jnp.array([0.2, 0.95, 0.5, 0.0, 0.01, 0.99, 0.7], jnp.float32)
+    arch = archive_lib.empty(jnp.zeros((2,)), 7)
+    arch = arch.replace(log_prob=jnp.where(p > 0, jnp.log(p), -jnp.inf))
+    on = gradient.GradientParams(
+        jnp.float32(1e-3), jnp.float32(1e-2), sweep=jnp.float32(1.0), ranked=jnp.float32(0.9)
+    )
+    key = jax.random.key(5)
+    for g, want in ((0, [6, 2, 0]), (1, [0, 6, 2]), (2, [6, 4, 2]), (3, [6, 0, 2])):
+        got = gradient.parent_cells(key, arch, on, jnp.int32(g), 3)
+        np.testing.assert_array_equal(got, want, err_msg=f"generation {g}")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ranked_with_sweep_never_walks_a_cell_twice_or_one_at_r_before_those_below(seed):
+    """Over random archives (some cells empty, some at r) and generations, n <= occupied cells:
+    the n cells are distinct, every turn's cell below r is among them, and a cell at r is taken only
+    when fewer than n occupied cells are below r."""
+    rng = np.random.default_rng(seed)
+    cells, r = 40, 0.9
+    for _ in range(5):
+        p = rng.uniform(0, 1, cells) ** rng.uniform(0.2, 3)
+        p[rng.uniform(size=cells) < 0.1] = 0.0
+        arch = archive_lib.empty(jnp.zeros((2,)), cells)
+        arch = arch.replace(
+            log_prob=jnp.where(p > 0, jnp.log(jnp.asarray(p, jnp.float32)), -jnp.inf)
+        )
+        on = gradient.GradientParams(
+            jnp.float32(1e-3), jnp.float32(1e-2), sweep=jnp.float32(1.0), ranked=jnp.float32(r)
+        )
+        n, g = int(rng.integers(1, np.sum(p > 0) + 1)), int(rng.integers(0, 30))
+        got = np.asarray(gradient.parent_cells(jax.random.key(seed), arch, on, jnp.int32(g), n))
+        pf = np.asarray(jnp.exp(arch.log_prob))
+        assert len(set(got.tolist())) == n and np.all(pf[got] > 0)
+        if g >= 1:
+            turn = ((g - 1) * n + np.arange(n)) % cells
+            walked = turn[(pf[turn] > 0) & (pf[turn] < r)]
+            assert set(walked.tolist()) <= set(got.tolist())
+        below = int(np.sum((pf > 0) & (pf < r)))
+        assert np.sum(pf[got] >= r) == max(0, n - below)
 
 
 def test_walk_with_sweep_aims_each_child_at_its_swept_cell(lenet):

@@ -153,17 +153,33 @@ def parent_cells(key, archive, params, generation, n: int) -> jax.Array:
     """The n parents' cells: drawn uniformly over occupied cells, or with `sweep` cell after
     cell, child i of generation g taking cell (g n + i) mod cells (a run of n = cells children
     gives every cell one; an empty swept cell gets the random draw instead), or with `ranked`
-    (r > 0, over `sweep`) the n cells of highest elite p below r, highest first (cells at r or
-    above after them, then the order repeats; an empty cell gets the random draw)."""
+    (r > 0) the n cells of highest elite p below r, highest first (cells at or above r after
+    them, then the order repeats; an empty cell gets the random draw).
+
+    `ranked` with `sweep`: cells in turn from the second generation on (child i of generation
+    g >= 1 takes cell ((g - 1) n + i) mod cells if its elite is below r), and every other turn
+    (the whole first generation, a cell already at r) goes to the rank order over the cells
+    not walked in turn this generation: walks start where the random start looks most like
+    the class, and no walk is spent on a class at r."""
     drawn = archive_lib.select(archive, key, n)
-    swept = (jnp.asarray(generation, jnp.int32) * n + jnp.arange(n, dtype=jnp.int32)) % (
-        archive.num_cells
-    )
+    generation = jnp.asarray(generation, jnp.int32)
+    swept = (generation * n + jnp.arange(n, dtype=jnp.int32)) % archive.num_cells
     use_sweep = (params.sweep > 0.5) & archive.occupied[swept]
     cells = jnp.where(use_sweep, swept, drawn)
-    order = ranked_cells(archive.log_prob, params.ranked)[jnp.arange(n) % archive.num_cells]
-    use_ranked = (params.ranked > 0) & archive.occupied[order]
-    return jnp.where(use_ranked, order, cells)
+    turn = ((generation - 1) * n + jnp.arange(n, dtype=jnp.int32)) % archive.num_cells
+    in_turn = (
+        (params.sweep > 0.5)
+        & (generation >= 1)
+        & archive.occupied[turn]
+        & (archive.log_prob[turn] < jnp.log(params.ranked))
+    )
+    # the cells walked in turn leave the rank order (as if empty: last), so none gets two walks
+    taken = jnp.zeros(archive.num_cells, bool).at[turn].max(in_turn)
+    order = ranked_cells(jnp.where(taken, -jnp.inf, archive.log_prob), params.ranked)
+    by_rank = order[(jnp.cumsum(~in_turn) - 1) % archive.num_cells]
+    chosen = jnp.where(in_turn, turn, by_rank)
+    use_ranked = (params.ranked > 0) & archive.occupied[chosen]
+    return jnp.where(use_ranked, chosen, cells)
 
 
 def ranked_cells(log_prob: jax.Array, below: jax.Array) -> jax.Array:
