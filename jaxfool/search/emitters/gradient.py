@@ -166,7 +166,7 @@ def parent_cells(key, archive, params, generation, n: int) -> jax.Array:
     swept = (generation * n + jnp.arange(n, dtype=jnp.int32)) % archive.num_cells
     use_sweep = (params.sweep > 0.5) & archive.occupied[swept]
     cells = jnp.where(use_sweep, swept, drawn)
-    turn = ((generation - 1) * n + jnp.arange(n, dtype=jnp.int32)) % archive.num_cells
+    turn = (swept - n) % archive.num_cells  # sweep's cells one generation later
     in_turn = (
         (params.sweep > 0.5)
         & (generation >= 1)
