@@ -27,6 +27,7 @@ import jax
 from jaxfool.search.emitters.gradient import Gradient
 from jaxfool.search.emitters.gradient_full import GradientFull
 from jaxfool.search.emitters.gradient_walk import GradientWalk
+from jaxfool.search.emitters.gradient_walk_relay import GradientWalkRelay
 from jaxfool.search.emitters.gradient_walk_stones import GradientWalkStones
 from jaxfool.search.emitters.isoline import Isoline
 from jaxfool.search.emitters.original import Original
@@ -63,6 +64,7 @@ EMITTERS: dict[str, type] = {
     "gradient_full": GradientFull,
     "gradient_walk": GradientWalk,
     "gradient_walk_stones": GradientWalkStones,
+    "gradient_walk_relay": GradientWalkRelay,
 }
 
 
