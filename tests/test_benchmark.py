@@ -273,16 +273,18 @@ def test_emitters_suite_has_every_emitter_on_mnist_and_lite0(chosen):
             for m, p in (("lenet", 200), ("efficientnet_lite0", 64)) for e, s in per]  # fmt: skip
     want += [f"emitters/lenet/{e}/p200/gradient_walk" for e in ("direct", "cppn")]
     want += ["emitters/efficientnet_lite0/dense_cppn/p16/gradient_walk"]
+    want += ["emitters/efficientnet_lite0/dense_cppn/p32/gradient_walk_relay"]
     cases = chosen["--suite=emitters"]
     assert names(cases) == [*want, "runs/lenet/direct/p200/r8", "runs/lenet/cppn/p200/r8"]
-    emitters = [s for _, s in per] * 2 + ["gradient_walk"] * 3 + ["original"] * 2
-    assert [c["emitter"] for c in cases] == emitters
-    assert [c["runs"] for c in cases] == [1] * 21 + [8, 8]
-    assert all(c["stages"] for c in cases[:21])  # each emitter's own emit is profiled
-    # the 1000-class walk is measured with the preset's own params
-    preset = (REPO / "experiments/configs/imagenet1000_lite0_cppn_walk.flags").read_text()
-    assert f"--emitter_params={cases[20]['emitter_params']}\n" in preset
-    assert all(c["emitter_params"] == "" for c in cases[:20] + cases[21:])
+    emitters = [s for _, s in per] * 2 + ["gradient_walk"] * 3 + ["gradient_walk_relay"]
+    assert [c["emitter"] for c in cases] == emitters + ["original"] * 2
+    assert [c["runs"] for c in cases] == [1] * 22 + [8, 8]
+    assert all(c["stages"] for c in cases[:22])  # each emitter's own emit is profiled
+    # the 1000-class walk and its relay are measured with the presets' own params
+    for case, preset in ((cases[20], "walk"), (cases[21], "walk_relay")):
+        text = (REPO / f"experiments/configs/imagenet1000_lite0_cppn_{preset}.flags").read_text()
+        assert f"--emitter_params={case['emitter_params']}\n" in text
+    assert all(c["emitter_params"] == "" for c in cases[:20] + cases[22:])
 
 
 def test_gradient_emitter_generation_line():

@@ -204,6 +204,13 @@ WALK_1000 = (
     "gradient_walk.sweep=1,gradient_walk.steps=37,gradient_walk.greedy=0,gradient_walk.adam=1,"
     "gradient_walk.grow=0.985,gradient_walk.step_min=0.0015,gradient_walk.step_max=0.0015"
 )
+# the relay of `experiments/configs/imagenet1000_lite0_cppn_walk_relay.flags` (tests check it)
+RELAY_1000 = (
+    WALK_1000.replace("gradient_walk.", "gradient_walk_relay.").replace(
+        "sweep=1,", "sweep=1,gradient_walk_relay.ranked=0.9,"
+    )
+    + ",gradient_walk_relay.relay=0.9"
+)
 
 # Suites of their own cases (CPU-sized, but gpu-runs).
 OWN: dict[str, tuple[Case, ...]] = {
@@ -232,6 +239,16 @@ OWN: dict[str, tuple[Case, ...]] = {
             repeats=2,
             emitter="gradient_walk",
             emitter_params=WALK_1000,
+        ),
+        # its relay: 16 walks and their 16 second legs (a walk's cost is two children's)
+        gen(
+            "efficientnet_lite0",
+            "dense_cppn",
+            32,
+            generations=1,
+            repeats=2,
+            emitter="gradient_walk_relay",
+            emitter_params=RELAY_1000,
         ),
         many("direct", 8, 50, repeats=2),
         many("cppn", 8, 25, repeats=2),
