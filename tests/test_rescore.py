@@ -25,6 +25,7 @@ IMAGENET_1000 = {
     "imagenet1000_lite0_original": [0, 1, 2, 3, 954],
     "imagenet1000_lite0_isoline": [0, 1, 2, 3, 954],
     "imagenet1000_lite0_cppn_walk": [0, 1, 2, 3, 954],
+    "imagenet1000_lite0_cppn_walk_relay": [0, 1, 2, 3, 954],
     "imagenet1000_lite0_direct_original": [84, 779],
     "imagenet1000_lite0_direct_mix": [145, 429],
 }
