@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfool.runs import emitter_text
 from jaxfool.search import map_elites as evolve
 from jaxfool.search.emitters import EmitContext, gradient, gradient_walk
 from jaxfool.search.encodings.dense_cppn import DenseCppnEncoding
 from tests.test_emitters import config
+from tests.test_gradient_walk_stones import dense_cppn_run
 
 KEY, GENERATION = jax.random.key(3), jnp.int32(2)
 
@@ -80,15 +80,8 @@ def test_a_walk_hands_on_at_the_bar_to_the_highest_cell_not_taken(lenet):
 def test_a_run_with_relay(lenet):
     """The emitter text names it with `gradient_walk`'s settings and `relay`; a short run
     improves cells."""
-    enc = DenseCppnEncoding()
     text = "gradient_walk_relay.sweep=1,gradient_walk_relay.steps=3,gradient_walk_relay.relay=0.5"
-    cfg = config(lenet, enc, (("gradient_walk_relay", 10),), population=10)
-    shares = emitter_text.build_emitters("gradient_walk_relay", enc, 10)
-    params = emitter_text.runtime_params("gradient_walk_relay", text, cfg)
+    shares, params, before, after = dense_cppn_run(lenet, "gradient_walk_relay", text)
     assert [type(e).__name__ for e, _ in shares] == ["GradientWalkRelay"]
     assert float(params[0].relay) == 0.5 and float(params[0].steps) == 3.0
-    state = evolve.init(cfg, lenet[1], jax.random.key(0))
-    before = np.asarray(state.archive.log_prob)
-    state = evolve.run(cfg, lenet[1], state, jax.random.key(1), 2, params)
-    after = np.asarray(state.archive.log_prob)
     assert np.all(after >= before) and np.sum(after > before) >= 5

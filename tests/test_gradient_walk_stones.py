@@ -75,15 +75,21 @@ def test_walks_are_the_plain_walks_and_stones_lift_at_least_as_much(lenet):
 
 def test_a_run_with_stones_and_sweep(lenet):
     """The emitter text names it with `gradient_walk`'s settings; a short run improves cells."""
-    enc = DenseCppnEncoding()
     text = "gradient_walk_stones.sweep=1,gradient_walk_stones.steps=2"
-    cfg = config(lenet, enc, (("gradient_walk_stones", 10),), population=10)
-    shares = emitter_text.build_emitters("gradient_walk_stones", enc, 10)
-    params = emitter_text.runtime_params("gradient_walk_stones", text, cfg)
+    shares, params, before, after = dense_cppn_run(lenet, "gradient_walk_stones", text)
     assert [type(e).__name__ for e, _ in shares] == ["GradientWalkStones"]
     assert float(params[0].sweep) == 1.0 and float(params[0].steps) == 2.0
+    assert np.all(after >= before) and np.sum(after > before) >= 5
+
+
+def dense_cppn_run(lenet, name, text, population=10, generations=2):
+    """A short dense-CPPN run on LeNet with the emitter `name` set by the emitter text `text`:
+    (the built emitter shares, the parsed params, the archive's log p before and after)."""
+    enc = DenseCppnEncoding()
+    cfg = config(lenet, enc, ((name, population),), population=population)
+    shares = emitter_text.build_emitters(name, enc, population)
+    params = emitter_text.runtime_params(name, text, cfg)
     state = evolve.init(cfg, lenet[1], jax.random.key(0))
     before = np.asarray(state.archive.log_prob)
-    state = evolve.run(cfg, lenet[1], state, jax.random.key(1), 2, params)
-    after = np.asarray(state.archive.log_prob)
-    assert np.all(after >= before) and np.sum(after > before) >= 5
+    state = evolve.run(cfg, lenet[1], state, jax.random.key(1), generations, params)
+    return shares, params, before, np.asarray(state.archive.log_prob)

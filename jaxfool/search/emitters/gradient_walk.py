@@ -89,19 +89,9 @@ class GradientWalk(GradientFull):
                          params, generation)  # fmt: skip
         is_target = jnp.asarray(context.classes, jnp.int32)[None, :] == targets[:, None]
 
-        def per_child(mask, a, b):  # where over a child's leading axis, any gene shape
-            return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
-
         def walk(t, state):
             genes, lp, grads, length, best, best_lp, m, v = state[:8]
-            # adam: the direction is Adam's m / sqrt(v) over the walk so far (fresh per child,
-            # bias-corrected), then normalised as a gradient is; else the gradient itself
-            g = jnp.where(jnp.isfinite(grads), grads, 0.0)
-            m = ADAM_B1 * m + (1 - ADAM_B1) * g
-            v = ADAM_B2 * v + (1 - ADAM_B2) * g * g
-            t = (t + 1).astype(jnp.float32)
-            m_hat, v_hat = m / (1 - ADAM_B1**t), v / (1 - ADAM_B2**t)
-            adam = m_hat / (jnp.sqrt(v_hat) + 1e-30)
+            m, v, adam = adam_update(grads, m, v, (t + 1).astype(jnp.float32))
             cand = stepped(genes, jnp.where(params.adam > 0.5, adam, grads), moved, length)
             out = self.log_probs_and_grads(
                 context, enc.with_genes(parents, cand), targets, cells=stones
@@ -140,6 +130,22 @@ class GradientWalk(GradientFull):
         state = jax.lax.fori_loop(0, steps, walk, state)
         best = enc.with_genes(parents, state[4])
         return (best, enc.with_genes(parents, state[8])) if stones else best
+
+
+def per_child(mask: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+    """jnp.where over a child's leading axis, for genes of any shape."""
+    return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+
+def adam_update(grads, m, v, t):
+    """Adam's moments after one more gradient (NaN or inf entries as 0) and its direction
+    m / sqrt(v), bias-corrected for step t (a scalar, or one per child broadcast over the genes):
+    a walk normalises that direction as it would a gradient (fresh moments per child)."""
+    g = jnp.where(jnp.isfinite(grads), grads, 0.0)
+    m = ADAM_B1 * m + (1 - ADAM_B1) * g
+    v = ADAM_B2 * v + (1 - ADAM_B2) * g * g
+    m_hat, v_hat = m / (1 - ADAM_B1**t), v / (1 - ADAM_B2**t)
+    return m, v, m_hat / (jnp.sqrt(v_hat) + 1e-30)
 
 
 def stone_gain(lp_cells: jax.Array, elite_lp: jax.Array, is_target: jax.Array) -> jax.Array:

@@ -28,11 +28,11 @@ from flax import struct
 from jaxfool.search import archive as archive_lib
 from jaxfool.search.emitters.gradient import ranked_cells, stepped
 from jaxfool.search.emitters.gradient_walk import (
-    ADAM_B1,
-    ADAM_B2,
     GradientWalk,
     GradientWalkParams,
+    adam_update,
     kicked,
+    per_child,
 )
 
 
@@ -44,11 +44,6 @@ class GradientWalkRelayParams(GradientWalkParams):
     relay: jax.Array = struct.field(default_factory=lambda: jnp.float32(0.9))
 
     limits = {**GradientWalkParams.limits, "relay": "probability"}
-
-
-def per_child(mask, a, b):
-    """where over a child's leading axis, any gene shape."""
-    return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
 
 
 @dataclass(frozen=True)
@@ -83,12 +78,10 @@ class GradientWalkRelay(GradientWalk):
         def walk(t, state):
             (parents, targets, moved, length, genes, lp, grads, best, best_lp, m, v, k,
              fresh, second, first, handed) = state  # fmt: skip
-            g = jnp.where(jnp.isfinite(grads), grads, 0.0)
-            m_new = ADAM_B1 * m + (1 - ADAM_B1) * g
-            v_new = ADAM_B2 * v + (1 - ADAM_B2) * g * g
+            # Adam's step count is per child: a second leg starts its own from 1
             k_new = k + 1.0
-            kk = k_new.reshape(k.shape + (1,) * (g.ndim - 1))
-            adam = (m_new / (1 - ADAM_B1**kk)) / (jnp.sqrt(v_new / (1 - ADAM_B2**kk)) + 1e-30)
+            kk = k_new.reshape(k.shape + (1,) * (grads.ndim - 1))
+            m_new, v_new, adam = adam_update(grads, m, v, kk)
             step = stepped(genes, jnp.where(params.adam > 0.5, adam, grads), moved, length)
             # a second leg's first step scores its parent (the gradient the walk goes on from)
             cand = per_child(fresh, genes, step)
