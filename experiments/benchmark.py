@@ -43,8 +43,10 @@ installed), render (CPPN renderer alone), archive-insert (MAP-Elites insert alon
 (each `--emitter` and a mix: MNIST at population 200, Lite0 at 64, both encodings, with each
 emitter's stage profile), classifiers-torch, gpu-runs (`map_elites.run_many`: R MNIST runs in
 one call against one call per run), custom (one generation case from --model/--encoding/
---population/...). The suites are tables in `jaxfool.studies.benchmark.cases`: adding a
-configuration is adding its line there; the measuring is the rest of `jaxfool.studies.benchmark`.
+--population/--emitter/--emitter_params/...: a run's own generation, e.g. a walk run's at its
+population, whose gradients fill `--eval_chunk` as the run's do). The suites are tables in
+`jaxfool.studies.benchmark.cases`: adding a configuration is adding its line there; the
+measuring is the rest of `jaxfool.studies.benchmark`.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ import sys
 import time
 from pathlib import Path
 
-from absl import flags
+from absl import flags, logging
 
 from jaxfool.base import cli
 from jaxfool.base.cli import FlagError
@@ -74,10 +76,13 @@ flags.DEFINE_integer("repeats", None, "Timed runs per case, the best reported (d
 flags.DEFINE_integer("eval_chunk", None, "Images per classifier call (default: fool.py's).")
 flags.DEFINE_string("model", "lenet", "custom: classifier.")
 flags.DEFINE_string("weights", None, "custom: weights file or 'random' (default: shipped).")
-flags.DEFINE_string("encoding", "direct", "custom: direct or cppn.")
+flags.DEFINE_string("encoding", "direct", "custom: direct, cppn or dense_cppn.")
 flags.DEFINE_integer("population", 200, "custom: children per generation (even).")
 flags.DEFINE_integer("generations", 100, "custom: generations per timed run.")
 flags.DEFINE_bool("ten_crop", True, "custom, caffenet/alexnet_caffe: the paper's 10 crops.")
+flags.DEFINE_string("emitter", "original", "custom: fool.py's --emitter.")
+flags.DEFINE_string("emitter_params", "", "custom: fool.py's --emitter_params.")
+flags.DEFINE_bool("stages", True, "custom: also time each emitter's emit, express and insert.")
 flags.DEFINE_string("case", None, "Internal: run this one JSON-encoded case and print its line.")
 
 
@@ -87,7 +92,7 @@ def selected_cases() -> list[benchmark.Case]:
     if FLAGS.suite == "custom":
         custom = benchmark.custom_case(
             FLAGS.model, FLAGS.weights, FLAGS.encoding, FLAGS.population, FLAGS.generations,
-            FLAGS.ten_crop,
+            FLAGS.ten_crop, FLAGS.emitter, FLAGS.emitter_params, FLAGS.stages,
         )  # fmt: skip
     return benchmark.select(
         FLAGS.suite, FLAGS.tiny, FLAGS.repeats, FLAGS.eval_chunk, FLAGS.only, custom
@@ -95,6 +100,7 @@ def selected_cases() -> list[benchmark.Case]:
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # no INFO lines (JAX's backend probes) on stderr
     if len(argv) > 1:
         raise FlagError(f"unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.case is not None:

@@ -5,9 +5,12 @@ test_numpy_baseline.py.)"""
 
 import hashlib
 import json
+import re
 import sys
 
 import pytest
+
+from jaxfool.runs.presets import IMAGENET_EVAL_CHUNK
 
 from . import script_runner
 from .conftest import REPO
@@ -78,6 +81,12 @@ def test_insert_line(smoke_rows):
         (["--suite=fast"], "--suite=fast"),
         (["--suite=custom", "--population=3"], "--population=3"),
         (["--population=x"], "--population"),  # absl's own parse error, kept to one line
+        (["--suite=custom", "--emitter=nope"], "--emitter"),
+        (
+            ["--suite=custom", "--emitter=gradient", "--emitter_params=gradient.bogus=1"],
+            "--emitter_params",
+        ),  # fmt: skip
+        (["--suite=custom", "--encoding=dense"], "--encoding"),
     ],
 )
 def test_bad_flags_are_one_line_errors(args, message):
@@ -115,7 +124,14 @@ SUITES = (
 )  # fmt: skip
 CUSTOM = ["--suite=custom", "--model=caffenet", "--encoding=cppn", "--population=10",
           "--generations=3", "--noten_crop", "--weights=random"]  # fmt: skip
-CHOICES = [[f"--suite={s}", *extra] for s in SUITES for extra in ([], ["--tiny"])] + [CUSTOM]
+# a custom case with an emitter (issue 28: a walk run's generation at its own population)
+CUSTOM_WALK = ["--suite=custom", "--model=efficientnet_lite0", "--encoding=dense_cppn",
+               "--population=192", "--generations=1", "--nostages",
+               "--emitter=gradient_walk_relay",
+               "--emitter_params=gradient_walk_relay.steps=37,"
+               "gradient_walk_relay.relay=0.9"]  # fmt: skip
+CHOICES = [[f"--suite={s}", *extra] for s in SUITES for extra in ([], ["--tiny"])]
+CHOICES += [CUSTOM, CUSTOM_WALK]
 # sha256 of json.dumps(cases of CHOICES, sort_keys=True): every field of every case of every
 # suite, with and without --tiny. A change meant to be made (a new configuration) changes it:
 # print the new digest and put it here. Taken when --suite=gpu was sized for its first GPU run
@@ -203,7 +219,7 @@ def test_every_case_of_every_suite_is_as_before(chosen):
     new_suites = (
         "--suite=emitters", "--suite=classifiers-torch", "--suite=gpu-runs", "--suite=startup",
     )  # fmt: skip
-    old = [a for a in CHOICES if a[0] not in new_suites]
+    old = [a for a in CHOICES if a[0] not in new_suites and a != CUSTOM_WALK]
     cases = [[dict(c) for c in chosen[" ".join(args)]] for args in old]
     for case in (c for cs in cases for c in cs):
         assert case.pop("emitter") == "original", case["name"]
@@ -229,6 +245,14 @@ def test_suite_names_and_order(chosen):
         DEFAULTS, kind="generation", suite="custom", name="custom/caffenet/cppn/p10",
         model="caffenet", weights="random", ten_crop=False, encoding="cppn", population=10,
         generations=3,
+    )  # fmt: skip
+    (walk,) = chosen[" ".join(CUSTOM_WALK)]
+    assert walk == dict(
+        DEFAULTS, kind="generation", suite="custom",
+        name="custom/efficientnet_lite0/dense_cppn/p192/gradient_walk_relay",
+        model="efficientnet_lite0", encoding="dense_cppn", population=192, generations=1,
+        stages=False, emitter="gradient_walk_relay",
+        emitter_params="gradient_walk_relay.steps=37,gradient_walk_relay.relay=0.9",
     )  # fmt: skip
 
 
@@ -272,18 +296,25 @@ def test_emitters_suite_has_every_emitter_on_mnist_and_lite0(chosen):
     want = [f"emitters/{m}/{e}/p{p}" + ("" if s == "original" else f"/{s}")
             for m, p in (("lenet", 200), ("efficientnet_lite0", 64)) for e, s in per]  # fmt: skip
     want += [f"emitters/lenet/{e}/p200/gradient_walk" for e in ("direct", "cppn")]
-    want += ["emitters/efficientnet_lite0/dense_cppn/p16/gradient_walk"]
-    want += ["emitters/efficientnet_lite0/dense_cppn/p32/gradient_walk_relay"]
+    want += ["emitters/efficientnet_lite0/dense_cppn/p32/gradient_walk"]
+    want += ["emitters/efficientnet_lite0/dense_cppn/p64/gradient_walk_relay"]
     cases = chosen["--suite=emitters"]
     assert names(cases) == [*want, "runs/lenet/direct/p200/r8", "runs/lenet/cppn/p200/r8"]
     emitters = [s for _, s in per] * 2 + ["gradient_walk"] * 3 + ["gradient_walk_relay"]
     assert [c["emitter"] for c in cases] == emitters + ["original"] * 2
     assert [c["runs"] for c in cases] == [1] * 22 + [8, 8]
-    assert all(c["stages"] for c in cases[:22])  # each emitter's own emit is profiled
+    assert all(c["stages"] for c in cases[:20])  # each emitter's own emit is profiled
+    # the Lite0 walks fill one eval_chunk exactly, as a run's gradient calls do
+    chunk = IMAGENET_EVAL_CHUNK  # fool.py's default for Lite0
+    assert [c["population"] for c in cases[20:22]] == [chunk, 2 * chunk]
     # the 1000-class walk and its relay are measured with the presets' own params
     for case, preset in ((cases[20], "walk"), (cases[21], "walk_relay")):
         text = (REPO / f"experiments/configs/imagenet1000_lite0_cppn_{preset}.flags").read_text()
         assert f"--emitter_params={case['emitter_params']}\n" in text
+    # the relay preset's walks (half its population) fill whole eval chunks: no padded gradients
+    text = (REPO / "experiments/configs/imagenet1000_lite0_cppn_walk_relay.flags").read_text()
+    (population,) = [int(v) for v in re.findall(r"^--population=(\d+)$", text, re.M)]
+    assert "--eval_chunk" not in text and (population // 2) % chunk == 0
     assert all(c["emitter_params"] == "" for c in cases[:20] + cases[22:])
 
 

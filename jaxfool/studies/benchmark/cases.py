@@ -16,8 +16,9 @@ from pathlib import Path
 from jaxfool import classifiers
 from jaxfool.base import fileio
 from jaxfool.base.errors import ConfigError
-from jaxfool.runs.config import RunConfig
+from jaxfool.runs.config import RunConfig, check_emitter_settings
 from jaxfool.runs.setup import load_classifier
+from jaxfool.search import encodings
 
 ENCODINGS = ("direct", "cppn")
 
@@ -230,23 +231,28 @@ OWN: dict[str, tuple[Case, ...]] = {
         # the walk on MNIST only (a child costs steps + 1 gradients: Lite0 is GPU work)
         *(gen("lenet", e, 200, generations=10, emitter="gradient_walk") for e in ENCODINGS),
         # the 1000-class walk's child (one per class) on Lite0: its overhead ratio is a child's
-        # cost in classifier passes, the run's budget unit
-        gen(
-            "efficientnet_lite0",
-            "dense_cppn",
-            16,
-            generations=1,
-            repeats=2,
-            emitter="gradient_walk",
-            emitter_params=WALK_1000,
-        ),
-        # its relay: 16 walks and their 16 second legs (a walk's cost is two children's)
+        # cost in classifier passes, the run's budget unit. 32 walks: one `eval_chunk` (fool.py's
+        # Lite0 default), the shape of a run's gradient calls (a run whose walks do not fill its
+        # last chunk pays for the whole chunk: 100 walks cost 128). No stage profile: the walk's
+        # emit is nearly all of the generation
         gen(
             "efficientnet_lite0",
             "dense_cppn",
             32,
             generations=1,
             repeats=2,
+            stages=False,
+            emitter="gradient_walk",
+            emitter_params=WALK_1000,
+        ),
+        # its relay: 32 walks and their 32 second legs (a walk's cost is two children's)
+        gen(
+            "efficientnet_lite0",
+            "dense_cppn",
+            64,
+            generations=1,
+            repeats=2,
+            stages=False,
             emitter="gradient_walk_relay",
             emitter_params=RELAY_1000,
         ),
@@ -317,14 +323,16 @@ def suite_cases(suite: str) -> list[Case]:
 
 def custom_case(
     model: str, weights: str | None, encoding: str, population: int, generations: int,
-    ten_crop: bool = True,
+    ten_crop: bool = True, emitter: str = "original", emitter_params: str = "",
+    stages: bool = True,
 ) -> Case:  # fmt: skip
     """The one generation case of --suite=custom; ConfigError naming a bad setting (a weights
     file that does not load: now, not in the case)."""
     if model not in classifiers.MODELS:
         raise ConfigError("model", f"choose one of {', '.join(classifiers.MODELS)}")
-    if encoding not in ENCODINGS:
-        raise ConfigError("encoding", f"choose one of {', '.join(ENCODINGS)}")
+    if encoding not in encodings.ENCODINGS:
+        raise ConfigError("encoding", f"choose one of {', '.join(encodings.ENCODINGS)}")
+    check_emitter_settings(emitter, emitter_params, max(population, 2))
     if population < 2 or population % 2:
         raise ConfigError("population", "must be an even number >= 2")
     if generations < 1:
@@ -342,8 +350,11 @@ def custom_case(
             "ten_crop", "--noten_crop: only caffenet and alexnet_caffe score 10 crops"
         )
     name = f"custom/{model}/{encoding}/p{population}"
+    if emitter != "original":
+        name += f"/{emitter}"
     return Case("generation", "custom", name, model, weights, ten_crop, encoding, population,
-                generations)  # fmt: skip
+                generations, stages=stages, emitter=emitter,
+                emitter_params=emitter_params)  # fmt: skip
 
 
 def shrink(case: Case) -> Case:
