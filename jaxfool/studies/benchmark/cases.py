@@ -332,9 +332,9 @@ def custom_case(
         raise ConfigError("model", f"choose one of {', '.join(classifiers.MODELS)}")
     if encoding not in encodings.ENCODINGS:
         raise ConfigError("encoding", f"choose one of {', '.join(encodings.ENCODINGS)}")
-    check_emitter_settings(emitter, emitter_params, max(population, 2))
     if population < 2 or population % 2:
         raise ConfigError("population", "must be an even number >= 2")
+    check_emitter_settings(emitter, emitter_params, population)
     if generations < 1:
         raise ConfigError("generations", "must be >= 1")
     if weights and weights != "random":
